@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make book` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The staged datasets beside the checkout, unless GPVAE_DATA_DIR is already set.
+SHARED_DATA := $(abspath ../shared/data)
+export GPVAE_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+# Chapters execute at smoke scale unless GPVAE_SMOKE=0.
+export GPVAE_SMOKE ?= 1
+
+.PHONY: install test book clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python -c "import torch, torchvision, gpytorch, gpvae; print('installed: torch', torch.__version__, 'torchvision', torchvision.__version__, 'gpytorch', gpytorch.__version__)"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout=1200 tests book
+
+book: install
+	rm -rf _build/.jupyter_cache
+	$(BIN)/jupyter-book build . -n -W --keep-going
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+clean:
+	rm -rf _build runs

@@ -1,0 +1,92 @@
+"""Command line: ``python -m gpvae train|evaluate ...``.
+
+Options of ``train`` are generated from :class:`gpvae.config.TrainConfig`, so the CLI, papermill
+parameters and the Python API share one set of names. Exit codes: 0 success, 2 usage or data error
+(unknown option or choice, invalid value, missing or corrupt data, conflicting run folder),
+3 training diverged (NaN/inf), 130 interrupted (the last checkpoint is kept; rerun with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, TrainConfig, option_specs
+from .data import DataError
+from .training import TrainingDiverged, evaluate_run, train
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def _typed(kind: type, minimum):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    minimums = {f: m for f, m in ((f.name, f.metadata["minimum"]) for f in TrainConfig.__dataclass_fields__.values())}
+    for name, default, type_name, help_text, choices in option_specs():
+        flag = "--" + name.replace("_", "-")
+        if type_name == "bool":
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        kind = int if "int" in type_name else float if "float" in type_name else str
+        parser.add_argument(flag, type=_typed(kind, minimums[name]), default=default, choices=choices,
+                            metavar=None if choices else name.upper(),
+                            help=f"{help_text} (default: {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gpvae", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a model and evaluate it on the test set")
+    _add_config_options(train)
+    evaluate = commands.add_parser("evaluate", help="re-evaluate a trained run's best model")
+    evaluate.add_argument("run_dir", help="run folder written by train (--out)")
+    evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
+    evaluate.add_argument("--max-test", type=_typed(int, 1), help="evaluate only the first N test images")
+    evaluate.add_argument("--data-dir", help="dataset folder (default: the run's)")
+    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
+    return parser
+
+
+def _summary(metrics: dict) -> str:
+    keys = ("model", "dataset", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test", "epochs_done",
+            "train_seconds", "device")
+    return json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            options = {k: v for k, v in vars(args).items() if k != "command"}
+            config = TrainConfig(**options)
+            metrics = train(config)
+            print(_summary(metrics))
+            print(f"wrote {config.run_dir}/metrics.json")
+        else:
+            result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device)
+            print(_summary(result))
+    except (DataError, ConfigError) as err:
+        print(f"gpvae: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as err:
+        print(f"gpvae: training diverged: {err}. The last good checkpoint is kept; "
+              "lower --lr or change --seed and rerun.", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("gpvae: interrupted; the last completed epoch is checkpointed: rerun with --resume to continue.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

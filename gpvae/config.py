@@ -1,0 +1,68 @@
+"""One set of option names for the CLI, the papermill parameters and the Python API.
+
+:class:`TrainConfig` is the single source: each field is a ``--kebab-case`` CLI option, a
+papermill parameter of the training chapter and a keyword of :func:`gpvae.training.train`.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from .data import DATASETS
+from .models import MODELS
+from .networks import NETWORKS
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """An option value outside its allowed choices or range."""
+
+
+def _opt(default, help: str, choices=None, minimum=None):
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (and so its metrics)."""
+
+    model: str = _opt("vae", "inference model", choices=tuple(MODELS))
+    dataset: str = _opt("mnist", "dataset", choices=DATASETS)
+    network: str = _opt("auto", "encoder/decoder pair; auto = mlp for binary 28x28 data, conv otherwise",
+                        choices=("auto",) + NETWORKS)
+    latent_dim: int = _opt(50, "latent dimension d", minimum=1)
+    epochs: int = _opt(10, "training epochs (total, including resumed ones)", minimum=0)
+    batch_size: int = _opt(100, "minibatch size for training and evaluation", minimum=1)
+    lr: float = _opt(1e-3, "Adam learning rate", minimum=0.0)
+    iwae_k: int = _opt(5, "importance samples in the IWAE training bound (model iwae)", minimum=1)
+    seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
+    device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)
+    data_dir: str | None = _opt(None, "dataset folder (default: $GPVAE_DATA_DIR or ~/.cache/gpvae/data)")
+    download: bool = _opt(False, "let torchvision download missing data")
+    out: str | None = _opt(None, "run folder (default: runs/MODEL_DATASET_seedSEED)")
+    max_train: int | None = _opt(None, "use only the first N training images", minimum=1)
+    max_test: int | None = _opt(None, "evaluate only the first N test images", minimum=1)
+    eval_k: int = _opt(5000, "importance samples K of the test log-likelihood", minimum=1)
+    resume: bool = _opt(False, "continue the run in --out from its last checkpoint")
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ConfigError(f"{f.name} = {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+            if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
+                raise ConfigError(f"{f.name} = {value!r} must be at least {meta['minimum']}")
+
+    @property
+    def run_dir(self) -> str:
+        return self.out or f"runs/{self.model}_{self.dataset}_seed{self.seed}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def option_specs():
+    """(name, default, type, help, choices) of every :class:`TrainConfig` field, for the CLI."""
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else None
+        yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"]

@@ -1,0 +1,297 @@
+"""Datasets, splits and binarization, exactly as METHOD.md §4 fixes them.
+
+Every dataset is read through torchvision's dataset classes and file formats and held in memory
+as tensors of shape (N, C, H, W):
+
+=============  ==========  ===========================================  ==================
+name           likelihood  train / valid / test                          pixels
+=============  ==========  ===========================================  ==================
+mnist          bernoulli   first 50,000 / last 10,000 train / 10,000     grey in [0, 1]
+fashion_mnist  logistic    first 50,000 / last 10,000 train / 10,000     uint8 0..255
+omniglot       bernoulli   background minus 10% (seeded) / 10% / eval.   grey in [0, 1]
+cifar10        logistic    first 45,000 / last 5,000 train / 10,000      uint8 0..255
+svhn           logistic    first 90% / last 10% of train / test          uint8 0..255
+celeba         logistic    official train / valid / test (64x64 crop)    uint8 0..255
+=============  ==========  ===========================================  ==================
+
+Binary datasets keep the training images in grey levels and are binarized *dynamically*, a new
+Bernoulli draw per minibatch (:meth:`ImageData.training_batch`); validation and test images are
+binarized *once* with the fixed seeds :data:`VALID_BINARIZATION_SEED` and
+:data:`TEST_BINARIZATION_SEED`. Omniglot is resized from 105x105 to 28x28 with torchvision's
+antialiased bilinear resize: it is "Omniglot-28 (resized)", not Burda et al.'s ``chardata.mat``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms.functional as TF
+from torchvision.datasets.utils import check_integrity, extract_archive
+
+DATASETS = ("mnist", "fashion_mnist", "omniglot", "cifar10", "svhn", "celeba")
+TEST_BINARIZATION_SEED = 0
+VALID_BINARIZATION_SEED = 1
+SPLIT_SEED = 0
+OMNIGLOT_SIDE = 28
+CELEBA_CROP, CELEBA_SIDE = 148, 64
+
+# sha256 of the .npz copies of Omniglot described in shared/data/README.md.
+OMNIGLOT_NPZ_SHA256 = {
+    "images_background.npz": "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199",
+    "images_evaluation.npz": "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276",
+}
+
+
+class DataError(RuntimeError):
+    """Missing or corrupt data; the message names the files, the folder and how to get them."""
+
+
+def default_data_dir() -> Path:
+    """``$GPVAE_DATA_DIR`` if set, else ``~/.cache/gpvae/data``."""
+    return Path(os.environ.get("GPVAE_DATA_DIR") or Path.home() / ".cache" / "gpvae" / "data")
+
+
+def cache_dir() -> Path:
+    """Writable folder for decompressed and resized copies: ``$GPVAE_CACHE_DIR`` or ``~/.cache/gpvae``."""
+    return Path(os.environ.get("GPVAE_CACHE_DIR") or Path.home() / ".cache" / "gpvae")
+
+
+@dataclass
+class ImageData:
+    """A dataset's three splits, each a float tensor (N, C, H, W).
+
+    ``likelihood`` is ``"bernoulli"`` (pixels in [0, 1]; train holds grey levels, valid/test are
+    binarized once) or ``"logistic"`` (pixel values 0..255, discretized logistic likelihood).
+    """
+
+    name: str
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    likelihood: str
+    description: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def n_dims(self) -> int:
+        return int(np.prod(self.image_shape))
+
+    def training_batch(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Dynamic binarization for binary data (one Bernoulli draw per call); identity otherwise."""
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(x, generator=generator)
+        return x
+
+    def limit(self, max_train: int | None = None, max_test: int | None = None) -> "ImageData":
+        """The first ``max_train`` training and ``max_test`` test images (validation is kept)."""
+        return ImageData(self.name, self.train[:max_train], self.valid, self.test[:max_test],
+                         self.likelihood, self.description)
+
+
+def binarize_once(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed Bernoulli draw of grey levels ``x`` in [0, 1], reproducible from ``seed``."""
+    return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+
+
+def load(name: str, data_dir: str | Path | None = None, download: bool = False) -> ImageData:
+    """Load dataset ``name`` (one of :data:`DATASETS`) from ``data_dir`` (default :func:`default_data_dir`)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return _LOADERS[name](root, download)
+
+
+# --------------------------------------------------------------------------------------------- #
+# MNIST and Fashion-MNIST: torchvision's IDX readers, from the .gz files when only those exist.
+
+def _idx_dataset(cls, root: Path, download: bool, train: bool):
+    """torchvision ``cls`` (MNIST or FashionMNIST), decompressing md5-checked ``.gz`` files into the cache."""
+    raw = root / cls.__name__ / "raw"
+    unpacked = [Path(fname).with_suffix("").name for fname, _ in cls.resources]
+    if all((raw / f).exists() for f in unpacked):
+        return cls(str(root), train=train, download=False)
+    gz = [(raw / fname, md5) for fname, md5 in cls.resources]
+    if all(path.exists() for path, _ in gz):
+        bad = [path.name for path, md5 in gz if not check_integrity(str(path), md5)]
+        if bad:
+            raise DataError(f"{cls.__name__}: corrupt file(s) {', '.join(bad)} in {raw} "
+                            "(md5 differs from torchvision's); replace them with the originals.")
+        target = cache_dir() / "data" / cls.__name__ / "raw"
+        target.mkdir(parents=True, exist_ok=True)
+        for path, _ in gz:
+            if not (target / path.with_suffix("").name).exists():
+                extract_archive(str(path), str(target))
+        return cls(str(target.parent.parent), train=train, download=False)
+    if download:
+        return cls(str(root), train=train, download=True)
+    raise DataError(_missing(cls.__name__, raw, [f for f, _ in cls.resources] + ["(or the same names without .gz)"]))
+
+
+def _missing(what: str, folder: Path, files: list[str], how: str = "") -> str:
+    how = how or "pass --download (or download=True) to fetch it with torchvision"
+    return (f"{what} not found. Expected {', '.join(files)} in {folder}. "
+            f"Point --data-dir (or GPVAE_DATA_DIR) at the folder that holds it, or {how}.")
+
+
+def _split_train(x: torch.Tensor, n_valid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[:-n_valid], x[-n_valid:]
+
+
+def _binary_data(name, train_grey, test_grey, n_valid, description, permute=False) -> ImageData:
+    if permute:
+        train_grey = train_grey[torch.randperm(len(train_grey), generator=torch.Generator().manual_seed(SPLIT_SEED))]
+    train, valid = _split_train(train_grey, n_valid)
+    return ImageData(name, train, binarize_once(valid, VALID_BINARIZATION_SEED),
+                     binarize_once(test_grey, TEST_BINARIZATION_SEED), "bernoulli", description)
+
+
+def _load_mnist(root: Path, download: bool) -> ImageData:
+    sets = [_idx_dataset(torchvision.datasets.MNIST, root, download, train) for train in (True, False)]
+    grey = [s.data.unsqueeze(1).float() / 255.0 for s in sets]
+    return _binary_data("mnist", grey[0], grey[1], 10_000,
+                        "MNIST, dynamic binarization for training; validation (last 10,000 training images) "
+                        f"and test binarized once (seeds {VALID_BINARIZATION_SEED}, {TEST_BINARIZATION_SEED})")
+
+
+def _load_fashion_mnist(root: Path, download: bool) -> ImageData:
+    sets = [_idx_dataset(torchvision.datasets.FashionMNIST, root, download, train) for train in (True, False)]
+    pixels = [s.data.unsqueeze(1).float() for s in sets]
+    train, valid = _split_train(pixels[0], 10_000)
+    return ImageData("fashion_mnist", train, valid, pixels[1], "logistic",
+                     "Fashion-MNIST, 8-bit grey levels (discretized logistic likelihood); "
+                     "validation = last 10,000 training images")
+
+
+# --------------------------------------------------------------------------------------------- #
+# Omniglot: torchvision's zips, or the .npz copy of the original 105x105 images.
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _omniglot_ink(root: Path, background: bool, download: bool) -> torch.Tensor:
+    """Original Omniglot images as float ink maps (N, 1, 105, 105), ink = 1."""
+    stem = "images_background" if background else "images_evaluation"
+    npz = root / "omniglot-npz" / f"{stem}.npz"
+    tv_root = root / "omniglot-py"
+    if npz.exists():
+        if _sha256(npz) != OMNIGLOT_NPZ_SHA256[npz.name]:
+            raise DataError(f"Omniglot: corrupt file {npz} (sha256 differs from {OMNIGLOT_NPZ_SHA256[npz.name]}).")
+        images = np.load(npz)["images"]  # bool (chars, drawers, 105, 105), True = background
+        return torch.from_numpy(~images.reshape(-1, 1, 105, 105)).float()
+    if (tv_root / f"{stem}.zip").exists() or download:
+        root_for_tv = root
+        if not download and not (tv_root / stem).is_dir():  # verified zip, not yet extracted: extract into cache
+            root_for_tv = cache_dir() / "data"
+            (root_for_tv / "omniglot-py").mkdir(parents=True, exist_ok=True)
+            link = root_for_tv / "omniglot-py" / f"{stem}.zip"
+            if not link.exists():
+                link.symlink_to((tv_root / f"{stem}.zip").resolve())
+            extract_archive(str(link), str(link.parent))
+        try:
+            ds = torchvision.datasets.Omniglot(str(root_for_tv), background=background, download=download)
+        except RuntimeError as err:
+            raise DataError(f"Omniglot: {err} (looked in {tv_root})") from None
+        return torch.stack([1.0 - TF.pil_to_tensor(ds[i][0]).float().clamp(max=1) for i in range(len(ds))])
+    raise DataError(_missing("Omniglot", root, [f"omniglot-npz/{stem}.npz", f"omniglot-py/{stem}.zip"]))
+
+
+def resize_omniglot(ink: torch.Tensor, side: int = OMNIGLOT_SIDE, chunk: int = 2048) -> torch.Tensor:
+    """Antialiased bilinear resize of ink maps (N, 1, 105, 105) to grey levels (N, 1, side, side) in [0, 1]."""
+    return torch.cat([TF.resize(part, [side, side], antialias=True).clamp(0, 1) for part in ink.split(chunk)])
+
+
+def _load_omniglot(root: Path, download: bool) -> ImageData:
+    cached = cache_dir() / "data" / f"omniglot{OMNIGLOT_SIDE}.pt"
+    if cached.exists():
+        grey = torch.load(cached)
+    else:
+        grey = [resize_omniglot(_omniglot_ink(root, bg, download)) for bg in (True, False)]
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(grey, cached)
+    n_valid = len(grey[0]) // 10
+    return _binary_data("omniglot", grey[0], grey[1], n_valid,
+                        "Omniglot-28 (resized): background set resized 105->28 (antialiased), seeded 10% "
+                        f"validation ({n_valid} images), evaluation set for test; dynamic binarization",
+                        permute=True)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Colour datasets: CIFAR-10, SVHN, CelebA (discretized logistic likelihood).
+
+def _torchvision_colour(make, what: str, folder: Path, files: list[str], download: bool):
+    """Call a torchvision constructor, turning its missing/corrupt errors into :class:`DataError`."""
+    try:
+        return make(download)
+    except RuntimeError as err:
+        present = all((folder / f).exists() for f in files)
+        if present:
+            raise DataError(f"{what}: files in {folder} failed torchvision's md5 check ({err}); "
+                            "replace them with the originals.") from None
+        raise DataError(_missing(what, folder, files)) from None
+
+
+def _load_cifar10(root: Path, download: bool) -> ImageData:
+    cls = torchvision.datasets.CIFAR10
+    folder = root / cls.base_folder
+    files = [f for f, _ in cls.train_list + cls.test_list]
+    sets = [_torchvision_colour(lambda d, t=train: cls(str(root), train=t, download=d), "CIFAR-10", folder,
+                                files, download) for train in (True, False)]
+    pixels = [torch.from_numpy(s.data).permute(0, 3, 1, 2).float() for s in sets]
+    train, valid = _split_train(pixels[0], 5_000)
+    return ImageData("cifar10", train, valid, pixels[1], "logistic",
+                     "CIFAR-10, 8-bit colour; validation = last 5,000 training images")
+
+
+def _load_svhn(root: Path, download: bool) -> ImageData:
+    cls = torchvision.datasets.SVHN
+    sets = [_torchvision_colour(lambda d, s=split: cls(str(root), split=s, download=d), "SVHN", root,
+                                [cls.split_list[s][1] for s in ("train", "test")], download)
+            for split in ("train", "test")]
+    pixels = [torch.from_numpy(s.data).float() for s in sets]
+    train, valid = _split_train(pixels[0], len(pixels[0]) // 10)
+    return ImageData("svhn", train, valid, pixels[1], "logistic",
+                     "SVHN (train split only, no 'extra'), 8-bit colour; validation = last 10% of train")
+
+
+def _celeba_split(root: Path, split: str, download: bool) -> torch.Tensor:
+    cls = torchvision.datasets.CelebA
+    crop = torchvision.transforms.Compose([
+        torchvision.transforms.CenterCrop(CELEBA_CROP),
+        torchvision.transforms.Resize(CELEBA_SIDE, antialias=True),
+        torchvision.transforms.PILToTensor(),
+    ])
+    ds = _torchvision_colour(lambda d: cls(str(root), split=split, target_type=[], transform=crop, download=d),
+                             "CelebA", root / cls.base_folder,
+                             ["img_align_celeba/"] + [f for _, _, f in cls.file_list if not f.endswith(".zip")],
+                             download)
+    return torch.stack([ds[i][0] for i in range(len(ds))]).float()
+
+
+def _load_celeba(root: Path, download: bool) -> ImageData:
+    train, valid, test = (_celeba_split(root, s, download) for s in ("train", "valid", "test"))
+    return ImageData("celeba", train, valid, test, "logistic",
+                     f"CelebA aligned, centre crop {CELEBA_CROP} resized to {CELEBA_SIDE}x{CELEBA_SIDE}, "
+                     "official train/valid/test partition, 8-bit colour")
+
+
+_LOADERS = {
+    "mnist": _load_mnist,
+    "fashion_mnist": _load_fashion_mnist,
+    "omniglot": _load_omniglot,
+    "cifar10": _load_cifar10,
+    "svhn": _load_svhn,
+    "celeba": _load_celeba,
+}

@@ -1,0 +1,26 @@
+"""Inference models behind one interface (:class:`LatentVariableModel`), and their registry."""
+from __future__ import annotations
+
+from ..networks import build_networks
+from .base import LatentVariableModel
+from .linear_gaussian import LinearGaussian
+from .vae import IWAE, VAE
+
+MODELS = {"vae": VAE, "iwae": IWAE}
+
+
+def default_network(image_shape: tuple[int, int, int], likelihood: str) -> str:
+    """``mlp`` for binary 28x28 images (the IWAE paper's network), ``conv`` otherwise."""
+    return "mlp" if likelihood == "bernoulli" and image_shape[1:] == (28, 28) else "conv"
+
+
+def build_model(config, image_shape: tuple[int, int, int], likelihood: str) -> LatentVariableModel:
+    """The model ``config.model`` with the networks ``config.network`` for images of ``image_shape``."""
+    network = config.network if config.network != "auto" else default_network(image_shape, likelihood)
+    encoder, decoder = build_networks(network, image_shape, likelihood, config.latent_dim)
+    if config.model == "iwae":
+        return IWAE(encoder, decoder, iwae_k=config.iwae_k)
+    return MODELS[config.model](encoder, decoder)
+
+
+__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "build_model", "default_network"]

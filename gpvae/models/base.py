@@ -1,0 +1,53 @@
+"""The interface every model answers (METHOD.md §1, §4).
+
+A model is a generative model log p_θ(x, z) = log N(z; 0, I) + log p_θ(x | z) together with a
+proposal r(z | x): a distribution that can be sampled (with reparameterization) and whose density
+is exact. Every estimator in :mod:`gpvae.evaluation` is built from these two pieces, so the same
+protocol serves every model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from .. import objectives
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I): (..., d) -> (...)."""
+    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * math.log(2 * math.pi))
+
+
+class LatentVariableModel(nn.Module):
+    """Base class: subclasses define :meth:`log_likelihood` (log p(x|z)) and :meth:`proposal`."""
+
+    latent_dim: int
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x | z): x (B, ...), z (S, B, d) -> (S, B)."""
+        raise NotImplementedError
+
+    def proposal(self, x: torch.Tensor) -> Distribution:
+        """r(z | x), batch shape (B,), event shape (d,), with ``rsample`` and an exact ``log_prob``."""
+        raise NotImplementedError
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x, z): (S, B)."""
+        return standard_normal_log_prob(z) + self.log_likelihood(x, z)
+
+    def log_weights(self, x: torch.Tensor, n_samples: int, proposal: Distribution | None = None) -> torch.Tensor:
+        """log w = log p(x, z) − log r(z | x) for ``n_samples`` draws z ~ r: (S, B)."""
+        r = self.proposal(x) if proposal is None else proposal
+        z = r.rsample((n_samples,))
+        return self.log_joint(x, z) - r.log_prob(z)
+
+    def elbo(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
+        """ELBO per example (B,), Monte Carlo over ``n_samples`` draws."""
+        return objectives.elbo(self.log_weights(x, n_samples))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Training loss for a minibatch (scalar): minus the mean per-example objective."""
+        return -self.elbo(x).mean()

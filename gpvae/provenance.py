@@ -1,0 +1,44 @@
+"""Where a number came from: code commit, library versions, device."""
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+import gpytorch
+import torch
+
+from .config import ConfigError
+
+
+def git_commit() -> str:
+    """The commit of the gpvae checkout (with ``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device: torch.device) -> dict:
+    return {"git_commit": git_commit(), "torch_version": torch.__version__,
+            "gpytorch_version": gpytorch.__version__, "device": device_name(device)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but torch sees no GPU; use --device cpu or auto")
+    return torch.device(name)

@@ -1,0 +1,167 @@
+"""Training with Adam, validation-based model selection, per-epoch checkpoints and exact resume.
+
+A run folder holds ``checkpoint.pt`` (written atomically after every epoch: parameters, optimizer,
+RNG states, the best parameters so far and the history), ``metrics.json`` (the protocol's summary
+for the best-validation parameters, with every option and its provenance) and ``per_example.json``.
+Interrupting a run loses at most the current epoch; ``resume=True`` continues from the checkpoint
+and ends exactly where an uninterrupted run ends (same seed, same device). A non-finite loss stops
+the run with :class:`TrainingDiverged` and leaves the last good checkpoint untouched.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from . import data as datasets
+from .config import ConfigError, TrainConfig
+from .evaluation import elbo, evaluate
+from .models import LatentVariableModel, build_model
+from .progress import progress
+from .provenance import provenance, resolve_device
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+PER_EXAMPLE = "per_example.json"
+# Options that may change between an interrupted run and its resumption without changing the training.
+RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class RunFolderError(ConfigError):
+    """The run folder conflicts with the request (an existing run without ``resume``, or other options)."""
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise RunFolderError(f"no {CHECKPOINT} in {run_dir}: not a gpvae run folder")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def prepare(config: TrainConfig) -> tuple[datasets.ImageData, LatentVariableModel, torch.device]:
+    """Data (limited as the config says), a freshly seeded model on its device, and the device."""
+    device = resolve_device(config.device)
+    data = datasets.load(config.dataset, config.data_dir, config.download).limit(config.max_train, config.max_test)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.image_shape, data.likelihood).to(device)
+    return data, model, device
+
+
+def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
+    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed)
+        raise RunFolderError(f"cannot resume {run_dir} with different options ({diffs}); use another --out")
+
+
+def _run_epoch(model, optimizer, data, config, generator, device, epoch) -> float:
+    model.train()
+    order = torch.randperm(len(data.train), generator=generator)
+    total, steps = 0.0, 0
+    bar = progress(order.split(config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
+    for step, idx in enumerate(bar):
+        x = data.training_batch(data.train[idx], generator).to(device)
+        loss = model.loss(x)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, steps = total + loss.item(), steps + 1
+        bar.set_postfix(loss=f"{loss.item():.2f}")
+    return total / max(steps, 1)
+
+
+def train(config: TrainConfig | None = None, **options) -> dict:
+    """Train ``config`` (or ``TrainConfig(**options)``), evaluate its best-validation parameters, and
+    return the metrics written to ``RUN_DIR/metrics.json``."""
+    config = config or TrainConfig(**options)
+    run_dir = Path(config.run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists() and not config.resume:
+        raise RunFolderError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    data, model, device = prepare(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [],
+             "best_model": copy.deepcopy(model.state_dict())}
+    if ckpt_path.exists():
+        saved = load_checkpoint(run_dir)
+        _check_resumable(saved["config"], config, run_dir)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        state = {k: saved[k] for k in state}
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    for epoch in range(state["epoch"], config.epochs):
+        start = time.perf_counter()
+        train_loss = _run_epoch(model, optimizer, data, config, generator, device, epoch)
+        seconds = time.perf_counter() - start
+        valid_elbo = elbo(model, data.valid, config.batch_size, device).mean().item()
+        if valid_elbo > state["best_valid_elbo"]:
+            state.update(best_valid_elbo=valid_elbo, best_epoch=epoch + 1,
+                         best_model=copy.deepcopy(model.state_dict()))
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_elbo": valid_elbo,
+                                 "seconds": seconds})
+        state["epoch"] = epoch + 1
+        _save_checkpoint(ckpt_path, {**state, "config": config.to_dict(), "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                                     "torch_rng": torch.get_rng_state(),
+                                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+
+    model.load_state_dict(state["best_model"])
+    result = evaluate(model, data.test, config.eval_k, config.batch_size, device, data.likelihood, config.seed)
+    per_example = result.pop("per_example")
+    metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
+               "seed": config.seed, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
+               "valid_elbo": state["best_valid_elbo"], **result,
+               "train_seconds": sum(h["seconds"] for h in state["history"]),
+               "data": data.description, "likelihood": data.likelihood,
+               "n_parameters": sum(p.numel() for p in model.parameters()),
+               **provenance(device), "history": state["history"]}
+    _write_json(run_dir / METRICS, metrics)
+    _write_json(run_dir / PER_EXAMPLE, per_example)
+    return metrics
+
+
+def load_run(run_dir: str | Path, **overrides) -> tuple[TrainConfig, datasets.ImageData, LatentVariableModel, torch.device]:
+    """The config (with ``overrides``), data and best-validation model of a run folder."""
+    saved = load_checkpoint(run_dir)
+    config = TrainConfig(**{**saved["config"], **{k: v for k, v in overrides.items() if v is not None}})
+    data, model, device = prepare(config)
+    model.load_state_dict(saved["best_model"])
+    return config, data, model, device
+
+
+def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int | None = None,
+                 data_dir: str | None = None, device: str | None = None) -> dict:
+    """Re-evaluate a run's best model; writes and returns ``RUN_DIR/evaluation_K{K}_N{N}.json``."""
+    config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
+    result = evaluate(model, data.test, config.eval_k, config.batch_size, dev, data.likelihood, config.seed)
+    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
+    _write_json(Path(run_dir) / f"evaluation_K{config.eval_k}_N{result['n_test']}.json", result)
+    return result
