@@ -214,13 +214,7 @@ def resize_omniglot(ink: torch.Tensor, side: int = OMNIGLOT_SIDE, chunk: int = 2
 
 
 def _load_omniglot(root: Path, download: bool) -> ImageData:
-    cached = cache_dir() / "data" / f"omniglot{OMNIGLOT_SIDE}.pt"
-    if cached.exists():
-        grey = torch.load(cached)
-    else:
-        grey = [resize_omniglot(_omniglot_ink(root, bg, download)) for bg in (True, False)]
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(grey, cached)
+    grey = [resize_omniglot(_omniglot_ink(root, background, download)) for background in (True, False)]
     n_valid = len(grey[0]) // 10
     return _binary_data("omniglot", grey[0], grey[1], n_valid,
                         "Omniglot-28 (resized): background set resized 105->28 (antialiased), seeded 10% "

@@ -1,0 +1,43 @@
+"""Shared fixtures: a fixed seed per test (RNG restored afterwards), the data folder, a cache folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path | None:
+    """The staged datasets ($GPVAE_DATA_DIR, else ../shared/data), or None when absent."""
+    for candidate in (os.environ.get("GPVAE_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+            return Path(candidate)
+    return None
+
+
+requires_data = pytest.mark.skipif(data_dir() is None, reason="staged MNIST/Omniglot not found (set GPVAE_DATA_DIR)")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    state = torch.get_rng_state()
+    torch.manual_seed(0)
+    yield
+    torch.set_rng_state(state)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Decompressed copies go to one cache per test session, never into the data folder."""
+    monkeypatch.setenv("GPVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("GPVAE_QUIET", "1")
+
+
+def assert_all_close(actual, expected, atol=1e-6, rtol=0.0, what="values"):
+    """torch.allclose that reports the largest absolute difference."""
+    actual, expected = torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
+    diff = (actual - expected).abs().max().item()
+    assert torch.allclose(actual, expected, atol=atol, rtol=rtol), f"{what}: largest difference {diff:.3g} > atol {atol}"

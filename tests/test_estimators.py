@@ -1,0 +1,78 @@
+"""Estimators against a linear-Gaussian model whose log p(x) and ELBO are exact."""
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from gpvae import objectives
+from gpvae.evaluation import elbo, log_likelihood
+from gpvae.models import LinearGaussian
+
+from .conftest import assert_all_close
+
+
+@pytest.fixture
+def model_and_data():
+    """A linear-Gaussian model whose amortized encoder has the exact posterior mean map and twice the
+    posterior standard deviations, ignoring correlations: over-dispersed, so importance weights
+    have finite variance, with an ELBO gap of a few nats."""
+    model = LinearGaussian(data_dim=8, latent_dim=3, noise_std=0.5, seed=1)
+    with torch.no_grad():
+        cov = model.exact_posterior(torch.zeros(1, 8, dtype=torch.float64))[1]
+        gain = (cov @ model.weight.T) / (2 * model.log_noise_std).exp()
+        model.encoder_weight.copy_(gain)
+        model.encoder_bias.copy_(-gain @ model.bias)
+        model.encoder_log_var.copy_(cov.diagonal().log() + math.log(4.0))
+    return model, model.sample_data(64, seed=2)
+
+
+def test_elbo_monte_carlo_equals_its_analytic_value(model_and_data):
+    model, x = model_and_data
+    with torch.no_grad():
+        r = model.proposal(x)
+        analytic = model.analytic_elbo(x, r.mean, r.variance.log())
+        estimate = model.elbo(x, n_samples=20000)
+    assert_all_close(estimate, analytic, atol=0.1, what="per-example ELBO")
+    assert_all_close(estimate.mean(), analytic.mean(), atol=0.02, what="mean ELBO")
+
+
+def test_exact_posterior_as_proposal_gives_exact_log_px_with_one_sample(model_and_data):
+    model, x = model_and_data
+    with torch.no_grad():
+        mean, cov = model.exact_posterior(x)
+        log_w = model.log_weights(x, 4, proposal=MultivariateNormal(mean, cov.expand(len(x), -1, -1)))
+    assert_all_close(log_w, model.exact_log_marginal(x).expand_as(log_w), atol=1e-9, what="log w")
+
+
+def test_iwae_estimate_is_below_log_px_rises_with_k_and_converges(model_and_data):
+    model, x = model_and_data
+    exact = model.exact_log_marginal(x).mean().item()
+    estimates = {k: log_likelihood(model, x, k=k, batch_size=16, samples_per_chunk=64).mean().item()
+                 for k in (1, 10, 100, 2000)}
+    gaps = [exact - estimates[k] for k in (1, 10, 100, 2000)]
+    assert all(g > -0.01 for g in gaps), f"estimates above log p(x): gaps {gaps}"
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3], f"gap does not shrink with K: {gaps}"
+    assert gaps[0] > 1.0, f"the amortized proposal is too good for this test to mean anything: {gaps[0]}"
+    assert gaps[3] < 0.02, f"IWAE-2000 does not converge to log p(x): gap {gaps[3]}"
+
+
+def test_chunking_does_not_change_the_estimate(model_and_data):
+    model, x = model_and_data
+    torch.manual_seed(3)
+    one_chunk = log_likelihood(model, x, k=300, samples_per_chunk=300)
+    torch.manual_seed(3)
+    chunked = log_likelihood(model, x, k=300, samples_per_chunk=7)
+    assert_all_close(chunked.mean(), one_chunk.mean(), atol=0.03, what="mean log p(x), chunked vs one chunk")
+
+
+def test_iwae_bound_of_identical_weights_is_the_weight():
+    log_w = torch.full((5, 3), -2.5)
+    assert_all_close(objectives.iwae_bound(log_w), torch.full((3,), -2.5), atol=1e-12)
+    assert_all_close(objectives.iwae_bound(torch.log(torch.tensor([[1.0], [3.0]]))), math.log(2.0), atol=1e-6)
+
+
+def test_evaluation_elbo_is_per_example(model_and_data):
+    model, x = model_and_data
+    values = elbo(model, x, batch_size=10)
+    assert values.shape == (64,) and torch.isfinite(values).all()

@@ -1,0 +1,120 @@
+"""Training on real MNIST: determinism, resume after interruption, NaN handling, the CLI contract."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gpvae import training
+from gpvae.config import ConfigError, TrainConfig
+from gpvae.models import VAE
+
+from .conftest import REPO, data_dir, requires_data
+
+pytestmark = requires_data
+SMALL = dict(dataset="mnist", max_train=300, max_test=40, eval_k=20, batch_size=50, latent_dim=8, device="cpu")
+
+
+def _config(tmp_path, name, **kw):
+    return TrainConfig(**{**SMALL, "data_dir": str(data_dir()), "out": str(tmp_path / name), **kw})
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = training.train(_config(tmp_path, "a", epochs=2, seed=3))
+    b = training.train(_config(tmp_path, "b", epochs=2, seed=3))
+    c = training.train(_config(tmp_path, "c", epochs=2, seed=4))
+    assert (a["test_ll"], a["test_elbo"]) == (b["test_ll"], b["test_elbo"])
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["test_ll"] != c["test_ll"]
+
+
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch):
+    straight = training.train(_config(tmp_path, "straight", epochs=3, model="iwae"))
+    run_epoch = training._run_epoch
+
+    def interrupt_in_second_epoch(model, optimizer, data, config, generator, device, epoch):
+        if epoch == 1:
+            run_epoch(model, optimizer, data, config, generator, device, epoch)  # work that will be lost
+            raise KeyboardInterrupt
+        return run_epoch(model, optimizer, data, config, generator, device, epoch)
+
+    monkeypatch.setattr(training, "_run_epoch", interrupt_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(_config(tmp_path, "resumed", epochs=3, model="iwae"))
+    assert training.load_checkpoint(tmp_path / "resumed")["epoch"] == 1
+    monkeypatch.setattr(training, "_run_epoch", run_epoch)
+    resumed = training.train(_config(tmp_path, "resumed", epochs=3, model="iwae", resume=True))
+    assert resumed["test_ll"] == straight["test_ll"]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+
+
+def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = _config(tmp_path, "nan", epochs=3)
+    calls = {"n": 0}
+    real_loss = VAE.loss
+
+    def loss_that_explodes(self, x):
+        calls["n"] += 1
+        return real_loss(self, x) * (float("nan") if calls["n"] > 8 else 1.0)  # 6 steps per epoch
+
+    monkeypatch.setattr(VAE, "loss", loss_that_explodes)
+    with pytest.raises(training.TrainingDiverged, match="epoch 2, step 3"):
+        training.train(config)
+    saved = training.load_checkpoint(config.out)
+    assert saved["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_existing_run_is_not_overwritten_and_resume_refuses_other_options(tmp_path):
+    training.train(_config(tmp_path, "run", epochs=1))
+    with pytest.raises(training.RunFolderError, match="--resume"):
+        training.train(_config(tmp_path, "run", epochs=1))
+    with pytest.raises(training.RunFolderError, match="lr"):
+        training.train(_config(tmp_path, "run", epochs=2, lr=0.1, resume=True))
+
+
+def test_invalid_config_values():
+    with pytest.raises(ConfigError, match="model"):
+        TrainConfig(model="nope")
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def _cli(*args, cwd=REPO):
+    env = {**os.environ, "GPVAE_QUIET": "1"}
+    return subprocess.run([sys.executable, "-m", "gpvae", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train", "--model", "nope"], "invalid choice: 'nope'"),
+    (["train", "--dataset", "imagenet"], "choose from"),
+    (["train", "--epochs", "-1"], "must be at least 0"),
+    (["train", "--lr", "fast"], "expected float"),
+    (["train", "--data-dir", "/nonexistent", "--epochs", "0"], "MNIST not found"),
+    (["evaluate", "/nonexistent"], "not a gpvae run folder"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_usage_errors_exit_2_without_traceback(args, expected, tmp_path):
+    done = _cli(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else _cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    out = tmp_path / "RUN"
+    done = _cli("train", "--model", "vae", "--dataset", "mnist", "--epochs", "1", "--max-train", "600",
+                "--max-test", "50", "--eval-k", "50", "--seed", "0", "--device", "cpu",
+                "--data-dir", str(data_dir()), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "dataset", "options", "seed", "epochs_done", "test_ll", "test_elbo", "eval_k", "n_test",
+                "train_seconds", "git_commit", "torch_version", "gpytorch_version", "device"):
+        assert key in metrics, key
+    assert metrics["test_elbo"] < metrics["test_ll"] < 0
+    assert len(json.loads((out / "per_example.json").read_text())["test_ll"]) == 50
+    again = _cli("evaluate", str(out), "--eval-k", "50", "--max-test", "50")
+    assert again.returncode == 0, again.stderr
+    evaluation = json.loads((out / "evaluation_K50_N50.json").read_text())
+    assert evaluation["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
