@@ -101,6 +101,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     if ckpt_path.exists() and not config.resume:
         raise RunFolderError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     data, model, device = prepare(config)
+    origin = provenance(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [],
@@ -142,7 +143,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
                "n_parameters": sum(p.numel() for p in model.parameters()),
-               **provenance(device), "history": state["history"]}
+               **origin, "history": state["history"]}
     _write_json(run_dir / METRICS, metrics)
     _write_json(run_dir / PER_EXAMPLE, per_example)
     return metrics
