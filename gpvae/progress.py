@@ -1,13 +1,15 @@
-"""Progress bars: tqdm on a terminal, silent under CI (``$CI`` set) or when ``GPVAE_QUIET=1``."""
+"""Progress bars: tqdm on a terminal; silent under CI (``$CI`` set), with ``GPVAE_QUIET=1``, or when
+stderr is not a terminal (notebooks, logs)."""
 from __future__ import annotations
 
 import os
+import sys
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def quiet() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("GPVAE_QUIET") == "1"
+    return bool(os.environ.get("CI")) or os.environ.get("GPVAE_QUIET") == "1" or not sys.stderr.isatty()
 
 
 def progress(iterable=None, **kwargs):
