@@ -1,4 +1,4 @@
-"""Command line: ``python -m gpvae train|evaluate ...``.
+"""Command line: ``python -m gpvae train|evaluate|bench ...``.
 
 Options of ``train`` are generated from :class:`gpvae.config.TrainConfig`, so the CLI, papermill
 parameters and the Python API share one set of names. Exit codes: 0 success, 2 usage or data error
@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
+from .bench import bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
+from .models import MODELS
 from .data import DataError
 from .training import TrainingDiverged, evaluate_run, train
 
@@ -31,9 +33,11 @@ def _typed(kind: type, minimum):
     return parse
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set = frozenset()) -> None:
     minimums = {f: m for f, m in ((f.name, f.metadata["minimum"]) for f in TrainConfig.__dataclass_fields__.values())}
     for name, default, type_name, help_text, choices in option_specs():
+        if name in skip:
+            continue
         flag = "--" + name.replace("_", "-")
         if type_name == "bool":
             parser.add_argument(flag, action="store_true", help=help_text)
@@ -56,7 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-test", type=_typed(int, 1), help="evaluate only the first N test images")
     evaluate.add_argument("--data-dir", help="dataset folder (default: the run's)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
+    evaluate.add_argument("--per-example", action="store_true",
+                          help="also write per-example log-likelihoods, ELBOs and (GP-RF) posterior difficulty")
+    bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
+    bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
+    bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
+    bench.add_argument("--json", help="also write the report as JSON to this path")
+    _add_config_options(bench, skip={"model", "epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from"})
     return parser
+
+
+def _model_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    return names
 
 
 def _summary(metrics: dict) -> str:
@@ -75,9 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             metrics = train(config)
             print(_summary(metrics))
             print(f"wrote {config.run_dir}/metrics.json")
-        else:
-            result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device)
+        elif args.command == "evaluate":
+            result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
+                                  per_example=args.per_example)
             print(_summary(result))
+        else:
+            options = {k: v for k, v in vars(args).items() if k not in ("command", "models", "repeats", "json")}
+            report = bench(args.models, TrainConfig(**options), args.repeats)
+            print(format_table(report))
+            if args.json:
+                write_json(report, args.json)
     except (DataError, ConfigError) as err:
         print(f"gpvae: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,6 +9,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .data import DATASETS
 from .models import MODELS
+from .models.gp import KERNELS, OBJECTIVES, VARIANCE_LINKS, VARIATIONAL_FAMILIES
 from .networks import NETWORKS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,6 +36,14 @@ class TrainConfig:
     batch_size: int = _opt(100, "minibatch size for training and evaluation", minimum=1)
     lr: float = _opt(1e-3, "Adam learning rate", minimum=0.0)
     iwae_k: int = _opt(5, "importance samples in the IWAE training bound (model iwae)", minimum=1)
+    kernel: str = _opt("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
+    inducing: int = _opt(128, "GP-RF inducing points M", minimum=1)
+    variance_link: str = _opt("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma", choices=VARIANCE_LINKS)
+    objective: str = _opt("expected", "GP-RF objective: expected ELBO over F, or ELBO of the marginal",
+                          choices=OBJECTIVES)
+    variational: str = _opt("shared", "GP-RF q(v): covariance shared per output group, diagonal, or full per output",
+                            choices=VARIATIONAL_FAMILIES)
+    init_from: str | None = _opt(None, "warm start encoder and decoder from this trained run folder")
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)
     data_dir: str | None = _opt(None, "dataset folder (default: $GPVAE_DATA_DIR or ~/.cache/gpvae/data)")

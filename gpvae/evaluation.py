@@ -48,6 +48,15 @@ def elbo(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 100, dev
                           for xb in _batches(x, batch_size, torch.device(device), "ELBO")])
 
 
+def posterior_difficulty(model, x: torch.Tensor, batch_size: int = 100,
+                         device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Per-example posterior difficulty of a model with a ``difficulty`` method (GP-RF): lists of length N."""
+    model.eval()
+    with torch.no_grad():
+        parts = [model.difficulty(xb) for xb in _batches(x, batch_size, torch.device(device), "difficulty")]
+    return {key: torch.cat([p[key].cpu() for p in parts]).tolist() for key in parts[0]}
+
+
 def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
     """Negative log-likelihood per dimension in bits."""
     return -log_likelihood_nats / (n_dims * math.log(2))

@@ -19,7 +19,7 @@ import torch
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import elbo, evaluate
+from .evaluation import elbo, evaluate, posterior_difficulty
 from .models import LatentVariableModel, build_model
 from .progress import progress
 from .provenance import provenance, resolve_device
@@ -28,6 +28,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
 # Options that may change between an interrupted run and its resumption without changing the training.
+INIT_IMAGES = 1000  # training images shown to data-dependent initializations
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
 
@@ -58,13 +59,32 @@ def load_checkpoint(run_dir: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def prepare(config: TrainConfig) -> tuple[datasets.ImageData, LatentVariableModel, torch.device]:
-    """Data (limited as the config says), a freshly seeded model on its device, and the device."""
+def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData, LatentVariableModel, torch.device]:
+    """Data (limited as the config says), a seeded model on its device, and the device. A ``fresh``
+    model is also warm-started (``init_from``) and initialized from the first training images."""
     device = resolve_device(config.device)
     data = datasets.load(config.dataset, config.data_dir, config.download).limit(config.max_train, config.max_test)
     torch.manual_seed(config.seed)
-    model = build_model(config, data.image_shape, data.likelihood).to(device)
-    return data, model, device
+    model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
+    if fresh:
+        if config.init_from:
+            _warm_start(model, config.init_from)
+        first = data.training_batch(data.train[:INIT_IMAGES], torch.Generator().manual_seed(config.seed))
+        model.initialize_from_data(first)
+    return data, model.to(device), device
+
+
+def _warm_start(model: LatentVariableModel, run_dir: str) -> None:
+    """Copy the encoder and decoder of a trained run's best parameters into ``model``."""
+    best = load_checkpoint(run_dir)["best_model"]
+    shared = {k: v for k, v in best.items() if k.split(".")[0] in ("encoder", "decoder")}
+    try:
+        missing = set(shared) - set(model.state_dict())
+        if missing or not shared:
+            raise RuntimeError(f"keys not in this model: {sorted(missing)[:3]}")
+        model.load_state_dict(shared, strict=False)
+    except RuntimeError as err:
+        raise RunFolderError(f"cannot warm start from {run_dir}: its networks differ ({err})") from None
 
 
 def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
@@ -102,7 +122,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         raise RunFolderError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     data, model, device = prepare(config)
     origin = provenance(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameter_groups(config.lr))
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [],
              "best_model": copy.deepcopy(model.state_dict())}
@@ -153,16 +173,24 @@ def load_run(run_dir: str | Path, **overrides) -> tuple[TrainConfig, datasets.Im
     """The config (with ``overrides``), data and best-validation model of a run folder."""
     saved = load_checkpoint(run_dir)
     config = TrainConfig(**{**saved["config"], **{k: v for k, v in overrides.items() if v is not None}})
-    data, model, device = prepare(config)
+    data, model, device = prepare(config, fresh=False)
     model.load_state_dict(saved["best_model"])
     return config, data, model, device
 
 
 def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int | None = None,
-                 data_dir: str | None = None, device: str | None = None) -> dict:
-    """Re-evaluate a run's best model; writes and returns ``RUN_DIR/evaluation_K{K}_N{N}.json``."""
+                 data_dir: str | None = None, device: str | None = None, per_example: bool = False) -> dict:
+    """Re-evaluate a run's best model; writes and returns ``RUN_DIR/evaluation_K{K}_N{N}.json``. With
+    ``per_example``, also writes ``per_example_K{K}_N{N}.json``: per test image the log-likelihood,
+    the ELBO and, for models that define it (GP-RF), the posterior difficulty."""
     config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
     result = evaluate(model, data.test, config.eval_k, config.batch_size, dev, data.likelihood, config.seed)
+    values = result.pop("per_example")
     result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
-    _write_json(Path(run_dir) / f"evaluation_K{config.eval_k}_N{result['n_test']}.json", result)
+    stem = f"K{config.eval_k}_N{result['n_test']}"
+    _write_json(Path(run_dir) / f"evaluation_{stem}.json", result)
+    if per_example:
+        if hasattr(model, "difficulty"):
+            values.update(posterior_difficulty(model, data.test, config.batch_size, dev))
+        _write_json(Path(run_dir) / f"per_example_{stem}.json", values)
     return result

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from ..networks import build_networks
 from .base import LatentVariableModel
+from .gp import GPRF
 from .linear_gaussian import LinearGaussian
 from .vae import IWAE, VAE
 
-MODELS = {"vae": VAE, "iwae": IWAE}
+MODELS = {"vae": VAE, "iwae": IWAE, "gp": GPRF}
 
 
 def default_network(image_shape: tuple[int, int, int], likelihood: str) -> str:
@@ -14,13 +15,17 @@ def default_network(image_shape: tuple[int, int, int], likelihood: str) -> str:
     return "mlp" if likelihood == "bernoulli" and image_shape[1:] == (28, 28) else "conv"
 
 
-def build_model(config, image_shape: tuple[int, int, int], likelihood: str) -> LatentVariableModel:
-    """The model ``config.model`` with the networks ``config.network`` for images of ``image_shape``."""
+def build_model(config, image_shape: tuple[int, int, int], likelihood: str, n_train: int = 1) -> LatentVariableModel:
+    """The model ``config.model`` with the networks ``config.network`` for images of ``image_shape``;
+    ``n_train`` (the training-set size) scales the GP's KL term."""
     network = config.network if config.network != "auto" else default_network(image_shape, likelihood)
     encoder, decoder = build_networks(network, image_shape, likelihood, config.latent_dim)
     if config.model == "iwae":
         return IWAE(encoder, decoder, iwae_k=config.iwae_k)
+    if config.model == "gp":
+        return GPRF(encoder, decoder, n_train, n_inducing=config.inducing, kernel=config.kernel,
+                    variance_link=config.variance_link, objective=config.objective, variational=config.variational)
     return MODELS[config.model](encoder, decoder)
 
 
-__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "build_model", "default_network"]
+__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "GPRF", "build_model", "default_network"]

@@ -34,6 +34,13 @@ class LatentVariableModel(nn.Module):
         """r(z | x), batch shape (B,), event shape (d,), with ``rsample`` and an exact ``log_prob``."""
         raise NotImplementedError
 
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups; models with hyperparameters that need other rates override this."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
+    def initialize_from_data(self, x: torch.Tensor) -> None:
+        """Data-dependent initialization from training images ``x`` (B, ...); nothing by default."""
+
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z): (S, B)."""
         return standard_normal_log_prob(z) + self.log_likelihood(x, z)

@@ -11,7 +11,7 @@ from .base import LatentVariableModel
 
 def diagonal_gaussian(mean: torch.Tensor, log_var: torch.Tensor) -> Independent:
     """N(mean, diag exp log_var) with batch shape (B,) and event shape (d,)."""
-    return Independent(Normal(mean, (0.5 * log_var).exp()), 1)
+    return Independent(Normal(mean, (0.5 * log_var).exp(), validate_args=False), 1, validate_args=False)
 
 
 class VAE(LatentVariableModel):

@@ -1,0 +1,148 @@
+"""Benchmarks: inference time, training-step time and peak memory of several models side by side.
+
+All models are built from one :class:`~gpvae.config.TrainConfig` (only ``model`` differs), run in
+one process on the same real minibatch, and timed *interleaved* — each repeat times every model
+once — so that machine noise falls on all of them alike. Reported times are medians in ms:
+
+* ``infer_ms``: producing the proposal r(z | x) for a test batch (evaluation mode, no gradients);
+* ``train_step_ms``: loss, backward pass and Adam step on a training batch;
+* ``peak_mem_mb``: peak memory allocated by tensors during one training step (CUDA: the caching
+  allocator's peak; CPU: the peak of the PyTorch profiler's allocation trace).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from . import data as datasets
+from .config import TrainConfig
+from .models import build_model
+from .progress import progress
+from .provenance import provenance, resolve_device
+
+WARMUP = 5
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side logs to fd 2 on machines without a GPU; silence it while profiling."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def peak_memory_mb(fn, device: torch.device) -> float:
+    """Peak memory (MB) allocated by tensors while ``fn()`` runs, above what was allocated before."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 1e6
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak / 1e6
+
+
+def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
+    """Benchmark ``models`` (names of :data:`gpvae.models.MODELS`) with the options of ``config``.
+
+    Returns ``{"device", "batch_size", "dataset", "repeats", "results": [{"model", "infer_ms",
+    "train_step_ms", "peak_mem_mb", "infer_ratio_to_vae", "train_ratio_to_vae"}, ...]}`` with the
+    ratios relative to ``vae`` (benchmarked as well when not listed).
+    """
+    device = resolve_device(config.device)
+    data = datasets.load(config.dataset, config.data_dir, config.download)
+    generator = torch.Generator().manual_seed(config.seed)
+    x_train = data.training_batch(data.train[:config.batch_size], generator).to(device)
+    x_test = data.test[:config.batch_size].to(device)
+    names = list(dict.fromkeys(["vae", *models]))
+    built = {}
+    for name in names:
+        torch.manual_seed(config.seed)
+        model = build_model(dataclasses.replace(config, model=name), data.image_shape, data.likelihood,
+                            n_train=len(data.train))
+        model.initialize_from_data(data.training_batch(data.train[:1000], generator))
+        model.to(device)
+        built[name] = (model, torch.optim.Adam(model.parameter_groups(config.lr)))
+
+    def infer(name):
+        model = built[name][0]
+        model.eval()
+        with torch.no_grad():
+            model.proposal(x_test).mean
+
+    def train_step(name):
+        model, optimizer = built[name]
+        model.train()
+        loss = model.loss(x_train)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    times = {name: {"infer": [], "train": []} for name in names}
+    for repeat in progress(range(WARMUP + repeats), desc="bench", unit="repeat"):
+        for name in names:
+            infer_ms, train_ms = _timed(lambda: infer(name), device), _timed(lambda: train_step(name), device)
+            if repeat >= WARMUP:
+                times[name]["infer"].append(infer_ms)
+                times[name]["train"].append(train_ms)
+    rows = []
+    for name in names:
+        rows.append({"model": name, "infer_ms": statistics.median(times[name]["infer"]),
+                     "train_step_ms": statistics.median(times[name]["train"]),
+                     "peak_mem_mb": peak_memory_mb(lambda: train_step(name), device)})
+    vae = rows[0]
+    for row in rows:
+        row["infer_ratio_to_vae"] = row["infer_ms"] / vae["infer_ms"]
+        row["train_ratio_to_vae"] = row["train_step_ms"] / vae["train_step_ms"]
+    return {"dataset": config.dataset, "batch_size": config.batch_size, "repeats": repeats,
+            "threads": torch.get_num_threads(), "options": config.to_dict(), **provenance(device),
+            "results": [r for r in rows if r["model"] in models]}
+
+
+def format_table(report: dict) -> str:
+    """The benchmark as a fixed-width text table with its protocol in the header."""
+    head = (f"{report['dataset']}, batch {report['batch_size']}, {report['device']}, median of {report['repeats']} "
+            f"interleaved repeats, commit {report['git_commit'][:12]}")
+    lines = [head, f"{'model':<8}{'infer ms':>10}{'x VAE':>8}{'train step ms':>15}{'x VAE':>8}{'peak MB':>10}"]
+    for r in report["results"]:
+        lines.append(f"{r['model']:<8}{r['infer_ms']:>10.3f}{r['infer_ratio_to_vae']:>8.2f}{r['train_step_ms']:>15.3f}"
+                     f"{r['train_ratio_to_vae']:>8.2f}{r['peak_mem_mb']:>10.1f}")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=1))

@@ -1,0 +1,313 @@
+"""GP-RF: the random-function inference model (METHOD.md §3), built on GPyTorch.
+
+The inference function F = (M, L): x ↦ R^{2d} is random. Each output is a Gaussian process on the
+encoder's features ψ(x) ∈ R^p,
+
+    F_j ~ GP(h_j(ψ), k(ψ, ψ')),      h(ψ) = W ψ + b  (the encoder's own output head),
+
+so the GP models the amortized encoder's *error*. Given F, q(z | x, F) = N(M(x), diag σ²(L(x))),
+with σ² = exp(L) (``lognormal`` link) or σ² = L² (``squared`` link, L then being the standard
+deviation). The posterior over functions is a whitened sparse variational GP: M inducing inputs Ω
+in feature space shared by all 2d outputs, q(v_j) = N(m_j, S_j), p(v_j) = N(0, I), so that
+
+    q(F_j(x)) = N(h_j(x) + a_jᵀ m_j,  k(x, x) − ‖a‖² + aᵀ S_j a),     a = L_Ω⁻¹ k(Ω, x),
+
+with L_Ω the Cholesky factor of k(Ω, Ω) + jitter. GPyTorch provides the kernel, the prior mean
+(the head), the inducing points, the variational distribution and the reference predictive
+(``self.gp(u)``); :meth:`InferenceFunctionGP.marginals` computes the same marginals in a few
+shared matrix products — one Cholesky factor for all outputs, and in evaluation mode the
+inducing-point solves cached — so that inference costs little more than the encoder.
+
+Variational families (``variational``):
+
+* ``shared`` — a mean m_j per output and one full covariance per output *group* (mean function,
+  variance function): S_j = S_{g(j)}. Cost per batch: O(M²B) per group.
+* ``meanfield`` — a diagonal S_j per output: O(M²B + MBd).
+* ``full`` — a full S_j per output (GPyTorch's CholeskyVariationalDistribution): O(M²Bd).
+
+Objectives (``objective``), both lower bounds on Σ_i log p(x_i):
+
+* ``expected`` — Σ_i E_{q(F(x_i))}[ELBO(x_i; F(x_i))] − KL(q(v) ‖ p(v)), one draw of F(x_i) per
+  example (closest to the paper's wording: the encoder's deviation is random noise).
+* ``marginal`` — Σ_i ELBO(x_i; q̄) − KL(q(v) ‖ p(v)) with q̄ = E_F q(z | x, F), the
+  :class:`~gpvae.distributions.GaussHermiteMarginal`. Tighter, since the entropy of a mixture is
+  at least the mean entropy of its components.
+
+Minibatches scale the data term by N/B: the loss is −mean_i(objective_i) + KL/N. Test-time
+inference uses q̄ with its exact density, whatever the training objective.
+"""
+from __future__ import annotations
+
+import gpytorch
+import torch
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.variational import (CholeskyVariationalDistribution, MeanFieldVariationalDistribution,
+                                  VariationalStrategy, _VariationalDistribution)
+from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from torch import nn
+
+from .. import objectives
+from ..distributions import QUADRATURE_NODES, GaussHermiteMarginal, gauss_hermite
+from ..networks import Decoder, Encoder
+from .base import LatentVariableModel
+
+KERNELS = ("rbf", "linear")
+VARIANCE_LINKS = ("lognormal", "squared")
+OBJECTIVES = ("expected", "marginal")
+VARIATIONAL_FAMILIES = ("shared", "meanfield", "full")
+INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
+KERNEL_LR_FACTOR = 0.1  # kernel hyperparameters learn 10x slower than the networks (NotPSDError guard)
+MIN_VARIANCE = 1e-8  # floor on predictive and latent variances
+
+
+def jitter(dtype: torch.dtype) -> float:
+    """GPyTorch's variational Cholesky jitter: 1e-4 in float32, 1e-6 in float64 (added to k(Ω, Ω) and k(x, x))."""
+    return gpytorch.settings.variational_cholesky_jitter.value(dtype)
+
+
+class EncoderHeadMean(gpytorch.means.Mean):
+    """GP prior mean h(ψ) = W ψ + b: the encoder's output head itself (the same parameters)."""
+
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., n, p) -> (..., 2d, n)."""
+        return self.head(features).transpose(-1, -2)
+
+
+class GroupSharedCholeskyVariationalDistribution(_VariationalDistribution):
+    """q(v_j) = N(m_j, S_{g(j)}): a mean per output, one full covariance per group of outputs.
+
+    Outputs are grouped in order: with 2d outputs and 2 groups, outputs 0..d−1 share S_0 and
+    outputs d..2d−1 share S_1. Whitened initialization: m ≈ 0, S = I.
+    """
+
+    def __init__(self, num_inducing_points: int, num_outputs: int, num_groups: int, mean_init_std: float = 1e-3):
+        super().__init__(num_inducing_points, batch_shape=torch.Size([num_outputs]), mean_init_std=mean_init_std)
+        self.group_size = num_outputs // num_groups
+        self.variational_mean = nn.Parameter(torch.zeros(num_outputs, num_inducing_points))
+        self.chol_variational_covar = nn.Parameter(torch.eye(num_inducing_points).repeat(num_groups, 1, 1))
+
+    def group_chol(self) -> torch.Tensor:
+        """Lower-triangular Cholesky factors R_g of S_g: (G, M, M)."""
+        return self.chol_variational_covar.tril()
+
+    def forward(self) -> MultivariateNormal:
+        chol = self.group_chol().repeat_interleave(self.group_size, 0)
+        return MultivariateNormal(self.variational_mean, CholLinearOperator(TriangularLinearOperator(chol)))
+
+    def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
+        self.variational_mean.data.copy_(prior_dist.mean)
+        self.variational_mean.data.add_(torch.randn_like(prior_dist.mean), alpha=self.mean_init_std)
+        self.chol_variational_covar.data.copy_(torch.eye(self.num_inducing_points).expand_as(self.chol_variational_covar))
+
+
+class InferenceFunctionGP(gpytorch.models.ApproximateGP):
+    """2d independent GPs on encoder features with a shared kernel and shared inducing inputs.
+
+    ``self(u)`` is GPyTorch's own predictive (a batch of 2d MultivariateNormals over the n inputs);
+    :meth:`marginals` computes its diagonal fast, and :meth:`kl_divergence` its KL term.
+    """
+
+    def __init__(self, head: nn.Linear, feature_dim: int, n_outputs: int, n_inducing: int, kernel: str,
+                 variational: str):
+        if variational == "shared":
+            distribution = GroupSharedCholeskyVariationalDistribution(n_inducing, n_outputs, num_groups=2)
+        elif variational == "meanfield":
+            distribution = MeanFieldVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
+        elif variational == "full":
+            distribution = CholeskyVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
+        else:
+            raise ValueError(f"unknown variational family {variational!r}; choose one of {VARIATIONAL_FAMILIES}")
+        strategy = VariationalStrategy(self, torch.zeros(n_inducing, feature_dim), distribution,
+                                       learn_inducing_locations=True)
+        strategy.variational_params_initialized.fill_(1)  # already whitened-prior initialized above
+        super().__init__(strategy)
+        self.variational = variational
+        self.n_outputs = n_outputs
+        self.mean_module = EncoderHeadMean(head)
+        if kernel == "rbf":
+            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim))
+            self.covar_module.outputscale = INITIAL_OUTPUTSCALE
+        elif kernel == "linear":
+            self.covar_module = gpytorch.kernels.LinearKernel()
+            self.covar_module.variance = INITIAL_OUTPUTSCALE / feature_dim
+        else:
+            raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+        self._cache: tuple | None = None
+
+    def forward(self, features: torch.Tensor) -> MultivariateNormal:
+        """The GP prior at ``features`` (n, p): mean (2d, n), shared covariance (n, n)."""
+        mean = self.mean_module(features)
+        covar = self.covar_module(features).expand(self.n_outputs, len(features), len(features))
+        return MultivariateNormal(mean, covar)
+
+    @property
+    def inducing_points(self) -> torch.Tensor:
+        return self.variational_strategy.inducing_points
+
+    @property
+    def variational_distribution(self):
+        return self.variational_strategy._variational_distribution
+
+    def _chol(self) -> torch.Tensor:
+        """Cholesky factors of the S's — (G, M, M) shared, (2d, M, M) full — or the diagonal variances (2d, M)."""
+        q = self.variational_distribution
+        if self.variational == "shared":
+            return q.group_chol()
+        if self.variational == "full":
+            return q.chol_variational_covar.tril()
+        return q.variational_stddev.pow(2)
+
+    def _variance_update(self, a: torch.Tensor) -> torch.Tensor:
+        """aᵀ (S_j − I) a for every output: a (M, B) -> (B, 2d)."""
+        if self.variational == "meanfield":
+            return a.pow(2).T @ (self._chol() - 1.0).T
+        chol = self._chol()
+        quad = (chol.mT @ a).pow(2).sum(-2) - a.pow(2).sum(0)  # (G or 2d, B)
+        if self.variational == "shared":
+            quad = quad.repeat_interleave(self.n_outputs // chol.shape[0], 0)
+        return quad.T
+
+    def _prior_diag(self, features: torch.Tensor) -> torch.Tensor:
+        return self.covar_module(features, diag=True) + jitter(features.dtype)
+
+    def marginals(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(F_j(x)) for every output: features (B, p) -> (B, 2d), (B, 2d)."""
+        if not self.training and not torch.is_grad_enabled():
+            return self._cached_marginals(features)
+        omega = self.inducing_points
+        k_mm = self.covar_module(omega).to_dense()
+        chol = psd_safe_cholesky(k_mm + jitter(k_mm.dtype) * torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device))
+        a = torch.linalg.solve_triangular(chol, self.covar_module(omega, features).to_dense(), upper=False)
+        mean = self.mean_module.head(features) + a.T @ self.variational_distribution.variational_mean.T
+        var = self._prior_diag(features).unsqueeze(-1) + self._variance_update(a)
+        return mean, var.clamp(min=MIN_VARIANCE)
+
+    def _cache_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version) for p in (*self.covar_module.parameters(),
+                                                           *self.variational_strategy.parameters()))
+
+    def _cached_marginals(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation path: K_ΩΩ's Cholesky solves folded into cached matrices, rebuilt when parameters change.
+
+        mean = h(x) + k_xΩ α with α = L⁻ᵀ m (M, 2d); for the shared family the variance is
+        k(x, x) + k_xΩ Q_g k_Ωx with Q_g = L⁻ᵀ (S_g − I) L⁻¹ (one M x M matrix per group); for the
+        other families a = L⁻¹ k_Ωx with L⁻¹ cached.
+        """
+        key = self._cache_key()
+        if self._cache is None or self._cache[0] != key:
+            omega = self.inducing_points
+            k_mm = self.covar_module(omega).to_dense().double()
+            eye = torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device)
+            chol_inv = torch.linalg.solve_triangular(psd_safe_cholesky(k_mm + jitter(omega.dtype) * eye), eye,
+                                                     upper=False)
+            alpha = chol_inv.T @ self.variational_distribution.variational_mean.double().T
+            if self.variational == "shared":
+                r = self._chol().double()
+                extra = chol_inv.T @ (r @ r.mT - eye) @ chol_inv  # (G, M, M)
+            else:
+                extra = chol_inv
+            dtype = omega.dtype
+            self._cache = (key, alpha.to(dtype), extra.to(dtype))
+        _, alpha, extra = self._cache
+        k_xm = self.covar_module(features, self.inducing_points).to_dense()
+        mean = self.mean_module.head(features) + k_xm @ alpha
+        if self.variational == "shared":
+            quad = ((k_xm @ extra) * k_xm).sum(-1)  # (G, B)
+            update = quad.repeat_interleave(self.n_outputs // len(extra), 0).T
+        else:
+            update = self._variance_update(extra @ k_xm.T)
+        var = self._prior_diag(features).unsqueeze(-1) + update
+        return mean, var.clamp(min=MIN_VARIANCE)
+
+    def kl_divergence(self) -> torch.Tensor:
+        """KL(q(v) ‖ p(v)) summed over outputs, with p(v_j) = N(0, I); computed once per shared S."""
+        m = self.variational_distribution.variational_mean
+        n_inducing = m.shape[-1]
+        if self.variational == "meanfield":
+            var = self._chol()
+            return 0.5 * (var + m.pow(2) - 1.0 - var.log()).sum()
+        chol = self._chol()
+        per_factor = 0.5 * (chol.pow(2).sum((-1, -2)) - n_inducing) - chol.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1)
+        copies = self.n_outputs // chol.shape[0]
+        return 0.5 * m.pow(2).sum() + copies * per_factor.sum()
+
+
+class GPRF(LatentVariableModel):
+    """Random-function inference model: encoder, decoder, and a GP over the inference function."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, n_inducing: int = 128,
+                 kernel: str = "rbf", variance_link: str = "lognormal", objective: str = "expected",
+                 variational: str = "shared", quadrature_nodes: int = QUADRATURE_NODES):
+        super().__init__()
+        if variance_link not in VARIANCE_LINKS:
+            raise ValueError(f"unknown variance link {variance_link!r}; choose one of {VARIANCE_LINKS}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        self.encoder, self.decoder = encoder, decoder
+        self.latent_dim = encoder.latent_dim
+        self.n_train, self.variance_link, self.objective = n_train, variance_link, objective
+        self.gp = InferenceFunctionGP(encoder.head, encoder.feature_dim, 2 * self.latent_dim, n_inducing, kernel,
+                                      variational)
+        nodes, log_weights = gauss_hermite(quadrature_nodes)
+        self.register_buffer("quadrature_nodes", nodes, persistent=False)
+        self.register_buffer("quadrature_log_weights", log_weights, persistent=False)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        kernel = list(self.gp.covar_module.parameters())
+        kernel_ids = {id(p) for p in kernel}
+        rest = [p for p in self.parameters() if id(p) not in kernel_ids]
+        return [{"params": rest, "lr": lr}, {"params": kernel, "lr": lr * KERNEL_LR_FACTOR}]
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: torch.Tensor) -> None:
+        """Inducing inputs at the features of the first M images of ``x``; RBF lengthscales by the
+        median heuristic (the median distance between those features)."""
+        features = self.encoder.features(x[: len(self.gp.inducing_points)])
+        self.gp.inducing_points.copy_(features)
+        if isinstance(self.gp.covar_module, gpytorch.kernels.ScaleKernel):
+            distance = torch.pdist(features).median().clamp(min=1e-3)
+            self.gp.covar_module.base_kernel.lengthscale = distance.expand(1, features.shape[-1])
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.log_prob(x, z)
+
+    def latent_variance(self, variance_function: torch.Tensor) -> torch.Tensor:
+        """σ²(L): exp(L) for the lognormal link, L² for the squared link (floored at MIN_VARIANCE)."""
+        if self.variance_link == "lognormal":
+            return variance_function.exp()
+        return variance_function.pow(2).clamp(min=MIN_VARIANCE)
+
+    def function_marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(mean of M, variance of M, mean of L, variance of L), each (B, d)."""
+        mean, var = self.gp.marginals(self.encoder.features(x))
+        d = self.latent_dim
+        return mean[:, :d], var[:, :d], mean[:, d:], var[:, d:]
+
+    def proposal(self, x: torch.Tensor) -> GaussHermiteMarginal:
+        """q̄(z | x): the GP marginal of q(z | x, F), with exact sampling and density."""
+        mean_m, var_m, mean_l, var_l = self.function_marginals(x)
+        nodes = mean_l.unsqueeze(-1) + (2 * var_l).sqrt().unsqueeze(-1) * self.quadrature_nodes
+        return GaussHermiteMarginal(mean_m, var_m, self.latent_variance(nodes), self.quadrature_log_weights)
+
+    def expected_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """E_{q(F(x))}[ELBO(x; F(x))] per example, one draw of F(x) and of z: (B,)."""
+        mean_m, var_m, mean_l, var_l = self.function_marginals(x)
+        m = mean_m + var_m.sqrt() * torch.randn_like(mean_m)
+        var_z = self.latent_variance(mean_l + var_l.sqrt() * torch.randn_like(mean_l))
+        z = m + var_z.sqrt() * torch.randn_like(m)
+        return self.log_likelihood(x, z.unsqueeze(0)).squeeze(0) - objectives.gaussian_kl_to_standard(m, var_z.log())
+
+    def difficulty(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Posterior difficulty per example: the GP's predictive variance averaged over the d outputs
+        of the mean function and of the variance function, (B,) each."""
+        _, var_m, _, var_l = self.function_marginals(x)
+        return {"mean_function_variance": var_m.mean(-1), "variance_function_variance": var_l.mean(-1)}
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        data_term = self.expected_elbo(x) if self.objective == "expected" else self.elbo(x)
+        return -data_term.mean() + self.gp.kl_divergence() / self.n_train

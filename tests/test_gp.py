@@ -1,0 +1,218 @@
+"""GP-RF: the fast marginals against GPyTorch, the marginal density, the bounds on an exact model."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from gpvae import objectives, training
+from gpvae.config import TrainConfig
+from gpvae.distributions import GaussHermiteMarginal, gauss_hermite
+from gpvae.evaluation import log_likelihood
+from gpvae.models import GPRF, VAE, LinearGaussian, build_model
+from gpvae.models.base import standard_normal_log_prob
+from gpvae.networks import Encoder
+
+from .conftest import assert_all_close, data_dir, requires_data
+
+FAMILIES = ("shared", "meanfield", "full")
+
+
+def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="expected", link="lognormal"):
+    config = TrainConfig(model="gp", variational=variational, kernel=kernel, inducing=12, latent_dim=3,
+                         objective=objective, variance_link=link)
+    model = build_model(config, (1, 28, 28), "bernoulli", n_train=1000).to(dtype)
+    x = torch.rand(40, 1, 28, 28, dtype=dtype).round()
+    model.initialize_from_data(x)
+    with torch.no_grad():
+        for p in model.gp.variational_strategy._variational_distribution.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        if kernel == "rbf":
+            model.gp.covar_module.outputscale = 0.5
+    return model, x
+
+
+@pytest.mark.parametrize("variational", FAMILIES)
+@pytest.mark.parametrize("kernel", ["rbf", "linear"])
+def test_fast_and_cached_marginals_agree_with_gpytorch(variational, kernel):
+    model, x = _perturbed_gp(variational, kernel)
+    features = model.encoder.features(x[:9])
+    reference = model.gp(features)  # GPyTorch's VariationalStrategy predictive
+    mean, var = model.gp.marginals(features)
+    assert_all_close(mean, reference.mean.T, atol=1e-5, what="training-path mean")
+    assert_all_close(var, reference.variance.T, atol=1e-5, what="training-path variance")
+    model.eval()
+    with torch.no_grad():
+        cached_mean, cached_var = model.gp.marginals(features)
+        assert_all_close(cached_mean, reference.mean.T, atol=1e-5, what="cached mean")
+        assert_all_close(cached_var, reference.variance.T, atol=1e-5, what="cached variance")
+        model.gp.variational_distribution.variational_mean.add_(0.3)  # an in-place update invalidates the cache
+        moved = model.gp(features).mean.T
+        assert_all_close(model.gp.marginals(features)[0], moved, atol=1e-5, what="mean after parameter change")
+
+
+@pytest.mark.parametrize("variational", FAMILIES)
+def test_kl_matches_gpytorch(variational):
+    model, _ = _perturbed_gp(variational)
+    expected = model.gp.variational_strategy.kl_divergence().sum()
+    assert_all_close(model.gp.kl_divergence(), expected, atol=1e-8, what="KL(q(v) || p(v))")
+
+
+def test_gauss_hermite_density_matches_monte_carlo_over_the_variance_function():
+    torch.manual_seed(1)
+    loc, mean_var = torch.randn(2, 3, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64) * 0.3
+    mean_l, var_l = torch.randn(2, 3, dtype=torch.float64) * 0.5, torch.rand(2, 3, dtype=torch.float64) * 0.8
+    nodes, log_w = gauss_hermite(20, dtype=torch.float64)
+    q = GaussHermiteMarginal(loc, mean_var, (mean_l.unsqueeze(-1) + (2 * var_l).sqrt().unsqueeze(-1) * nodes).exp(), log_w)
+    z = torch.randn(5, 2, 3, dtype=torch.float64)
+    draws = mean_l + var_l.sqrt() * torch.randn(200_000, 1, 2, 3, dtype=torch.float64)  # L ~ N(mean_l, var_l)
+    var = mean_var + draws.exp()
+    values = torch.exp(-0.5 * (z - loc) ** 2 / var) / torch.sqrt(2 * math.pi * var)  # (draws, 5, 2, 3)
+    density, stderr = values.mean(0), values.std(0) / math.sqrt(len(values))
+    quadrature = torch.logsumexp(-0.5 * ((z - loc).unsqueeze(-1) ** 2 / q.component_var + q.component_var.log()
+                                         + math.log(2 * math.pi)) + log_w, -1).exp()  # per dimension
+    assert ((quadrature - density).abs() < 5 * stderr + 1e-9).all(), (quadrature - density).abs() / stderr
+    assert_all_close(q.log_prob(z), quadrature.log().sum(-1), atol=1e-12, what="log q̄ is the product over dimensions")
+
+
+def test_gauss_hermite_mixture_samples_follow_its_density():
+    torch.manual_seed(2)
+    nodes, log_w = gauss_hermite(8, dtype=torch.float64)
+    q = GaussHermiteMarginal(torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([[0.1]], dtype=torch.float64),
+                             (0.3 * nodes).exp().view(1, 1, -1), log_w)
+    grid = torch.linspace(-12, 12, 20001, dtype=torch.float64).view(-1, 1, 1)
+    density = q.log_prob(grid).exp().squeeze()
+    assert_all_close(torch.trapezoid(density, grid.squeeze()), 1.0, atol=1e-6, what="total mass")
+    samples = q.sample((400_000,)).squeeze()
+    assert_all_close(samples.mean(), 0.5, atol=0.01, what="sample mean")
+    assert_all_close(samples.var(), q.variance.squeeze(), atol=0.01, what="sample variance")
+
+
+# --------------------------------------------------------------------------------------------- #
+# GP-RF on a linear-Gaussian decoder, where log p(x) is exact.
+
+class _LinearGaussianDecoder(nn.Module):
+    def __init__(self, exact: LinearGaussian):
+        super().__init__()
+        self.exact = exact
+
+    def log_prob(self, x, z):
+        return self.exact.log_likelihood(x, z)
+
+
+def _gp_on_linear_gaussian(objective="expected", outputscale=0.3):
+    exact = LinearGaussian(data_dim=6, latent_dim=2, noise_std=0.7, seed=3)
+    encoder = Encoder(nn.Identity(), feature_dim=6, latent_dim=2).double()
+    model = GPRF(encoder, _LinearGaussianDecoder(exact), n_train=100, n_inducing=8, objective=objective).double()
+    x = exact.sample_data(32, seed=4)
+    model.initialize_from_data(x)
+    with torch.no_grad():
+        model.gp.covar_module.outputscale = outputscale
+        model.gp.variational_distribution.variational_mean.normal_(0, 0.3)
+    return model, x, exact
+
+
+def test_expected_elbo_below_marginal_elbo_below_iwae_below_log_px():
+    model, x, exact = _gp_on_linear_gaussian()
+    torch.manual_seed(5)
+    n = 4000
+    with torch.no_grad():
+        expected_draws = torch.stack([model.expected_elbo(x) for _ in range(n)])
+        marginal_draws = model.log_weights(x, n)
+    expected, marginal = expected_draws.mean(0), marginal_draws.mean(0)
+    stderr = ((expected_draws.var(0) + marginal_draws.var(0)) / n).sqrt()
+    iwae = log_likelihood(model, x, k=2000, batch_size=32)
+    log_px = exact.exact_log_marginal(x)
+    assert (expected < marginal + 4 * stderr).all(), "expected ELBO above the marginal ELBO"
+    assert expected.mean() < marginal.mean() - 4 * stderr.pow(2).mean().sqrt() / math.sqrt(len(x))
+    assert (marginal < iwae + 4 * marginal_draws.std(0) / math.sqrt(n)).all() and marginal.mean() < iwae.mean() - 0.05
+    assert iwae.mean() < log_px.mean() + 0.01
+    assert iwae.mean() > log_px.mean() - 0.1, "IWAE-2000 should be close to the exact log p(x)"
+
+
+def test_sampled_function_weights_are_unbiased_but_looser_than_the_marginal():
+    """Drawing F and weighting by q(z | x, F) is unbiased for p(x); q̄ is its Rao–Blackwellization
+    (1/q̄(z) = E[1/q(z|x,F) | z]), so the q̄ estimate is the tighter one at the same K."""
+    model, x, exact = _gp_on_linear_gaussian(outputscale=1.0)
+    k = 200
+    torch.manual_seed(6)
+    with torch.no_grad():
+        mean_m, var_m, mean_l, var_l = model.function_marginals(x)
+        m = mean_m + var_m.sqrt() * torch.randn(k, *mean_m.shape, dtype=x.dtype)
+        log_var = mean_l + var_l.sqrt() * torch.randn(k, *mean_l.shape, dtype=x.dtype)
+        z = m + (0.5 * log_var).exp() * torch.randn_like(m)
+        conditional = torch.distributions.Normal(m, (0.5 * log_var).exp()).log_prob(z).sum(-1)
+        sampled_f = objectives.iwae_bound(model.log_joint(x, z) - conditional)
+        marginal = objectives.iwae_bound(model.log_joint(x, z) - model.proposal(x).log_prob(z))
+    log_px = exact.exact_log_marginal(x)
+    assert sampled_f.mean() < marginal.mean() - 0.05, (sampled_f.mean(), marginal.mean())
+    assert marginal.mean() < log_px.mean() + 0.02 and sampled_f.mean() < log_px.mean()
+
+
+def test_zero_kernel_amplitude_is_the_vae():
+    model, x = _perturbed_gp("shared")
+    with torch.no_grad():
+        model.gp.covar_module.outputscale = 1e-14
+    vae = VAE(model.encoder, model.decoder).double()
+    z = vae.proposal(x).sample((3,))
+    with torch.no_grad():
+        gp_log_w = model.log_joint(x, z) - model.proposal(x).log_prob(z)
+        vae_log_w = vae.log_joint(x, z) - vae.proposal(x).log_prob(z)
+    assert_all_close(gp_log_w, vae_log_w, atol=1e-3, what="log weights, GP-RF with zero amplitude vs VAE")
+
+
+@pytest.mark.parametrize("objective,link", [("expected", "lognormal"), ("marginal", "lognormal"),
+                                            ("expected", "squared"), ("marginal", "squared")])
+def test_every_parameter_group_gets_a_gradient(objective, link):
+    model, x = _perturbed_gp("shared", dtype=torch.float32, objective=objective, link=link)
+    model.train()
+    model.loss(x[:10]).backward()
+    groups = {"decoder": model.decoder, "encoder": model.encoder, "kernel": model.gp.covar_module,
+              "inducing and variational": model.gp.variational_strategy}
+    for group, module in groups.items():
+        for name, p in module.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{group}: {name} has no gradient"
+
+
+# --------------------------------------------------------------------------------------------- #
+# On real MNIST.
+
+@requires_data
+def test_thousand_float32_training_steps_on_mnist_without_not_psd_error(tmp_path):
+    """Jitter policy: GPyTorch's float32 jitter (1e-4) on k(Ω, Ω) and k(x, x), psd_safe_cholesky's
+    escalation if that is not enough, kernel hyperparameters at a tenth of the learning rate."""
+    config = TrainConfig(model="gp", dataset="mnist", epochs=10, max_train=10_000, max_test=100, eval_k=50,
+                         batch_size=100, device="cpu", data_dir=str(data_dir()), out=str(tmp_path / "gp"))
+    metrics = training.train(config)
+    history = metrics["history"]
+    assert len(history) == 10 and all(math.isfinite(h["train_loss"]) for h in history)
+    assert history[-1]["valid_elbo"] > history[0]["valid_elbo"] + 5, "GP-RF did not learn"
+    assert metrics["test_elbo"] < metrics["test_ll"] < 0
+
+
+@requires_data
+def test_per_example_difficulty_and_bench_from_the_cli(tmp_path):
+    out = tmp_path / "gp"
+    training.train(TrainConfig(model="gp", dataset="mnist", epochs=1, max_train=500, max_test=30, eval_k=10,
+                               device="cpu", data_dir=str(data_dir()), out=str(out)))
+    env = {**os.environ, "GPVAE_QUIET": "1"}
+    done = subprocess.run([sys.executable, "-m", "gpvae", "evaluate", str(out), "--per-example"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    values = json.loads((out / "per_example_K10_N30.json").read_text())
+    assert len(values["mean_function_variance"]) == len(values["test_ll"]) == 30
+    assert all(v > 0 for v in values["variance_function_variance"])
+    report = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "gpvae", "bench", "--models", "vae,gp", "--repeats", "2",
+                           "--device", "cpu", "--data-dir", str(data_dir()), "--json", str(report)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = {r["model"]: r for r in json.loads(report.read_text())["results"]}
+    assert rows["vae"]["infer_ratio_to_vae"] == 1.0
+    for key in ("infer_ms", "train_step_ms", "peak_mem_mb", "infer_ratio_to_vae", "train_ratio_to_vae"):
+        assert rows["gp"][key] > 0
+    assert "infer ms" in done.stdout
