@@ -267,7 +267,10 @@ class GPRF(LatentVariableModel):
     def initialize_from_data(self, x: torch.Tensor) -> None:
         """Inducing inputs at the features of the first M images of ``x``; RBF lengthscales by the
         median heuristic (the median distance between those features)."""
-        features = self.encoder.features(x[: len(self.gp.inducing_points)])
+        n_inducing = len(self.gp.inducing_points)
+        if len(x) < n_inducing:
+            raise ValueError(f"initialization needs at least M = {n_inducing} images, got {len(x)}")
+        features = self.encoder.features(x[:n_inducing])
         self.gp.inducing_points.copy_(features)
         if isinstance(self.gp.covar_module, gpytorch.kernels.ScaleKernel):
             distance = torch.pdist(features).median().clamp(min=1e-3)
@@ -301,6 +304,22 @@ class GPRF(LatentVariableModel):
         var_z = self.latent_variance(mean_l + var_l.sqrt() * torch.randn_like(mean_l))
         z = m + var_z.sqrt() * torch.randn_like(m)
         return self.log_likelihood(x, z.unsqueeze(0)).squeeze(0) - objectives.gaussian_kl_to_standard(m, var_z.log())
+
+    def sampled_function_log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """log w with a fresh function draw per sample and its *conditional* density:
+        F_s ~ q(F(x)), z_s ~ q(z | x, F_s), log w_s = log p(x, z_s) − log q(z_s | x, F_s). (S, B).
+
+        Unbiased for p(x) like q̄'s weights, but q̄ is its Rao–Blackwellization
+        (1/q̄(z) = E[1/q(z | x, F) | z]), so the estimate with q̄ is tighter at the same S. For
+        comparison only; the evaluation protocol uses :meth:`proposal`.
+        """
+        mean_m, var_m, mean_l, var_l = self.function_marginals(x)
+        shape = (n_samples, *mean_m.shape)
+        m = mean_m + var_m.sqrt() * torch.randn(shape, dtype=x.dtype, device=x.device)
+        std_z = self.latent_variance(mean_l + var_l.sqrt() * torch.randn(shape, dtype=x.dtype, device=x.device)).sqrt()
+        z = m + std_z * torch.randn_like(m)
+        conditional = torch.distributions.Normal(m, std_z, validate_args=False).log_prob(z).sum(-1)
+        return self.log_joint(x, z) - conditional
 
     def difficulty(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Posterior difficulty per example: the GP's predictive variance averaged over the d outputs

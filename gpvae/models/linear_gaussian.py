@@ -68,3 +68,15 @@ class LinearGaussian(LatentVariableModel):
         trace = (log_var.exp() * self.weight.pow(2).sum(0)).sum(-1)
         expected_ll = -0.5 * ((resid.pow(2).sum(-1) + trace) / var + x.shape[-1] * torch.log(2 * math.pi * var))
         return expected_ll - objectives.gaussian_kl_to_standard(mean, log_var)
+
+
+class LinearGaussianDecoder(nn.Module):
+    """The p(x | z) of a :class:`LinearGaussian` as a decoder (``log_prob(x, z)``), so that any
+    encoder-based model (e.g. GP-RF) can be put on a generative model whose log p(x) is exact."""
+
+    def __init__(self, exact: LinearGaussian):
+        super().__init__()
+        self.exact = exact
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.exact.log_likelihood(x, z)
