@@ -15,9 +15,10 @@ from .bench import bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
-from .training import TrainingDiverged, evaluate_run, train
+from .training import TrainingDiverged, evaluate_run, gaps_run, train
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+GAP_KEYS = ("log_px", "elbo_opt", "elbo_model", "approximation_gap", "amortization_gap")
 
 
 def _typed(kind: type, minimum):
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
     evaluate.add_argument("--per-example", action="store_true",
                           help="also write per-example log-likelihoods, ELBOs and (GP-RF) posterior difficulty")
+    evaluate.add_argument("--gaps", action="store_true",
+                          help="gap decomposition (approximation and amortization gaps) on a test subset, to gaps.json")
+    evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=100,
+                          help="test images in the gap decomposition (default: 100)")
     bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
     bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             metrics = train(config)
             print(_summary(metrics))
             print(f"wrote {config.run_dir}/metrics.json")
+        elif args.command == "evaluate" and args.gaps:
+            result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device)
+            print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
+                             indent=1))
         elif args.command == "evaluate":
             result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
                                   per_example=args.per_example)

@@ -9,6 +9,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .data import DATASETS
 from .models import MODELS
+from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
 from .models.gp import KERNELS, OBJECTIVES, VARIANCE_LINKS, VARIATIONAL_FAMILIES
 from .networks import NETWORKS
 
@@ -36,6 +37,9 @@ class TrainConfig:
     batch_size: int = _opt(100, "minibatch size for training and evaluation", minimum=1)
     lr: float = _opt(1e-3, "Adam learning rate", minimum=0.0)
     iwae_k: int = _opt(5, "importance samples in the IWAE training bound (model iwae)", minimum=1)
+    svi_steps: int = _opt(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
+    svi_lr: float = _opt(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
+    svi_momentum: float = _opt(SVI_MOMENTUM, "SA-VAE: SVI momentum", minimum=0.0)
     kernel: str = _opt("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
     inducing: int = _opt(128, "GP-RF inducing points M", minimum=1)
     variance_link: str = _opt("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma", choices=VARIANCE_LINKS)

@@ -5,9 +5,14 @@ import math
 
 import numpy as np
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Independent, Normal, constraints
 
 QUADRATURE_NODES = 20
+
+
+def diagonal_gaussian(mean: torch.Tensor, log_var: torch.Tensor) -> Independent:
+    """N(mean, diag exp log_var) with batch shape (B,) and event shape (d,)."""
+    return Independent(Normal(mean, (0.5 * log_var).exp(), validate_args=False), 1, validate_args=False)
 
 
 def gauss_hermite(n_nodes: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,10 +14,13 @@ import math
 import torch
 
 from .models.base import LatentVariableModel
+from .objectives import gaussian_elbo
 from .progress import progress
+from .refinement import Convergence, optimal_gaussian
 
 SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1
+GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
 
 
 def _batches(x: torch.Tensor, batch_size: int, device: torch.device, desc: str):
@@ -40,12 +43,15 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int, batch_si
 
 
 def elbo(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 100, device: torch.device | str = "cpu",
-         n_samples: int = ELBO_SAMPLES) -> torch.Tensor:
-    """Per-example ELBO: x (N, ...) -> (N,) nats, on CPU."""
+         n_samples: int = ELBO_SAMPLES, samples_per_chunk: int = SAMPLES_PER_CHUNK) -> torch.Tensor:
+    """Per-example ELBO averaged over ``n_samples`` draws (in chunks): x (N, ...) -> (N,) nats, on CPU."""
     model.eval()
+    out = []
     with torch.no_grad():
-        return torch.cat([model.elbo(xb, n_samples).cpu()
-                          for xb in _batches(x, batch_size, torch.device(device), "ELBO")])
+        for xb in _batches(x, batch_size, torch.device(device), "ELBO"):
+            sizes = [min(samples_per_chunk, n_samples - done) for done in range(0, n_samples, samples_per_chunk)]
+            out.append((sum(model.elbo(xb, n) * n for n in sizes) / n_samples).cpu())
+    return torch.cat(out)
 
 
 def posterior_difficulty(model, x: torch.Tensor, batch_size: int = 100,
@@ -75,4 +81,39 @@ def evaluate(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: in
         n_dims = int(x[0].numel())
         result["test_bpd"] = bits_per_dim(result["test_ll"], n_dims)
         result["test_elbo_bpd"] = bits_per_dim(result["test_elbo"], n_dims)
+    return result
+
+
+def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
+                      device: torch.device | str = "cpu", convergence: Convergence = Convergence(),
+                      elbo_samples: int = GAP_ELBO_SAMPLES) -> dict:
+    """Gap decomposition of Cremer, Li & Duvenaud (2018) for each image of ``x``, with the model's own decoder:
+
+    approximation gap = log p̂(x) − ELBO(q*),  amortization gap = ELBO(q*) − ELBO(q_model),
+
+    log p̂ with ``k`` importance samples of the model's proposal, q* the best diagonal Gaussian found
+    by SVI from the proposal's mean and variance, run to ``convergence``; every ELBO averages
+    ``elbo_samples`` draws. For GP-RF q_model is the marginal q̄ (not a Gaussian, so its
+    amortization gap may be negative). Values in nats, per example and averaged.
+    """
+    device = torch.device(device)
+    log_px = log_likelihood(model, x, k, batch_size, device)
+    elbo_model = elbo(model, x, batch_size, device, n_samples=elbo_samples)
+    elbo_opt, records = [], []
+    for xb in _batches(x, batch_size, device, "SVI to q*"):
+        with torch.no_grad():
+            start = model.proposal(xb)
+            mean, log_var = start.mean, start.variance.log()
+        mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
+        with torch.no_grad():
+            sizes = [min(SAMPLES_PER_CHUNK, elbo_samples - done) for done in range(0, elbo_samples, SAMPLES_PER_CHUNK)]
+            elbo_opt.append((sum(gaussian_elbo(model, xb, mean, log_var, n) * n for n in sizes) / elbo_samples).cpu())
+        records.append(record)
+    elbo_opt = torch.cat(elbo_opt)
+    values = {"log_px": log_px, "elbo_opt": elbo_opt, "elbo_model": elbo_model,
+              "approximation_gap": log_px - elbo_opt, "amortization_gap": elbo_opt - elbo_model}
+    result = {name: {"mean": v.mean().item(), "per_example": v.tolist()} for name, v in values.items()}
+    result.update(eval_k=k, n=len(x), elbo_samples=elbo_samples,
+                  svi={"window": convergence.window, "tolerance": convergence.tolerance,
+                       "max_steps": convergence.max_steps, "batches": records})
     return result

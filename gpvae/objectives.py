@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from .distributions import diagonal_gaussian
+
 
 def elbo(log_w: torch.Tensor) -> torch.Tensor:
     """Monte Carlo ELBO per example: mean over samples of log w. (S, B) -> (B,)."""
@@ -23,3 +25,11 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
 def gaussian_kl_to_standard(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, diag exp log_var) ‖ N(0, I)) per example: (B, d) -> (B,)."""
     return 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
+
+
+def gaussian_elbo(model, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
+                  n_samples: int = 1) -> torch.Tensor:
+    """ELBO of q = N(mean, diag exp log_var) under ``model.log_likelihood``: Monte Carlo
+    reconstruction (reparameterized, ``n_samples`` draws) minus the analytic KL to N(0, I). (B,)."""
+    z = diagonal_gaussian(mean, log_var).rsample((n_samples,))
+    return model.log_likelihood(x, z).mean(0) - gaussian_kl_to_standard(mean, log_var)

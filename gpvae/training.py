@@ -19,7 +19,7 @@ import torch
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import elbo, evaluate, posterior_difficulty
+from .evaluation import amortization_gaps, elbo, evaluate, posterior_difficulty
 from .models import LatentVariableModel, build_model
 from .progress import progress
 from .provenance import provenance, resolve_device
@@ -28,6 +28,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
 # Options that may change between an interrupted run and its resumption without changing the training.
+GAP_EVAL_K = 5000  # importance samples of log p̂(x) in the gap decomposition, unless told otherwise
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
@@ -88,7 +89,10 @@ def _warm_start(model: LatentVariableModel, run_dir: str) -> None:
 
 
 def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
-    changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    """Refuse to resume with changed options; an option newer than the checkpoint counts as its default."""
+    defaults = TrainConfig().to_dict()
+    changed = sorted(k for k, v in config.to_dict().items()
+                     if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v)
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}" for k in changed)
         raise RunFolderError(f"cannot resume {run_dir} with different options ({diffs}); use another --out")
@@ -176,6 +180,18 @@ def load_run(run_dir: str | Path, **overrides) -> tuple[TrainConfig, datasets.Im
     data, model, device = prepare(config, fresh=False)
     model.load_state_dict(saved["best_model"])
     return config, data, model, device
+
+
+def gaps_run(run_dir: str | Path, gap_subset: int = 100, eval_k: int | None = None, data_dir: str | None = None,
+             device: str | None = None) -> dict:
+    """Gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) of a run's best model on its
+    first ``gap_subset`` test images, with K = ``eval_k`` (default 5000); writes ``RUN_DIR/gaps.json``."""
+    config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device)
+    torch.manual_seed(config.seed)
+    result = amortization_gaps(model, data.test[:gap_subset], config.eval_k, config.batch_size, dev)
+    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
+    _write_json(Path(run_dir) / "gaps.json", result)
+    return result
 
 
 def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int | None = None,

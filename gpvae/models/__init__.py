@@ -4,10 +4,11 @@ from __future__ import annotations
 from ..networks import build_networks
 from .base import LatentVariableModel
 from .gp import GPRF
+from .savae import SAVAE
 from .linear_gaussian import LinearGaussian
 from .vae import IWAE, VAE
 
-MODELS = {"vae": VAE, "iwae": IWAE, "gp": GPRF}
+MODELS = {"vae": VAE, "iwae": IWAE, "savae": SAVAE, "gp": GPRF}
 
 
 def default_network(image_shape: tuple[int, int, int], likelihood: str) -> str:
@@ -22,10 +23,12 @@ def build_model(config, image_shape: tuple[int, int, int], likelihood: str, n_tr
     encoder, decoder = build_networks(network, image_shape, likelihood, config.latent_dim)
     if config.model == "iwae":
         return IWAE(encoder, decoder, iwae_k=config.iwae_k)
+    if config.model == "savae":
+        return SAVAE(encoder, decoder, svi_steps=config.svi_steps, svi_lr=config.svi_lr, svi_momentum=config.svi_momentum)
     if config.model == "gp":
         return GPRF(encoder, decoder, n_train, n_inducing=config.inducing, kernel=config.kernel,
                     variance_link=config.variance_link, objective=config.objective, variational=config.variational)
     return MODELS[config.model](encoder, decoder)
 
 
-__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "GPRF", "build_model", "default_network"]
+__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "SAVAE", "GPRF", "build_model", "default_network"]

@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import objectives
 from .base import LatentVariableModel
-from .vae import diagonal_gaussian
+from ..distributions import diagonal_gaussian
 
 
 class LinearGaussian(LatentVariableModel):

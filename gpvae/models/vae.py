@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import torch
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent
 
 from .. import objectives
+from ..distributions import diagonal_gaussian
 from ..networks import Decoder, Encoder
 from .base import LatentVariableModel
-
-
-def diagonal_gaussian(mean: torch.Tensor, log_var: torch.Tensor) -> Independent:
-    """N(mean, diag exp log_var) with batch shape (B,) and event shape (d,)."""
-    return Independent(Normal(mean, (0.5 * log_var).exp(), validate_args=False), 1, validate_args=False)
 
 
 class VAE(LatentVariableModel):
@@ -33,9 +29,7 @@ class VAE(LatentVariableModel):
         return diagonal_gaussian(*self.encoder(x))
 
     def elbo(self, x: torch.Tensor, n_samples: int = 1) -> torch.Tensor:
-        mean, log_var = self.encoder(x)
-        z = diagonal_gaussian(mean, log_var).rsample((n_samples,))
-        return self.log_likelihood(x, z).mean(0) - objectives.gaussian_kl_to_standard(mean, log_var)
+        return objectives.gaussian_elbo(self, x, *self.encoder(x), n_samples)
 
 
 class IWAE(VAE):
