@@ -43,6 +43,7 @@ import torch
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.variational import (CholeskyVariationalDistribution, MeanFieldVariationalDistribution,
                                   VariationalStrategy, _VariationalDistribution)
+from linear_operator import to_dense
 from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import nn
@@ -172,17 +173,23 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
             quad = quad.repeat_interleave(self.n_outputs // chol.shape[0], 0)
         return quad.T
 
+    def kernel(self, x1: torch.Tensor, x2: torch.Tensor | None = None, diag: bool = False) -> torch.Tensor:
+        """k(x1, x2) as a dense tensor (n1, n2), or its diagonal (n,). Calls the GPyTorch kernel's
+        ``forward`` directly: the same computation as ``covar_module(x1, x2)`` without building a
+        lazily evaluated operator first, which dominates the cost at these sizes."""
+        return to_dense(self.covar_module.forward(x1, x1 if x2 is None else x2, diag=diag))
+
     def _prior_diag(self, features: torch.Tensor) -> torch.Tensor:
-        return self.covar_module(features, diag=True) + jitter(features.dtype)
+        return self.kernel(features, diag=True) + jitter(features.dtype)
 
     def marginals(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(F_j(x)) for every output: features (B, p) -> (B, 2d), (B, 2d)."""
         if not self.training and not torch.is_grad_enabled():
             return self._cached_marginals(features)
         omega = self.inducing_points
-        k_mm = self.covar_module(omega).to_dense()
+        k_mm = self.kernel(omega)
         chol = psd_safe_cholesky(k_mm + jitter(k_mm.dtype) * torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device))
-        a = torch.linalg.solve_triangular(chol, self.covar_module(omega, features).to_dense(), upper=False)
+        a = torch.linalg.solve_triangular(chol, self.kernel(omega, features), upper=False)
         mean = self.mean_module.head(features) + a.T @ self.variational_distribution.variational_mean.T
         var = self._prior_diag(features).unsqueeze(-1) + self._variance_update(a)
         return mean, var.clamp(min=MIN_VARIANCE)
@@ -201,7 +208,7 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
             omega = self.inducing_points
-            k_mm = self.covar_module(omega).to_dense().double()
+            k_mm = self.kernel(omega).double()
             eye = torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device)
             chol_inv = torch.linalg.solve_triangular(psd_safe_cholesky(k_mm + jitter(omega.dtype) * eye), eye,
                                                      upper=False)
@@ -214,7 +221,7 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
             dtype = omega.dtype
             self._cache = (key, alpha.to(dtype), extra.to(dtype))
         _, alpha, extra = self._cache
-        k_xm = self.covar_module(features, self.inducing_points).to_dense()
+        k_xm = self.kernel(features, self.inducing_points)
         mean = self.mean_module.head(features) + k_xm @ alpha
         if self.variational == "shared":
             quad = ((k_xm @ extra) * k_xm).sum(-1)  # (G, B)
