@@ -78,13 +78,11 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
 def _warm_start(model: LatentVariableModel, run_dir: str) -> None:
     """Copy the encoder and decoder of a trained run's best parameters into ``model``."""
     best = load_checkpoint(run_dir)["best_model"]
-    shared = {k: v for k, v in best.items() if k.split(".")[0] in ("encoder", "decoder")}
     try:
-        missing = set(shared) - set(model.state_dict())
-        if missing or not shared:
-            raise RuntimeError(f"keys not in this model: {sorted(missing)[:3]}")
-        model.load_state_dict(shared, strict=False)
-    except RuntimeError as err:
+        for part in ("encoder", "decoder"):
+            prefix = part + "."
+            getattr(model, part).load_state_dict({k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)})
+    except (RuntimeError, AttributeError) as err:
         raise RunFolderError(f"cannot warm start from {run_dir}: its networks differ ({err})") from None
 
 

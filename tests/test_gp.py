@@ -203,3 +203,18 @@ def test_per_example_difficulty_and_bench_from_the_cli(tmp_path):
     for key in ("infer_ms", "train_step_ms", "peak_mem_mb", "infer_ratio_to_vae", "train_ratio_to_vae"):
         assert rows["gp"][key] > 0
     assert "infer ms" in done.stdout
+
+
+@requires_data
+def test_warm_start_copies_the_vae_networks_and_refuses_other_shapes(tmp_path):
+    common = dict(dataset="mnist", max_train=500, max_test=20, eval_k=5, latent_dim=4, device="cpu",
+                  data_dir=str(data_dir()))
+    training.train(TrainConfig(model="vae", epochs=1, out=str(tmp_path / "vae"), **common))
+    best = training.load_checkpoint(tmp_path / "vae")["best_model"]
+    _, model, _ = training.prepare(TrainConfig(model="gp", init_from=str(tmp_path / "vae"), **common))
+    for key, value in model.state_dict().items():
+        if key.split(".")[0] in ("encoder", "decoder"):
+            assert torch.equal(value, best[key]), key
+    assert model.gp.mean_module.head is model.encoder.head
+    with pytest.raises(training.RunFolderError, match="networks differ"):
+        training.prepare(TrainConfig(model="gp", init_from=str(tmp_path / "vae"), **{**common, "latent_dim": 5}))
