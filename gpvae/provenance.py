@@ -11,13 +11,17 @@ import torch
 from .config import ConfigError
 
 
+CODE_PATHS = ("gpvae", "pyproject.toml", "requirements.lock")
+
+
 def git_commit() -> str:
-    """The commit of the gpvae checkout (with ``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    """The commit of the gpvae checkout, with ``+dirty`` when the code (the package, its install
+    files) differs from it — results and notebooks do not count — or ``unknown``."""
     repo = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=repo,
                                capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
