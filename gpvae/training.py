@@ -164,7 +164,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
                "valid_elbo": state["best_valid_elbo"], **result,
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
-               "n_parameters": sum(p.numel() for p in model.parameters()),
+               "n_parameters": sum(p.numel() for p in model.parameters()), "model_summary": model.summary(),
                **origin, "history": state["history"]}
     _write_json(run_dir / METRICS, metrics)
     _write_json(run_dir / PER_EXAMPLE, per_example)
@@ -200,7 +200,8 @@ def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int |
     config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
     result = evaluate(model, data.test, config.eval_k, config.batch_size, dev, data.likelihood, config.seed)
     values = result.pop("per_example")
-    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
+    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), model_summary=model.summary(),
+                  **provenance(dev))
     stem = f"K{config.eval_k}_N{result['n_test']}"
     _write_json(Path(run_dir) / f"evaluation_{stem}.json", result)
     if per_example:

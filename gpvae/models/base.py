@@ -41,6 +41,10 @@ class LatentVariableModel(nn.Module):
     def initialize_from_data(self, x: torch.Tensor) -> None:
         """Data-dependent initialization from training images ``x`` (B, ...); nothing by default."""
 
+    def summary(self) -> dict:
+        """Scalar hyperparameters worth recording beside the metrics (none by default)."""
+        return {}
+
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z): (S, B)."""
         return standard_normal_log_prob(z) + self.log_likelihood(x, z)

@@ -270,6 +270,14 @@ class GPRF(LatentVariableModel):
         rest = [p for p in self.parameters() if id(p) not in kernel_ids]
         return [{"params": rest, "lr": lr}, {"params": kernel, "lr": lr * KERNEL_LR_FACTOR}]
 
+    def summary(self) -> dict:
+        """The kernel's amplitude (prior variance of the encoder's error) and its lengthscales."""
+        kernel = self.gp.covar_module
+        if isinstance(kernel, gpytorch.kernels.ScaleKernel):
+            lengthscale = kernel.base_kernel.lengthscale.detach()
+            return {"kernel_outputscale": kernel.outputscale.item(), "lengthscale_median": lengthscale.median().item()}
+        return {"kernel_variance": kernel.variance.item()}
+
     @torch.no_grad()
     def initialize_from_data(self, x: torch.Tensor) -> None:
         """Inducing inputs at the features of the first M images of ``x``; RBF lengthscales by the
