@@ -26,9 +26,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from . import data as datasets
 from .config import TrainConfig
-from .models import build_model
 from .progress import progress
 from .provenance import provenance, resolve_device
+from .training import new_model
 
 WARMUP = 5
 
@@ -92,11 +92,7 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     names = list(dict.fromkeys(["vae", *models]))
     built = {}
     for name in names:
-        torch.manual_seed(config.seed)
-        model = build_model(dataclasses.replace(config, model=name), data.image_shape, data.likelihood,
-                            n_train=len(data.train))
-        model.initialize_from_data(data.training_batch(data.train[:1000], generator))
-        model.to(device)
+        model = new_model(dataclasses.replace(config, model=name), data).to(device)
         frozen = copy.deepcopy(model).eval()  # inference on fixed parameters, as at test time (caches hold)
         built[name] = (model, torch.optim.Adam(model.parameter_groups(config.lr)), frozen)
 

@@ -35,8 +35,7 @@ def _typed(kind: type, minimum):
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set = frozenset()) -> None:
-    minimums = {f: m for f, m in ((f.name, f.metadata["minimum"]) for f in TrainConfig.__dataclass_fields__.values())}
-    for name, default, type_name, help_text, choices in option_specs():
+    for name, default, type_name, help_text, choices, minimum in option_specs():
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
@@ -44,7 +43,7 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set =
             parser.add_argument(flag, action="store_true", help=help_text)
             continue
         kind = int if "int" in type_name else float if "float" in type_name else str
-        parser.add_argument(flag, type=_typed(kind, minimums[name]), default=default, choices=choices,
+        parser.add_argument(flag, type=_typed(kind, minimum), default=default, choices=choices,
                             metavar=None if choices else name.upper(),
                             help=f"{help_text} (default: {default})")
 

@@ -75,7 +75,7 @@ class TrainConfig:
 
 
 def option_specs():
-    """(name, default, type, help, choices) of every :class:`TrainConfig` field, for the CLI."""
+    """(name, default, type, help, choices, minimum) of every :class:`TrainConfig` field, for the CLI."""
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else None
-        yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"]
+        yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"], f.metadata["minimum"]

@@ -28,6 +28,16 @@ def _batches(x: torch.Tensor, batch_size: int, device: torch.device, desc: str):
         yield x[start:start + batch_size].to(device)
 
 
+def _chunks(n_samples: int, samples_per_chunk: int) -> list[int]:
+    """Sizes of the chunks that split ``n_samples`` draws into pieces of at most ``samples_per_chunk``."""
+    return [min(samples_per_chunk, n_samples - done) for done in range(0, n_samples, samples_per_chunk)]
+
+
+def _chunked_mean(per_example, n_samples: int, samples_per_chunk: int = SAMPLES_PER_CHUNK) -> torch.Tensor:
+    """Mean over ``n_samples`` draws of ``per_example(n)`` (a (B,) average over n draws), in chunks."""
+    return sum(per_example(n) * n for n in _chunks(n_samples, samples_per_chunk)) / n_samples
+
+
 def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
                    device: torch.device | str = "cpu", samples_per_chunk: int = SAMPLES_PER_CHUNK) -> torch.Tensor:
     """Importance-sampled log p̂(x) with ``k`` samples per example: x (N, ...) -> (N,) nats, on CPU."""
@@ -36,8 +46,8 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int, batch_si
     for xb in _batches(x, batch_size, torch.device(device), f"log p(x), K={k}"):
         with torch.no_grad():
             r = model.proposal(xb)
-            chunk_lse = [torch.logsumexp(model.log_weights(xb, min(samples_per_chunk, k - done), proposal=r), 0)
-                         for done in range(0, k, samples_per_chunk)]
+            chunk_lse = [torch.logsumexp(model.log_weights(xb, n, proposal=r), 0)
+                         for n in _chunks(k, samples_per_chunk)]
         out.append((torch.logsumexp(torch.stack(chunk_lse), 0) - math.log(k)).cpu())
     return torch.cat(out)
 
@@ -49,8 +59,7 @@ def elbo(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 100, dev
     out = []
     with torch.no_grad():
         for xb in _batches(x, batch_size, torch.device(device), "ELBO"):
-            sizes = [min(samples_per_chunk, n_samples - done) for done in range(0, n_samples, samples_per_chunk)]
-            out.append((sum(model.elbo(xb, n) * n for n in sizes) / n_samples).cpu())
+            out.append(_chunked_mean(lambda n: model.elbo(xb, n), n_samples, samples_per_chunk).cpu())
     return torch.cat(out)
 
 
@@ -106,8 +115,7 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
             mean, log_var = start.mean, start.variance.log()
         mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
         with torch.no_grad():
-            sizes = [min(SAMPLES_PER_CHUNK, elbo_samples - done) for done in range(0, elbo_samples, SAMPLES_PER_CHUNK)]
-            elbo_opt.append((sum(gaussian_elbo(model, xb, mean, log_var, n) * n for n in sizes) / elbo_samples).cpu())
+            elbo_opt.append(_chunked_mean(lambda n: gaussian_elbo(model, xb, mean, log_var, n), elbo_samples).cpu())
         records.append(record)
     elbo_opt = torch.cat(elbo_opt)
     values = {"log_px": log_px, "elbo_opt": elbo_opt, "elbo_model": elbo_model,

@@ -27,9 +27,9 @@ from .provenance import provenance, resolve_device
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
-# Options that may change between an interrupted run and its resumption without changing the training.
 GAP_EVAL_K = 5000  # importance samples of log p̂(x) in the gap decomposition, unless told otherwise
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations
+# Options that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
 
@@ -65,6 +65,12 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
     model is also warm-started (``init_from``) and initialized from the first training images."""
     device = resolve_device(config.device)
     data = datasets.load(config.dataset, config.data_dir, config.download).limit(config.max_train, config.max_test)
+    return data, new_model(config, data, fresh).to(device), device
+
+
+def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True) -> LatentVariableModel:
+    """The model of ``config`` for ``data``, seeded with ``config.seed``; a ``fresh`` one is also
+    warm-started (``init_from``) and initialized from the first training images (on CPU)."""
     torch.manual_seed(config.seed)
     model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
     if fresh:
@@ -72,7 +78,7 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
             _warm_start(model, config.init_from)
         first = data.training_batch(data.train[:INIT_IMAGES], torch.Generator().manual_seed(config.seed))
         model.initialize_from_data(first)
-    return data, model.to(device), device
+    return model
 
 
 def _warm_start(model: LatentVariableModel, run_dir: str) -> None:
