@@ -4,8 +4,9 @@ All models are built from one :class:`~gpvae.config.TrainConfig` (only ``model``
 one process on the same real minibatch, and timed *interleaved* — each repeat times every model
 once — so that machine noise falls on all of them alike. Reported times are medians in ms:
 
-* ``infer_ms``: producing the proposal r(z | x) for a test batch (evaluation mode, no gradients), on
-  a frozen copy of the model so that inference-time caches stay valid, as they do at test time;
+* ``infer_ms``: inference for a test batch — the proposal r(z | x), one draw z ~ r per example and
+  its exact log-density (evaluation mode, no gradients; for flows the draw is where the flow runs),
+  on a frozen copy of the model so that inference-time caches stay valid, as they do at test time;
 * ``train_step_ms``: loss, backward pass and Adam step on a training batch;
 * ``peak_mem_mb``: peak memory allocated by tensors during one training step (CUDA: the caching
   allocator's peak; CPU: the peak of the PyTorch profiler's allocation trace).
@@ -99,7 +100,8 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     def infer(name):
         model = built[name][2]
         with torch.no_grad():
-            model.proposal(x_test).mean
+            r = model.proposal(x_test)
+            r.log_prob(r.rsample())
 
     def train_step(name):
         model, optimizer, _ = built[name]

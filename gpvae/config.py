@@ -10,6 +10,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from .data import DATASETS
 from .models import MODELS
 from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
+from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
+from .models.rme import MIXTURE_COMPONENTS
+from .models.vlae import LAPLACE_ITERATIONS
 from .models.gp import KERNELS, OBJECTIVES, VARIANCE_LINKS, VARIATIONAL_FAMILIES
 from .networks import NETWORKS
 
@@ -47,6 +50,13 @@ class TrainConfig:
                           choices=OBJECTIVES)
     variational: str = _opt("shared", "GP-RF q(v): covariance shared per output group, diagonal, or full per output",
                             choices=VARIATIONAL_FAMILIES)
+    householder_steps: int = _opt(HOUSEHOLDER_STEPS, "HF: Householder reflections T", minimum=1)
+    iaf_steps: int = _opt(IAF_STEPS, "IAF: autoregressive flow steps", minimum=1)
+    iaf_width: int = _opt(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
+    laplace_iterations: int = _opt(LAPLACE_ITERATIONS, "VLAE: posterior-mode updates before the Laplace Gaussian",
+                                   minimum=0)
+    mixture_components: int = _opt(MIXTURE_COMPONENTS, "RME: mixture components, added one per training stage",
+                                   minimum=1)
     init_from: str | None = _opt(None, "warm start encoder and decoder from this trained run folder")
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)

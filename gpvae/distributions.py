@@ -69,3 +69,45 @@ class GaussHermiteMarginal(Distribution):
         sq = (z - self.loc).unsqueeze(-1).pow(2)
         log_normal = -0.5 * (sq / var + var.log() + math.log(2 * math.pi))
         return torch.logsumexp(log_normal + self.log_node_weights, -1).sum(-1)
+
+
+class DiagonalGaussianMixture(Distribution):
+    """r(z | x) = Σ_k α_k N(z; μ_k, diag exp ℓ_k), with exact density.
+
+    ``means``, ``log_vars``: (B, K, d); ``log_weights``: (B, K), log α normalized over K. ``rsample``
+    picks a component (no gradient through the choice) and reparameterizes within it; objectives
+    that need gradients for the weights average over components instead (see :class:`gpvae.models.RME`).
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, means: torch.Tensor, log_vars: torch.Tensor, log_weights: torch.Tensor):
+        self.means, self.log_vars, self.log_weights = means, log_vars, log_weights
+        super().__init__(batch_shape=means.shape[:-2], event_shape=means.shape[-1:], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return (self.log_weights.exp().unsqueeze(-1) * self.means).sum(-2)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        second_moment = (self.log_weights.exp().unsqueeze(-1) * (self.log_vars.exp() + self.means.pow(2))).sum(-2)
+        return second_moment - self.mean.pow(2)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.batch_shape
+        n_components = self.log_weights.shape[-1]
+        choice = torch.multinomial(self.log_weights.exp().reshape(-1, n_components), shape.numel() // max(
+            self.batch_shape.numel(), 1), replacement=True).T.reshape(*shape, 1, 1)
+        pick = choice.expand(*shape, 1, self.means.shape[-1])
+        mean = self.means.expand(*shape, *self.means.shape[-2:]).gather(-2, pick).squeeze(-2)
+        log_var = self.log_vars.expand(*shape, *self.log_vars.shape[-2:]).gather(-2, pick).squeeze(-2)
+        return mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., B, d) -> (..., B)."""
+        diff = z.unsqueeze(-2) - self.means
+        log_normal = -0.5 * (diff.pow(2) / self.log_vars.exp() + self.log_vars + math.log(2 * math.pi)).sum(-1)
+        return torch.logsumexp(log_normal + self.log_weights, -1)

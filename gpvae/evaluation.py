@@ -21,6 +21,7 @@ from .refinement import Convergence, optimal_gaussian
 SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1
 GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
+MOMENT_SAMPLES = 1000  # draws behind the SVI starting point of a proposal without closed-form moments
 
 
 def _batches(x: torch.Tensor, batch_size: int, device: torch.device, desc: str):
@@ -93,6 +94,16 @@ def evaluate(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: in
     return result
 
 
+def _moments(proposal, n_samples: int = MOMENT_SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and log-variance (B, d) of a proposal: exact where the distribution knows them, else from
+    ``n_samples`` draws (flows)."""
+    try:
+        return proposal.mean, proposal.variance.log()
+    except NotImplementedError:
+        draws = proposal.rsample((n_samples,))
+        return draws.mean(0), draws.var(0).log()
+
+
 def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
                       device: torch.device | str = "cpu", convergence: Convergence = Convergence(),
                       elbo_samples: int = GAP_ELBO_SAMPLES) -> dict:
@@ -101,9 +112,10 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
     approximation gap = log p̂(x) − ELBO(q*),  amortization gap = ELBO(q*) − ELBO(q_model),
 
     log p̂ with ``k`` importance samples of the model's proposal, q* the best diagonal Gaussian found
-    by SVI from the proposal's mean and variance, run to ``convergence``; every ELBO averages
-    ``elbo_samples`` draws. For GP-RF q_model is the marginal q̄ (not a Gaussian, so its
-    amortization gap may be negative). Values in nats, per example and averaged.
+    by SVI from the proposal's mean and variance (:func:`_moments`), run to ``convergence``; every ELBO averages
+    ``elbo_samples`` draws. Where q_model is richer than a diagonal Gaussian (GP-RF's marginal q̄,
+    flows, VLAE's full covariance, RME's mixture) its amortization gap may be negative. Values in
+    nats, per example and averaged.
     """
     device = torch.device(device)
     log_px = log_likelihood(model, x, k, batch_size, device)
@@ -111,8 +123,7 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
     elbo_opt, records = [], []
     for xb in _batches(x, batch_size, device, "SVI to q*"):
         with torch.no_grad():
-            start = model.proposal(xb)
-            mean, log_var = start.mean, start.variance.log()
+            mean, log_var = _moments(model.proposal(xb))
         mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
         with torch.no_grad():
             elbo_opt.append(_chunked_mean(lambda n: gaussian_elbo(model, xb, mean, log_var, n), elbo_samples).cpu())

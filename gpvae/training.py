@@ -72,7 +72,10 @@ def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True)
     """The model of ``config`` for ``data``, seeded with ``config.seed``; a ``fresh`` one is also
     warm-started (``init_from``) and initialized from the first training images (on CPU)."""
     torch.manual_seed(config.seed)
-    model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
+    try:
+        model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
+    except ValueError as err:  # a model that cannot take this dataset's likelihood or shape
+        raise ConfigError(f"--model {config.model} with --dataset {config.dataset}: {err}") from None
     if fresh:
         if config.init_from:
             _warm_start(model, config.init_from)
@@ -104,6 +107,7 @@ def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
 
 def _run_epoch(model, optimizer, data, config, generator, device, epoch) -> float:
     model.train()
+    model.begin_epoch(epoch, config.epochs)
     order = torch.randperm(len(data.train), generator=generator)
     total, steps = 0.0, 0
     bar = progress(order.split(config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from ..networks import build_networks
-from .base import LatentVariableModel
+from .base import EncoderDecoderModel, LatentVariableModel
+from .flows import HouseholderFlowVAE, IAFVAE
 from .gp import GPRF
+from .rme import RME
 from .savae import SAVAE
 from .linear_gaussian import LinearGaussian
 from .vae import IWAE, VAE
+from .vlae import VLAE
 
-MODELS = {"vae": VAE, "iwae": IWAE, "savae": SAVAE, "gp": GPRF}
+MODELS = {"vae": VAE, "iwae": IWAE, "savae": SAVAE, "gp": GPRF, "hf": HouseholderFlowVAE, "iaf": IAFVAE,
+          "vlae": VLAE, "rme": RME}
 
 
 def default_network(image_shape: tuple[int, int, int], likelihood: str) -> str:
@@ -28,7 +32,16 @@ def build_model(config, image_shape: tuple[int, int, int], likelihood: str, n_tr
     if config.model == "gp":
         return GPRF(encoder, decoder, n_train, n_inducing=config.inducing, kernel=config.kernel,
                     variance_link=config.variance_link, objective=config.objective, variational=config.variational)
+    if config.model == "hf":
+        return HouseholderFlowVAE(encoder, decoder, householder_steps=config.householder_steps)
+    if config.model == "iaf":
+        return IAFVAE(encoder, decoder, iaf_steps=config.iaf_steps, iaf_width=config.iaf_width)
+    if config.model == "vlae":
+        return VLAE(encoder, decoder, laplace_iterations=config.laplace_iterations)
+    if config.model == "rme":
+        return RME(encoder, decoder, mixture_components=config.mixture_components)
     return MODELS[config.model](encoder, decoder)
 
 
-__all__ = ["MODELS", "LatentVariableModel", "LinearGaussian", "VAE", "IWAE", "SAVAE", "GPRF", "build_model", "default_network"]
+__all__ = ["MODELS", "LatentVariableModel", "EncoderDecoderModel", "LinearGaussian", "VAE", "IWAE", "SAVAE", "GPRF",
+           "HouseholderFlowVAE", "IAFVAE", "VLAE", "RME", "build_model", "default_network"]

@@ -45,6 +45,10 @@ class LatentVariableModel(nn.Module):
         """Scalar hyperparameters worth recording beside the metrics (none by default)."""
         return {}
 
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the training loop before epoch ``epoch`` (0-based) of ``epochs``; models trained
+        in stages (RME) switch stage here. Nothing by default."""
+
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z): (S, B)."""
         return standard_normal_log_prob(z) + self.log_likelihood(x, z)
@@ -62,3 +66,17 @@ class LatentVariableModel(nn.Module):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Training loss for a minibatch (scalar): minus the mean per-example objective."""
         return -self.elbo(x).mean()
+
+
+class EncoderDecoderModel(LatentVariableModel):
+    """A model built on the shared networks: an :class:`~gpvae.networks.Encoder` (trunk and head)
+    and a :class:`~gpvae.networks.Decoder` giving log p_θ(x | z)."""
+
+    def __init__(self, encoder, decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = encoder.latent_dim
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.log_prob(x, z)

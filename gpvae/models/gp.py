@@ -51,7 +51,7 @@ from torch import nn
 from .. import objectives
 from ..distributions import QUADRATURE_NODES, GaussHermiteMarginal, gauss_hermite
 from ..networks import Decoder, Encoder
-from .base import LatentVariableModel
+from .base import EncoderDecoderModel
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
@@ -244,19 +244,17 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
         return 0.5 * m.pow(2).sum() + copies * per_factor.sum()
 
 
-class GPRF(LatentVariableModel):
+class GPRF(EncoderDecoderModel):
     """Random-function inference model: encoder, decoder, and a GP over the inference function."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, n_inducing: int = 128,
                  kernel: str = "rbf", variance_link: str = "lognormal", objective: str = "expected",
                  variational: str = "shared", quadrature_nodes: int = QUADRATURE_NODES):
-        super().__init__()
+        super().__init__(encoder, decoder)
         if variance_link not in VARIANCE_LINKS:
             raise ValueError(f"unknown variance link {variance_link!r}; choose one of {VARIANCE_LINKS}")
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
-        self.encoder, self.decoder = encoder, decoder
-        self.latent_dim = encoder.latent_dim
         self.n_train, self.variance_link, self.objective = n_train, variance_link, objective
         self.gp = InferenceFunctionGP(encoder.head, encoder.feature_dim, 2 * self.latent_dim, n_inducing, kernel,
                                       variational)
@@ -290,9 +288,6 @@ class GPRF(LatentVariableModel):
         if isinstance(self.gp.covar_module, gpytorch.kernels.ScaleKernel):
             distance = torch.pdist(features).median().clamp(min=1e-3)
             self.gp.covar_module.base_kernel.lengthscale = distance.expand(1, features.shape[-1])
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder.log_prob(x, z)
 
     def latent_variance(self, variance_function: torch.Tensor) -> torch.Tensor:
         """σ²(L): exp(L) for the lognormal link, L² for the squared link (floored at MIN_VARIANCE)."""

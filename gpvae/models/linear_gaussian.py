@@ -71,12 +71,23 @@ class LinearGaussian(LatentVariableModel):
 
 
 class LinearGaussianDecoder(nn.Module):
-    """The p(x | z) of a :class:`LinearGaussian` as a decoder (``log_prob(x, z)``), so that any
-    encoder-based model (e.g. GP-RF) can be put on a generative model whose log p(x) is exact."""
+    """The p(x | z) of a :class:`LinearGaussian` as a decoder (``log_prob(x, z)``; ``forward(z)``, the
+    mean W z + b; ``likelihood`` and ``noise_var``), so that any encoder-based model (GP-RF, VLAE, RME)
+    can be put on a generative model whose log p(x) is exact."""
+
+    likelihood = "gaussian"
 
     def __init__(self, exact: LinearGaussian):
         super().__init__()
         self.exact = exact
+
+    @property
+    def noise_var(self) -> torch.Tensor:
+        return (2 * self.exact.log_noise_std).exp()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z): (..., d) -> (..., D)."""
+        return z @ self.exact.weight.T + self.exact.bias
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.exact.log_likelihood(x, z)

@@ -7,23 +7,14 @@ from torch.distributions import Independent
 from .. import objectives
 from ..distributions import diagonal_gaussian
 from ..networks import Decoder, Encoder
-from .base import LatentVariableModel
+from .base import EncoderDecoderModel
 
 
-class VAE(LatentVariableModel):
+class VAE(EncoderDecoderModel):
     """q_φ(z | x) = N(μ_φ(x), diag exp ℓ_φ(x)) from one encoder pass (METHOD.md §2).
 
     The ELBO uses the analytic KL to the standard-normal prior and a Monte Carlo reconstruction term.
     """
-
-    def __init__(self, encoder: Encoder, decoder: Decoder):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.latent_dim = encoder.latent_dim
-
-    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder.log_prob(x, z)
 
     def proposal(self, x: torch.Tensor) -> Independent:
         return diagonal_gaussian(*self.encoder(x))
