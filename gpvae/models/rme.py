@@ -19,7 +19,8 @@ The paper derives the new component from the functional gradient of the ELBO at 
 criterion E_{h}[log p(x, z) − log q_{m−1}(z | x)] = ELBO(h) + KL(h ‖ q_{m−1}); here the component and its
 weight are fitted jointly on the mixture ELBO, the objective that criterion ascends.
 
-Stages split the training epochs evenly: epoch e (0-based) of E is in stage min(M, 1 + ⌊e M / E⌋).
+Stages split the training epochs evenly: epoch e (0-based) of E is in stage 1 + ⌊e S / E⌋ with
+S = min(M, E) stages (a run shorter than M epochs grows only E components).
 Default M = ``mixture_components`` = 4, set without the paper's text at hand (closing note of issue 5).
 """
 from __future__ import annotations
@@ -64,8 +65,8 @@ class RME(EncoderDecoderModel):
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         """Enter the stage of ``epoch``: add (copy-initialize) the components it needs, and let only the
         newest component, its weight and the decoder train."""
-        n_components = len(self.new_encoders) + 1
-        stage = min(n_components, 1 + epoch * n_components // max(epochs, 1))
+        n_stages = min(len(self.new_encoders) + 1, max(epochs, 1))
+        stage = 1 + epoch * n_stages // max(epochs, 1)
         if epoch == 0:
             self.active_components.fill_(1)
         while int(self.active_components) < stage:
