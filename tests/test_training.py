@@ -93,6 +93,9 @@ def _cli(*args, cwd=REPO):
     (["train", "--epochs", "-1"], "must be at least 0"),
     (["train", "--lr", "fast"], "expected float"),
     (["train", "--data-dir", "/nonexistent", "--epochs", "0"], "MNIST not found"),
+    (["train", "--householder-steps", "0"], "must be at least 1"),
+    (["train", "--model", "vlae", "--dataset", "fashion_mnist", "--max-train", "100", "--data-dir", str(data_dir())],
+     "VLAE needs a decoder likelihood"),
     (["evaluate", "/nonexistent"], "not a gpvae run folder"),
     (["frobnicate"], "invalid choice"),
 ])
