@@ -2,7 +2,8 @@
 
 All models are built from one :class:`~gpvae.config.TrainConfig` (only ``model`` differs), run in
 one process on the same real minibatch, and timed *interleaved* — each repeat times every model
-once — so that machine noise falls on all of them alike. Reported times are medians in ms:
+once, in an order rotated from repeat to repeat — so that machine noise falls on all of them alike.
+Reported times are medians in ms:
 
 * ``infer_ms``: inference for a test batch — the proposal r(z | x), one draw z ~ r per example and
   its exact log-density (evaluation mode, no gradients; for flows the draw is where the flow runs),
@@ -81,9 +82,9 @@ def peak_memory_mb(fn, device: torch.device) -> float:
 def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     """Benchmark ``models`` (names of :data:`gpvae.models.MODELS`) with the options of ``config``.
 
-    Returns ``{"device", "batch_size", "dataset", "repeats", "results": [{"model", "infer_ms",
-    "train_step_ms", "peak_mem_mb", "infer_ratio_to_vae", "train_ratio_to_vae"}, ...]}`` with the
-    ratios relative to ``vae`` (benchmarked as well when not listed).
+    Returns ``{"device", "batch_size", "dataset", "repeats", "reference", "results": [{"model",
+    "infer_ms", "train_step_ms", "peak_mem_mb", "infer_ratio_to_vae", "train_ratio_to_vae"}, ...]}``
+    with the ratios relative to ``vae`` (benchmarked as well when not listed; its row is ``reference``).
     """
     device = resolve_device(config.device)
     data = datasets.load(config.dataset, config.data_dir, config.download)
@@ -113,7 +114,8 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
 
     times = {name: {"infer": [], "train": []} for name in names}
     for repeat in progress(range(WARMUP + repeats), desc="bench", unit="repeat"):
-        for name in names:
+        shift = repeat % len(names)  # rotate the order, so no model always runs first (cold caches)
+        for name in names[shift:] + names[:shift]:
             infer_ms, train_ms = _timed(lambda: infer(name), device), _timed(lambda: train_step(name), device)
             if repeat >= WARMUP:
                 times[name]["infer"].append(infer_ms)
@@ -129,7 +131,7 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
         row["train_ratio_to_vae"] = row["train_step_ms"] / vae["train_step_ms"]
     return {"dataset": config.dataset, "batch_size": config.batch_size, "repeats": repeats,
             "threads": torch.get_num_threads(), "options": config.to_dict(), **provenance(device),
-            "results": [r for r in rows if r["model"] in models]}
+            "reference": vae, "results": [r for r in rows if r["model"] in models]}
 
 
 def format_table(report: dict) -> str:
