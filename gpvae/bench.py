@@ -2,7 +2,7 @@
 
 All models are built from one :class:`~gpvae.config.TrainConfig` (only ``model`` differs), run in
 one process on the same real minibatch, and timed *interleaved* — each repeat times every model
-once, in an order rotated from repeat to repeat — so that machine noise falls on all of them alike.
+once, in a fresh seeded random order — so that machine noise and cache effects fall on all of them alike.
 Reported times are medians in ms:
 
 * ``infer_ms``: inference for a test batch — the proposal r(z | x), one draw z ~ r per example and
@@ -113,9 +113,10 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
         optimizer.step()
 
     times = {name: {"infer": [], "train": []} for name in names}
+    shuffle = torch.Generator().manual_seed(config.seed)
     for repeat in progress(range(WARMUP + repeats), desc="bench", unit="repeat"):
-        shift = repeat % len(names)  # rotate the order, so no model always runs first (cold caches)
-        for name in names[shift:] + names[:shift]:
+        order = torch.randperm(len(names), generator=shuffle)  # no model always follows the same one (caches)
+        for name in (names[i] for i in order):
             infer_ms, train_ms = _timed(lambda: infer(name), device), _timed(lambda: train_step(name), device)
             if repeat >= WARMUP:
                 times[name]["infer"].append(infer_ms)
