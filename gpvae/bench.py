@@ -2,8 +2,8 @@
 
 All models are built from one :class:`~gpvae.config.TrainConfig` (only ``model`` differs), run in
 one process on the same real minibatch, and timed *interleaved* — each repeat times every model
-once, in a fresh seeded random order — so that machine noise and cache effects fall on all of them alike.
-Reported times are medians in ms:
+once, in a fresh seeded random order — so that machine noise and cache effects fall on all of them
+alike. Reported times are medians in ms:
 
 * ``infer_ms``: inference for a test batch — the proposal r(z | x), one draw z ~ r per example and
   its exact log-density (evaluation mode, no gradients; for flows the draw is where the flow runs),
