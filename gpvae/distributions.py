@@ -98,9 +98,9 @@ class DiagonalGaussianMixture(Distribution):
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
-        n_components = self.log_weights.shape[-1]
-        choice = torch.multinomial(self.log_weights.exp().reshape(-1, n_components), shape.numel() // max(
-            self.batch_shape.numel(), 1), replacement=True).T.reshape(*shape, 1, 1)
+        n_components, n_draws = self.log_weights.shape[-1], shape.numel() // max(self.batch_shape.numel(), 1)
+        choice = torch.multinomial(self.log_weights.exp().reshape(-1, n_components), n_draws, replacement=True)
+        choice = choice.T.reshape(*shape, 1, 1)  # one component per draw and example
         pick = choice.expand(*shape, 1, self.means.shape[-1])
         mean = self.means.expand(*shape, *self.means.shape[-2:]).gather(-2, pick).squeeze(-2)
         log_var = self.log_vars.expand(*shape, *self.log_vars.shape[-2:]).gather(-2, pick).squeeze(-2)
