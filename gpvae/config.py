@@ -11,7 +11,7 @@ from .data import DATASETS
 from .models import MODELS
 from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
 from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
-from .models.rme import MIXTURE_COMPONENTS
+from .models.rme import MIXTURE_COMPONENTS, SCHEDULES
 from .models.vlae import LAPLACE_ITERATIONS
 from .models.gp import KERNELS, OBJECTIVES, VARIANCE_LINKS, VARIATIONAL_FAMILIES
 from .networks import NETWORKS
@@ -55,8 +55,9 @@ class TrainConfig:
     iaf_width: int = _opt(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
     laplace_iterations: int = _opt(LAPLACE_ITERATIONS, "VLAE: posterior-mode updates before the Laplace Gaussian",
                                    minimum=0)
-    mixture_components: int = _opt(MIXTURE_COMPONENTS, "RME: mixture components, added one per training stage",
-                                   minimum=1)
+    mixture_components: int = _opt(MIXTURE_COMPONENTS, "RME: mixture components", minimum=1)
+    mixture_schedule: str = _opt("recursive", "RME: fit every component to its partial mixture at every step, "
+                                 "or grow one component per training stage", choices=SCHEDULES)
     init_from: str | None = _opt(None, "warm start encoder and decoder from this trained run folder")
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)

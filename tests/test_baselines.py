@@ -159,8 +159,8 @@ def test_mixture_density_moments_and_sampling():
     assert_all_close(draws.var(0), q.variance, atol=0.1, what="sample variance")
 
 
-def _rme_on(model: LinearGaussian, components: int = 2) -> RME:
-    rme = RME(linear_encoder(), LinearGaussianDecoder(model), mixture_components=components).double()
+def _rme_on(model: LinearGaussian, components: int = 2, schedule: str = "staged") -> RME:
+    rme = RME(linear_encoder(), LinearGaussianDecoder(model), mixture_components=components, schedule=schedule).double()
     rme.decoder.requires_grad_(False)
     return rme
 
@@ -189,7 +189,7 @@ def test_rme_elbo_over_components_equals_the_elbo_of_mixture_samples(exact):
     assert z_scores.abs().max() < 5, f"stratified ELBO off the sampled one by {z_scores.abs().max():.1f} standard errors"
 
 
-def test_rme_adding_a_component_does_not_lower_the_elbo_for_a_fixed_decoder(exact):
+def test_staged_rme_adding_a_component_does_not_lower_the_elbo_for_a_fixed_decoder(exact):
     model, x = exact
     rme = _rme_on(model, components=2)
     rme.begin_epoch(0, 2)  # stage 1: the first component alone, fitted first
@@ -217,12 +217,44 @@ def test_rme_adding_a_component_does_not_lower_the_elbo_for_a_fixed_decoder(exac
     assert all(torch.equal(first[k], v) for k, v in rme.encoder.state_dict().items()), "stage 2 moved component 1"
 
 
+def test_recursive_rme_trains_the_first_component_exactly_as_a_vae_encoder(exact):
+    model, x = exact
+    rme = _rme_on(model, components=3, schedule="recursive")
+    with torch.no_grad():
+        for gate in rme.gates:
+            gate.weight.add_(torch.randn_like(gate.weight))
+    torch.manual_seed(5)
+    rme.loss(x).backward()
+    from_loss = [p.grad.clone() for p in rme.encoder.parameters()]
+    rme.zero_grad()
+    torch.manual_seed(5)  # the first partial objective draws the first noise: same draws
+    first = rme.mixture(*[t[:, :1] if t.dim() == 3 else t[:, :0] for t in rme.components(x)])
+    (-rme.mixture_elbo(x, first).mean()).backward()
+    for got, want in zip(from_loss, rme.encoder.parameters()):
+        assert_all_close(got, want.grad, atol=1e-12, what="gradient of component 1")
+
+
+def test_recursive_rme_mixture_beats_its_first_component_for_a_fixed_decoder(exact):
+    model, x = exact
+    rme = _rme_on(model, components=2, schedule="recursive")
+    _fit(rme, x, 400)
+
+    def mixture_elbo(components):
+        rme.active_components.fill_(components)
+        torch.manual_seed(7)
+        with torch.no_grad():
+            return rme.elbo(x, n_samples=4000).mean().item()
+    one, two = mixture_elbo(1), mixture_elbo(2)
+    assert two > one + 0.01, f"the fitted second component did not raise the ELBO: {one:.4f} -> {two:.4f}"
+
+
 @requires_data
 @pytest.mark.parametrize("model", ["hf", "iaf", "vlae", "rme"])
 def test_baseline_trains_on_mnist_and_reports_a_finite_log_likelihood(tmp_path, model):
     config = TrainConfig(model=model, dataset="mnist", max_train=200, max_test=20, eval_k=20, batch_size=50,
                          latent_dim=8, epochs=2, device="cpu", data_dir=str(data_dir()), out=str(tmp_path / model),
-                         householder_steps=2, iaf_width=32, laplace_iterations=1, mixture_components=2)
+                         householder_steps=2, iaf_width=32, laplace_iterations=1, mixture_components=2,
+                         mixture_schedule="staged" if model == "rme" else "recursive")
     metrics = training.train(config)
     assert torch.isfinite(torch.tensor([metrics["test_ll"], metrics["test_elbo"]])).all()
     assert metrics["test_ll"] > metrics["test_elbo"] - 1.0

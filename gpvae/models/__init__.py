@@ -39,7 +39,7 @@ def build_model(config, image_shape: tuple[int, int, int], likelihood: str, n_tr
     if config.model == "vlae":
         return VLAE(encoder, decoder, laplace_iterations=config.laplace_iterations)
     if config.model == "rme":
-        return RME(encoder, decoder, mixture_components=config.mixture_components)
+        return RME(encoder, decoder, mixture_components=config.mixture_components, schedule=config.mixture_schedule)
     return MODELS[config.model](encoder, decoder)
 
 

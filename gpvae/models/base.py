@@ -7,6 +7,7 @@ protocol serves every model.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -14,6 +15,19 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .. import objectives
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Parameters of ``module`` treated as constants (no gradient) inside the block."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

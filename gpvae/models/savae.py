@@ -10,7 +10,6 @@ choice for the 28x28 MLP (the SA-VAE paper's lr = 1 with gradient clipping was t
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import torch
@@ -19,22 +18,10 @@ from ..networks import Decoder, Encoder
 from ..distributions import diagonal_gaussian
 from ..objectives import gaussian_elbo
 from ..refinement import GaussianRefinement
+from .base import frozen
 from .vae import VAE
 
 SVI_STEPS, SVI_LR, SVI_MOMENTUM = 20, 1e-3, 0.5
-
-
-@contextlib.contextmanager
-def frozen(module: torch.nn.Module):
-    """Parameters of ``module`` treated as constants (no gradient) inside the block."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 class SAVAE(VAE):
