@@ -1,7 +1,7 @@
 """Recursive mixture estimation (Kim & Pavlovic 2020, "Recursive Inference for Variational Autoencoders").
 
 The inference model is a mixture of M Gaussian component encoders h_1..h_M (the shared encoder and
-copies of its architecture with their own weights), built recursively with mixing weights
+copies of its architecture with their own, independently initialized weights), built recursively with mixing weights
 ε_m(x) = sigmoid(w_m · ψ_m(x) + b_m) from each new component's own trunk features ψ_m:
 
     q_m(z | x) = (1 − ε_m(x)) q_{m−1}(z | x) + ε_m(x) h_m(z | x),        q_1 = h_1,
@@ -57,6 +57,9 @@ class RME(EncoderDecoderModel):
             raise ValueError(f"unknown mixture schedule {schedule!r}; choose one of {SCHEDULES}")
         self.schedule = schedule
         self.new_encoders = nn.ModuleList([copy.deepcopy(encoder) for _ in range(mixture_components - 1)])
+        for layer in self.new_encoders.modules():  # own random initialization: identical copies stay symmetric
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                layer.reset_parameters()
         self.gates = nn.ModuleList([nn.Linear(encoder.feature_dim, 1) for _ in range(mixture_components - 1)])
         for gate in self.gates:
             nn.init.zeros_(gate.weight)
