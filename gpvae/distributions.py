@@ -76,7 +76,8 @@ class DiagonalGaussianMixture(Distribution):
 
     ``means``, ``log_vars``: (B, K, d); ``log_weights``: (B, K), log α normalized over K. ``rsample``
     picks a component (no gradient through the choice) and reparameterizes within it; objectives
-    that need gradients for the weights average over components instead (see :class:`gpvae.models.RME`).
+    that need gradients for the weights average over components instead (:meth:`rsample_per_component`,
+    used by :class:`gpvae.models.RME`).
     """
 
     arg_constraints = {}
@@ -105,6 +106,13 @@ class DiagonalGaussianMixture(Distribution):
         mean = self.means.expand(*shape, *self.means.shape[-2:]).gather(-2, pick).squeeze(-2)
         log_var = self.log_vars.expand(*shape, *self.log_vars.shape[-2:]).gather(-2, pick).squeeze(-2)
         return mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+
+    def rsample_per_component(self, n_samples: int) -> torch.Tensor:
+        """``n_samples`` reparameterized draws from every component: (S, K, B, d). The noise is drawn
+        component by component, so the first components' draws do not depend on how many follow."""
+        means, stds = self.means.transpose(0, 1), (0.5 * self.log_vars).exp().transpose(0, 1)  # (K, B, d)
+        noise = torch.randn(len(means), n_samples, *means.shape[1:], dtype=means.dtype, device=means.device)
+        return (means.unsqueeze(1) + stds.unsqueeze(1) * noise).transpose(0, 1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """(..., B, d) -> (..., B)."""

@@ -36,9 +36,15 @@ class Encoder(nn.Module):
         """ψ(x): (B, C, H, W) -> (B, p)."""
         return self.trunk(x)
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ψ(x), mean, log-variance): (B, p), (B, d), (B, d) — for models that also read the features."""
+        features = self.features(x)
+        mean, log_var = self.head(features).chunk(2, dim=-1)
+        return features, mean, log_var
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance), each (B, d)."""
-        return self.head(self.features(x)).chunk(2, dim=-1)
+        return self.encode(x)[1:]
 
 
 class Decoder(nn.Module):

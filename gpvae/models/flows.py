@@ -49,8 +49,7 @@ class HouseholderFlowVAE(EncoderDecoderModel):
         return vectors
 
     def proposal(self, x: torch.Tensor) -> FlowProposal:
-        features = self.encoder.features(x)
-        mean, log_var = self.encoder.head(features).chunk(2, dim=-1)
+        features, mean, log_var = self.encoder.encode(x)
         steps = []
         for v in self.householder_vectors(features):
             reflect = householder_reflection(v)
@@ -74,8 +73,7 @@ class IAFVAE(EncoderDecoderModel):
         self.flow = nn.ModuleList([IAFStep(self.latent_dim, iaf_width) for _ in range(iaf_steps)])
 
     def proposal(self, x: torch.Tensor) -> FlowProposal:
-        features = self.encoder.features(x)
-        mean, log_var = self.encoder.head(features).chunk(2, dim=-1)
+        features, mean, log_var = self.encoder.encode(x)
         context = self.context(features)
         steps = []
         for index, step in enumerate(self.flow):

@@ -96,14 +96,13 @@ class RME(EncoderDecoderModel):
         """Means and log-variances (B, K, d) of the active components, and the logits of ε_2..ε_K (B, K − 1)."""
         means, log_vars, logits = [], [], []
         for k, encoder in enumerate(self.component_encoders):
-            features = encoder.features(x)
-            mean, log_var = encoder.head(features).chunk(2, dim=-1)
+            features, mean, log_var = encoder.encode(x)
             means.append(mean)
             log_vars.append(log_var)
             if k > 0:
                 logits.append(self.gates[k - 1](features))
-        empty = means[0].new_zeros(len(x), 0)
-        return torch.stack(means, 1), torch.stack(log_vars, 1), torch.cat(logits, -1) if logits else empty
+        logits = torch.cat(logits, -1) if logits else means[0].new_zeros(len(x), 0)
+        return torch.stack(means, 1), torch.stack(log_vars, 1), logits
 
     @staticmethod
     def mixture(means: torch.Tensor, log_vars: torch.Tensor, logits: torch.Tensor) -> DiagonalGaussianMixture:
@@ -121,9 +120,7 @@ class RME(EncoderDecoderModel):
     def mixture_elbo(self, x: torch.Tensor, q: DiagonalGaussianMixture, n_samples: int = 1) -> torch.Tensor:
         """Σ_k α_k E_{h_k}[log p(x, z) − log q(z | x)] with ``n_samples`` draws per component: (B,)."""
         n_components = q.means.shape[1]
-        means, stds = q.means.transpose(0, 1), (0.5 * q.log_vars).exp().transpose(0, 1)  # (K, B, d)
-        noise = torch.randn(n_components, n_samples, *means.shape[1:], dtype=x.dtype, device=x.device)
-        z = (means.unsqueeze(1) + stds.unsqueeze(1) * noise).transpose(0, 1)  # (S, K, B, d); component-major noise
+        z = q.rsample_per_component(n_samples)  # (S, K, B, d)
         log_joint = self.log_joint(x, z.reshape(-1, *z.shape[2:])).view(n_samples, n_components, -1)
         log_w = log_joint - q.log_prob(z)  # (S, K, B)
         return (q.log_weights.exp().T * log_w.mean(0)).sum(0)
