@@ -96,7 +96,7 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     for name in names:
         model = new_model(dataclasses.replace(config, model=name), data).to(device)
         frozen = copy.deepcopy(model).eval()  # inference on fixed parameters, as at test time (caches hold)
-        built[name] = (model, torch.optim.Adam(model.parameter_groups(config.lr)), frozen)
+        built[name] = (model, model.optimizers(config.lr), frozen)
 
     def infer(name):
         model = built[name][2]
@@ -105,12 +105,14 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
             r.log_prob(r.rsample())
 
     def train_step(name):
-        model, optimizer, _ = built[name]
+        model, optimizers, _ = built[name]
         model.train()
         loss = model.loss(x_train)
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
 
     times = {name: {"infer": [], "train": []} for name in names}
     shuffle = torch.Generator().manual_seed(config.seed)

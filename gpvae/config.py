@@ -5,7 +5,7 @@ papermill parameter of the training chapter and a keyword of :func:`gpvae.traini
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from .data import DATASETS
 from .models import MODELS
@@ -13,23 +13,19 @@ from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
 from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
 from .models.rme import MIXTURE_COMPONENTS, SCHEDULES
 from .models.vlae import LAPLACE_ITERATIONS
-from .models.gp import KERNELS, OBJECTIVES, VARIANCE_LINKS, VARIATIONAL_FAMILIES
+from .models.gp import PRESETS, GPRFOptions
 from .networks import NETWORKS
+from .options import ConfigError, validate
+from .options import option as _opt
 
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """An option value outside its allowed choices or range."""
-
-
-def _opt(default, help: str, choices=None, minimum=None):
-    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+FREEZE = ("none", "encoder", "decoder", "both")
 
 
 @dataclass
-class TrainConfig:
-    """Everything that determines a training run (and so its metrics)."""
+class TrainConfig(GPRFOptions):
+    """Everything that determines a training run (and so its metrics). GP-RF's switches are declared
+    with the model (:class:`gpvae.models.gp.GPRFOptions`) and inherited here."""
 
     model: str = _opt("vae", "inference model", choices=tuple(MODELS))
     dataset: str = _opt("mnist", "dataset", choices=DATASETS)
@@ -43,13 +39,6 @@ class TrainConfig:
     svi_steps: int = _opt(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
     svi_lr: float = _opt(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
     svi_momentum: float = _opt(SVI_MOMENTUM, "SA-VAE: SVI momentum", minimum=0.0)
-    kernel: str = _opt("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
-    inducing: int = _opt(128, "GP-RF inducing points M", minimum=1)
-    variance_link: str = _opt("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma", choices=VARIANCE_LINKS)
-    objective: str = _opt("expected", "GP-RF objective: expected ELBO over F, or ELBO of the marginal",
-                          choices=OBJECTIVES)
-    variational: str = _opt("shared", "GP-RF q(v): covariance shared per output group, diagonal, or full per output",
-                            choices=VARIATIONAL_FAMILIES)
     householder_steps: int = _opt(HOUSEHOLDER_STEPS, "HF: Householder reflections T", minimum=1)
     iaf_steps: int = _opt(IAF_STEPS, "IAF: autoregressive flow steps", minimum=1)
     iaf_width: int = _opt(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
@@ -59,6 +48,11 @@ class TrainConfig:
     mixture_schedule: str = _opt("recursive", "RME: fit every component to its partial mixture at every step, "
                                  "or grow one component per training stage", choices=SCHEDULES)
     init_from: str | None = _opt(None, "warm start encoder and decoder from this trained run folder")
+    freeze: str = _opt("none", "parts of the warm-started networks kept fixed during training (needs init_from)",
+                       choices=FREEZE)
+    gp_preset: str = _opt("none", "named GP-RF configuration; its values replace the GP-RF options left at their "
+                          "defaults (paper: the paper's wording read literally, reading R1)",
+                          choices=("none", *PRESETS))
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)
     data_dir: str | None = _opt(None, "dataset folder (default: $GPVAE_DATA_DIR or ~/.cache/gpvae/data)")
@@ -70,12 +64,16 @@ class TrainConfig:
     resume: bool = _opt(False, "continue the run in --out from its last checkpoint")
 
     def __post_init__(self):
-        for f in fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if meta.get("choices") and value not in meta["choices"]:
-                raise ConfigError(f"{f.name} = {value!r} is not one of {', '.join(map(str, meta['choices']))}")
-            if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
-                raise ConfigError(f"{f.name} = {value!r} must be at least {meta['minimum']}")
+        validate(self)
+        if self.gp_preset != "none":
+            defaults = GPRFOptions()
+            for name, value in PRESETS[self.gp_preset].items():
+                if getattr(self, name) == getattr(defaults, name):
+                    setattr(self, name, value)
+        if self.freeze != "none" and not self.init_from:
+            raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
+        if self.variational == "natural" and self.gp_fit != "elbo":
+            raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
 
     @property
     def run_dir(self) -> str:

@@ -28,7 +28,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
 GAP_EVAL_K = 5000  # importance samples of log p̂(x) in the gap decomposition, unless told otherwise
-INIT_IMAGES = 1000  # training images shown to data-dependent initializations
+INIT_IMAGES = 1000  # training images shown to data-dependent initializations (more if the model asks)
+DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-epoch model diagnostics
 # Options that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
@@ -79,9 +80,21 @@ def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True)
     if fresh:
         if config.init_from:
             _warm_start(model, config.init_from)
-        first = data.training_batch(data.train[:INIT_IMAGES], torch.Generator().manual_seed(config.seed))
+        if model.initialization_images > len(data.train):
+            raise ConfigError(f"--model {config.model} needs {model.initialization_images} training images to "
+                              f"initialize (e.g. --inducing), the data has {len(data.train)}")
+        n_init = max(INIT_IMAGES, model.initialization_images)
+        first = data.training_batch(data.train[:n_init], torch.Generator().manual_seed(config.seed))
         model.initialize_from_data(first)
+    _freeze(model, config.freeze)
     return model
+
+
+def _freeze(model: LatentVariableModel, parts: str) -> None:
+    """Reading R3: keep the warm-started ``encoder``, ``decoder`` or ``both`` fixed (no gradient)."""
+    for part in {"none": (), "encoder": ("encoder",), "decoder": ("decoder",), "both": ("encoder", "decoder")}[parts]:
+        for p in getattr(model, part).parameters():
+            p.requires_grad_(False)
 
 
 def _warm_start(model: LatentVariableModel, run_dir: str) -> None:
@@ -105,7 +118,7 @@ def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
         raise RunFolderError(f"cannot resume {run_dir} with different options ({diffs}); use another --out")
 
 
-def _run_epoch(model, optimizer, data, config, generator, device, epoch) -> float:
+def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> float:
     model.train()
     model.begin_epoch(epoch, config.epochs)
     order = torch.randperm(len(data.train), generator=generator)
@@ -116,12 +129,50 @@ def _run_epoch(model, optimizer, data, config, generator, device, epoch) -> floa
         loss = model.loss(x)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         total, steps = total + loss.item(), steps + 1
         bar.set_postfix(loss=f"{loss.item():.2f}")
     return total / max(steps, 1)
+
+
+def _fit_images(data: datasets.ImageData, config: TrainConfig, device: torch.device) -> torch.Tensor:
+    """The training images every data fit of a run sees (the first ``error_images``), binarized once
+    with the run's seed."""
+    return data.training_batch(data.train[:config.error_images], torch.Generator().manual_seed(config.seed)).to(device)
+
+
+def _diagnostic_images(data: datasets.ImageData, config: TrainConfig, device: torch.device) -> tuple:
+    """Fixed binarized training images and validation images for the per-epoch diagnostics."""
+    train = data.training_batch(data.train[:DIAGNOSTIC_IMAGES], torch.Generator().manual_seed(config.seed))
+    return train.to(device), data.valid[:DIAGNOSTIC_IMAGES].to(device)
+
+
+def _diagnostics(model: LatentVariableModel, images: tuple, seed: int) -> dict:
+    """The model's diagnostics, drawn from their own seeded stream so that training does not change."""
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model.diagnostics(*images)
+
+
+def _fit_to_data(model: LatentVariableModel, images: torch.Tensor, config: TrainConfig, run_dir: Path,
+                 epochs_done: int, final: bool = False) -> dict:
+    """:meth:`fit_to_data` of the parameters after ``epochs_done`` epochs (or the best ones, ``final``),
+    its intermediate results cached in the run folder under that epoch — or, for the unchanged
+    parameters of a warm start, in the ``init_from`` run's folder, so that every run reading the same
+    trained model shares them."""
+    model.eval()
+    folder = Path(config.init_from) if config.init_from and epochs_done == 0 else run_dir
+    cache = folder / f"fit_cache_epoch{epochs_done}_seed{config.seed}_{config.error_svi_steps}x{config.error_svi_samples}.pt"
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        record = model.fit_to_data(images, config.seed, cache)
+    return {"after_epoch": epochs_done, "final": final, "seconds": time.perf_counter() - start, **record}
 
 
 def train(config: TrainConfig | None = None, **options) -> dict:
@@ -134,39 +185,48 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         raise RunFolderError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     data, model, device = prepare(config)
     origin = provenance(device)
-    optimizer = torch.optim.Adam(model.parameter_groups(config.lr))
+    optimizers = model.optimizers(config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [],
+    state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [], "fits": [],
              "best_model": copy.deepcopy(model.state_dict())}
     if ckpt_path.exists():
         saved = load_checkpoint(run_dir)
         _check_resumable(saved["config"], config, run_dir)
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        saved_optimizers = saved["optimizer"] if isinstance(saved["optimizer"], list) else [saved["optimizer"]]
+        for optimizer, optimizer_state in zip(optimizers, saved_optimizers):
+            optimizer.load_state_dict(optimizer_state)
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         if saved.get("cuda_rng") is not None and device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, []) for k in state}
     run_dir.mkdir(parents=True, exist_ok=True)
+    fit_epochs = model.data_fit_epochs(config.epochs)
+    fit_images = _fit_images(data, config, device) if fit_epochs or model.fits_after_training else None
+    diagnostic_images = _diagnostic_images(data, config, device)
 
     for epoch in range(state["epoch"], config.epochs):
         start = time.perf_counter()
-        train_loss = _run_epoch(model, optimizer, data, config, generator, device, epoch)
+        if epoch in fit_epochs:
+            state["fits"].append(_fit_to_data(model, fit_images, config, run_dir, epoch))
+        train_loss = _run_epoch(model, optimizers, data, config, generator, device, epoch)
         seconds = time.perf_counter() - start
         valid_elbo = elbo(model, data.valid, config.batch_size, device).mean().item()
         if valid_elbo > state["best_valid_elbo"]:
             state.update(best_valid_elbo=valid_elbo, best_epoch=epoch + 1,
                          best_model=copy.deepcopy(model.state_dict()))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_elbo": valid_elbo,
-                                 "seconds": seconds})
+                                 "seconds": seconds, **_diagnostics(model, diagnostic_images, config.seed + epoch)})
         state["epoch"] = epoch + 1
         _save_checkpoint(ckpt_path, {**state, "config": config.to_dict(), "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                     "torch_rng": torch.get_rng_state(),
+                                     "optimizer": [o.state_dict() for o in optimizers],
+                                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
 
     model.load_state_dict(state["best_model"])
+    if model.fits_after_training:  # the error model on the parameters that are evaluated
+        state["fits"].append(_fit_to_data(model, fit_images, config, run_dir, state["best_epoch"], final=True))
     result = evaluate(model, data.test, config.eval_k, config.batch_size, device, data.likelihood, config.seed)
     per_example = result.pop("per_example")
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
@@ -175,7 +235,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
                "n_parameters": sum(p.numel() for p in model.parameters()), "model_summary": model.summary(),
-               **origin, "history": state["history"]}
+               **origin, "history": state["history"], "fits": state["fits"]}
     _write_json(run_dir / METRICS, metrics)
     _write_json(run_dir / PER_EXAMPLE, per_example)
     return metrics

@@ -98,7 +98,7 @@ def test_gauss_hermite_mixture_samples_follow_its_density():
 def _gp_on_linear_gaussian(objective="expected", outputscale=0.3):
     exact = LinearGaussian(data_dim=6, latent_dim=2, noise_std=0.7, seed=3)
     encoder = Encoder(nn.Identity(), feature_dim=6, latent_dim=2).double()
-    model = GPRF(encoder, LinearGaussianDecoder(exact), n_train=100, n_inducing=8, objective=objective).double()
+    model = GPRF(encoder, LinearGaussianDecoder(exact), n_train=100, inducing=8, objective=objective).double()
     x = exact.sample_data(32, seed=4)
     model.initialize_from_data(x)
     with torch.no_grad():

@@ -25,22 +25,7 @@ def build_model(config, image_shape: tuple[int, int, int], likelihood: str, n_tr
     ``n_train`` (the training-set size) scales the GP's KL term."""
     network = config.network if config.network != "auto" else default_network(image_shape, likelihood)
     encoder, decoder = build_networks(network, image_shape, likelihood, config.latent_dim)
-    if config.model == "iwae":
-        return IWAE(encoder, decoder, iwae_k=config.iwae_k)
-    if config.model == "savae":
-        return SAVAE(encoder, decoder, svi_steps=config.svi_steps, svi_lr=config.svi_lr, svi_momentum=config.svi_momentum)
-    if config.model == "gp":
-        return GPRF(encoder, decoder, n_train, n_inducing=config.inducing, kernel=config.kernel,
-                    variance_link=config.variance_link, objective=config.objective, variational=config.variational)
-    if config.model == "hf":
-        return HouseholderFlowVAE(encoder, decoder, householder_steps=config.householder_steps)
-    if config.model == "iaf":
-        return IAFVAE(encoder, decoder, iaf_steps=config.iaf_steps, iaf_width=config.iaf_width)
-    if config.model == "vlae":
-        return VLAE(encoder, decoder, laplace_iterations=config.laplace_iterations)
-    if config.model == "rme":
-        return RME(encoder, decoder, mixture_components=config.mixture_components, schedule=config.mixture_schedule)
-    return MODELS[config.model](encoder, decoder)
+    return MODELS[config.model].from_config(encoder, decoder, config, n_train)
 
 
 __all__ = ["MODELS", "LatentVariableModel", "EncoderDecoderModel", "LinearGaussian", "VAE", "IWAE", "SAVAE", "GPRF",

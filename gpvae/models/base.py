@@ -8,6 +8,7 @@ protocol serves every model.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 
 import torch
@@ -39,6 +40,17 @@ class LatentVariableModel(nn.Module):
     """Base class: subclasses define :meth:`log_likelihood` (log p(x|z)) and :meth:`proposal`."""
 
     latent_dim: int
+    initialization_images: int = 0  # training images :meth:`initialize_from_data` needs (beyond the default)
+    fits_after_training: bool = False  # whether :meth:`fit_to_data` runs on the best parameters after training
+
+    @classmethod
+    def from_config(cls, encoder, decoder, config, n_train: int):
+        """The model with the networks and the options of ``config`` (a :class:`gpvae.config.TrainConfig`)
+        that concern it — the constructor's keyword arguments named like options; ``n_train`` is the
+        training-set size."""
+        names = inspect.signature(cls.__init__).parameters
+        return cls(encoder, decoder, **{name: getattr(config, name) for name in names
+                                        if name not in ("self", "encoder", "decoder") and hasattr(config, name)})
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x | z): x (B, ...), z (S, B, d) -> (S, B)."""
@@ -54,6 +66,24 @@ class LatentVariableModel(nn.Module):
 
     def initialize_from_data(self, x: torch.Tensor) -> None:
         """Data-dependent initialization from training images ``x`` (B, ...); nothing by default."""
+
+    def optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """The optimizers of a training step (all stepped after each backward pass): Adam by default."""
+        return [torch.optim.Adam(self.parameter_groups(lr))]
+
+    def diagnostics(self, x_train: torch.Tensor, x_valid: torch.Tensor) -> dict:
+        """Scalars recorded in the training history after every epoch, from fixed binarized training
+        and validation images (none by default)."""
+        return {}
+
+    def data_fit_epochs(self, epochs: int) -> list[int]:
+        """Epochs (0-based) before which :meth:`fit_to_data` runs (none by default)."""
+        return []
+
+    def fit_to_data(self, x: torch.Tensor, seed: int, cache=None) -> dict:
+        """Fit a part of the model that is not trained by gradient steps to binarized training images
+        ``x``; ``cache`` may hold reusable intermediate results. Returns a record of the fit."""
+        raise NotImplementedError
 
     def summary(self) -> dict:
         """Scalar hyperparameters worth recording beside the metrics (none by default)."""

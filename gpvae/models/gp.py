@@ -38,11 +38,14 @@ inference uses q̄ with its exact density, whatever the training objective.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from pathlib import Path
+
 import gpytorch
 import torch
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.variational import (CholeskyVariationalDistribution, MeanFieldVariationalDistribution,
-                                  VariationalStrategy, _VariationalDistribution)
+                                  NaturalVariationalDistribution, VariationalStrategy, _VariationalDistribution)
 from linear_operator import to_dense
 from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
@@ -51,15 +54,23 @@ from torch import nn
 from .. import objectives
 from ..distributions import QUADRATURE_NODES, GaussHermiteMarginal, gauss_hermite
 from ..networks import Decoder, Encoder
+from ..objectives import gaussian_elbo
+from ..options import option, validate
+from ..progress import progress
+from ..refinement import Convergence, optimal_gaussian
 from .base import EncoderDecoderModel
+from .error_gp import ERROR_MODELS, ErrorRegressionGP, NearestNeighbourErrors
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
 OBJECTIVES = ("expected", "marginal")
-VARIATIONAL_FAMILIES = ("shared", "meanfield", "full")
+VARIATIONAL_FAMILIES = ("shared", "meanfield", "full", "natural")
+AMPLITUDES = ("learned", "fixed", "floored")
+FITS = ("elbo", "errors")
 INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
 KERNEL_LR_FACTOR = 0.1  # kernel hyperparameters learn 10x slower than the networks (NotPSDError guard)
 MIN_VARIANCE = 1e-8  # floor on predictive and latent variances
+DIAGNOSTIC_SAMPLES = 10  # draws per validation image behind the expected-minus-marginal ELBO diagnostic
 
 
 def jitter(dtype: torch.dtype) -> float:
@@ -114,13 +125,15 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
     """
 
     def __init__(self, head: nn.Linear, feature_dim: int, n_outputs: int, n_inducing: int, kernel: str,
-                 variational: str):
+                 variational: str, amplitude: str = "learned", amplitude_value: float = INITIAL_OUTPUTSCALE):
         if variational == "shared":
             distribution = GroupSharedCholeskyVariationalDistribution(n_inducing, n_outputs, num_groups=2)
         elif variational == "meanfield":
             distribution = MeanFieldVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
         elif variational == "full":
             distribution = CholeskyVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
+        elif variational == "natural":
+            distribution = NaturalVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
         else:
             raise ValueError(f"unknown variational family {variational!r}; choose one of {VARIATIONAL_FAMILIES}")
         strategy = VariationalStrategy(self, torch.zeros(n_inducing, feature_dim), distribution,
@@ -132,13 +145,26 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
         self.mean_module = EncoderHeadMean(head)
         if kernel == "rbf":
             self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim))
-            self.covar_module.outputscale = INITIAL_OUTPUTSCALE
+            amplitude_name, value = "outputscale", amplitude_value
         elif kernel == "linear":
             self.covar_module = gpytorch.kernels.LinearKernel()
-            self.covar_module.variance = INITIAL_OUTPUTSCALE / feature_dim
+            amplitude_name, value = "variance", amplitude_value / feature_dim
         else:
             raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+        self._set_amplitude(amplitude_name, amplitude, value)
         self._cache: tuple | None = None
+
+    def _set_amplitude(self, name: str, mode: str, value: float) -> None:
+        """Reading R2: the kernel amplitude (the prior variance of the encoder's error) is ``learned``
+        from ``value``, ``fixed`` at ``value`` (no gradient), or ``floored``: learned but ≥ ``value``."""
+        if mode not in AMPLITUDES:
+            raise ValueError(f"unknown amplitude mode {mode!r}; choose one of {AMPLITUDES}")
+        raw = getattr(self.covar_module, "raw_" + name)
+        if mode == "floored":
+            self.covar_module.register_constraint("raw_" + name, gpytorch.constraints.GreaterThan(value * (1 - 1e-6)))
+            value = value * 1.01  # start just above the floor, where the softplus is not flat
+        setattr(self.covar_module, name, value)
+        raw.requires_grad_(mode != "fixed")
 
     def forward(self, features: torch.Tensor) -> MultivariateNormal:
         """The GP prior at ``features`` (n, p): mean (2d, n), shared covariance (n, n)."""
@@ -154,20 +180,25 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
     def variational_distribution(self):
         return self.variational_strategy._variational_distribution
 
-    def _chol(self) -> torch.Tensor:
-        """Cholesky factors of the S's — (G, M, M) shared, (2d, M, M) full — or the diagonal variances (2d, M)."""
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(v)'s means m (2d, M) and the Cholesky factors of the S's — (G, M, M) shared, (2d, M, M)
+        full or natural — or, for ``meanfield``, the diagonal variances (2d, M). For ``natural`` they
+        come through GPyTorch's natural-to-moment map, whose backward pass makes a gradient step on
+        the natural parameters a natural-gradient step (:class:`gpytorch.optim.NGD`)."""
         q = self.variational_distribution
+        if self.variational == "natural":
+            moments = q()
+            return moments.mean, moments.lazy_covariance_matrix.root.to_dense()
         if self.variational == "shared":
-            return q.group_chol()
+            return q.variational_mean, q.group_chol()
         if self.variational == "full":
-            return q.chol_variational_covar.tril()
-        return q.variational_stddev.pow(2)
+            return q.variational_mean, q.chol_variational_covar.tril()
+        return q.variational_mean, q.variational_stddev.pow(2)
 
-    def _variance_update(self, a: torch.Tensor) -> torch.Tensor:
-        """aᵀ (S_j − I) a for every output: a (M, B) -> (B, 2d)."""
+    def _variance_update(self, a: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+        """aᵀ (S_j − I) a for every output: a (M, B), ``chol`` from :meth:`_moments` -> (B, 2d)."""
         if self.variational == "meanfield":
-            return a.pow(2).T @ (self._chol() - 1.0).T
-        chol = self._chol()
+            return a.pow(2).T @ (chol - 1.0).T
         quad = (chol.mT @ a).pow(2).sum(-2) - a.pow(2).sum(0)  # (G or 2d, B)
         if self.variational == "shared":
             quad = quad.repeat_interleave(self.n_outputs // chol.shape[0], 0)
@@ -190,8 +221,9 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
         k_mm = self.kernel(omega)
         chol = psd_safe_cholesky(k_mm + jitter(k_mm.dtype) * torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device))
         a = torch.linalg.solve_triangular(chol, self.kernel(omega, features), upper=False)
-        mean = self.mean_module.head(features) + a.T @ self.variational_distribution.variational_mean.T
-        var = self._prior_diag(features).unsqueeze(-1) + self._variance_update(a)
+        m, s_chol = self._moments()
+        mean = self.mean_module.head(features) + a.T @ m.T
+        var = self._prior_diag(features).unsqueeze(-1) + self._variance_update(a, s_chol)
         return mean, var.clamp(min=MIN_VARIANCE)
 
     def _cache_key(self) -> tuple:
@@ -212,64 +244,141 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
             eye = torch.eye(len(omega), dtype=k_mm.dtype, device=k_mm.device)
             chol_inv = torch.linalg.solve_triangular(psd_safe_cholesky(k_mm + jitter(omega.dtype) * eye), eye,
                                                      upper=False)
-            alpha = chol_inv.T @ self.variational_distribution.variational_mean.double().T
+            m, s_chol = self._moments()
+            alpha = chol_inv.T @ m.double().T
             if self.variational == "shared":
-                r = self._chol().double()
+                r = s_chol.double()
                 extra = chol_inv.T @ (r @ r.mT - eye) @ chol_inv  # (G, M, M)
             else:
                 extra = chol_inv
             dtype = omega.dtype
-            self._cache = (key, alpha.to(dtype), extra.to(dtype))
-        _, alpha, extra = self._cache
+            self._cache = (key, alpha.to(dtype), extra.to(dtype), s_chol)
+        _, alpha, extra, s_chol = self._cache
         k_xm = self.kernel(features, self.inducing_points)
         mean = self.mean_module.head(features) + k_xm @ alpha
         if self.variational == "shared":
             quad = ((k_xm @ extra) * k_xm).sum(-1)  # (G, B)
             update = quad.repeat_interleave(self.n_outputs // len(extra), 0).T
         else:
-            update = self._variance_update(extra @ k_xm.T)
+            update = self._variance_update(extra @ k_xm.T, s_chol)
         var = self._prior_diag(features).unsqueeze(-1) + update
         return mean, var.clamp(min=MIN_VARIANCE)
 
     def kl_divergence(self) -> torch.Tensor:
         """KL(q(v) ‖ p(v)) summed over outputs, with p(v_j) = N(0, I); computed once per shared S."""
-        m = self.variational_distribution.variational_mean
+        m, chol = self._moments()
         n_inducing = m.shape[-1]
         if self.variational == "meanfield":
-            var = self._chol()
-            return 0.5 * (var + m.pow(2) - 1.0 - var.log()).sum()
-        chol = self._chol()
+            return 0.5 * (chol + m.pow(2) - 1.0 - chol.log()).sum()
         per_factor = 0.5 * (chol.pow(2).sum((-1, -2)) - n_inducing) - chol.diagonal(dim1=-2, dim2=-1).abs().log().sum(-1)
         copies = self.n_outputs // chol.shape[0]
         return 0.5 * m.pow(2).sum() + copies * per_factor.sum()
 
 
-class GPRF(EncoderDecoderModel):
-    """Random-function inference model: encoder, decoder, and a GP over the inference function."""
+@dataclass
+class GPRFOptions:
+    """Every switch of GP-RF, in one place: fields of :class:`gpvae.config.TrainConfig`, so CLI
+    options, papermill parameters and Python keywords. The readings of METHOD.md §3b:
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, n_inducing: int = 128,
-                 kernel: str = "rbf", variance_link: str = "lognormal", objective: str = "expected",
-                 variational: str = "shared", quadrature_nodes: int = QUADRATURE_NODES):
+    * R1 — ``gp_fit="elbo"``, ``amplitude="learned"``, trained jointly (the :data:`PRESETS` ``paper``);
+    * R2 — ``amplitude="fixed"`` or ``"floored"`` at ``amplitude_value``;
+    * R3 — ``init_from`` a trained run with ``freeze`` (options of the training, not of the model);
+    * R4 — ``gp_fit="errors"``: GP regression of SVI errors (``error_*``; ``error_model="knn"`` is the control);
+    * R5 — ``refit_rounds`` rounds of ``refit_epochs`` epochs with the corrected proposal, refitting between;
+    * capacity and optimisation — ``inducing``, ``variational="natural"`` (natural gradients, ``ngd_lr``).
+    """
+
+    kernel: str = option("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
+    inducing: int = option(128, "GP-RF inducing points M (gp_fit elbo)", minimum=1)
+    variance_link: str = option("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma",
+                                choices=VARIANCE_LINKS)
+    objective: str = option("expected", "GP-RF objective: expected ELBO over F, or ELBO of the marginal",
+                            choices=OBJECTIVES)
+    variational: str = option("shared", "GP-RF q(v): covariance shared per output group, diagonal, full per "
+                              "output, or full with natural parameters trained by natural gradients",
+                              choices=VARIATIONAL_FAMILIES)
+    amplitude: str = option("learned", "GP-RF kernel amplitude (prior variance of the encoder's error): learned, "
+                            "fixed at amplitude_value, or floored at it (reading R2)", choices=AMPLITUDES)
+    amplitude_value: float = option(INITIAL_OUTPUTSCALE, "GP-RF kernel amplitude: initial, fixed or floor value",
+                                    minimum=1e-8)
+    ngd_lr: float = option(0.1, "GP-RF natural-gradient step size for q(v) (variational natural)", minimum=0.0)
+    gp_fit: str = option("elbo", "GP-RF posterior over functions: variational GP in the ELBO (readings R1-R3), or "
+                         "regression of observed SVI errors on training images (R4)", choices=FITS)
+    error_model: str = option("gp", "gp_fit errors: GP regression, or the k-nearest-neighbour control",
+                              choices=ERROR_MODELS)
+    error_images: int = option(10_000, "gp_fit errors: training images whose SVI errors are observed", minimum=1)
+    error_inducing: int = option(512, "gp_fit errors: inducing inputs of the error GP's predictive", minimum=1)
+    error_neighbours: int = option(10, "gp_fit errors with error_model knn: neighbours averaged", minimum=1)
+    error_svi_steps: int = option(250, "gp_fit errors: most SVI steps per observed error (Adam, lr 1e-2)",
+                                  minimum=100)
+    error_svi_samples: int = option(4, "gp_fit errors: draws per SVI step", minimum=1)
+    refit_rounds: int = option(0, "gp_fit errors: rounds of training with the corrected proposal, the error model "
+                               "refitted before each (reading R5)", minimum=0)
+    refit_epochs: int = option(5, "gp_fit errors: epochs per refit round (the last rounds x refit_epochs epochs)",
+                               minimum=1)
+
+
+# Named configurations: ``--gp-preset paper`` is the paper's wording read literally (reading R1).
+PRESETS = {"paper": dict(gp_fit="elbo", objective="expected", amplitude="learned", amplitude_value=INITIAL_OUTPUTSCALE,
+                         inducing=128, variational="shared", kernel="rbf", variance_link="lognormal")}
+ERROR_SVI_BATCH = 1000  # training images per SVI batch when observing errors
+
+
+class GPRF(EncoderDecoderModel):
+    """Random-function inference model: encoder, decoder, and a GP over the inference function
+    (a variational GP trained in the ELBO, or a GP regression of observed errors: ``gp_fit``)."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, quadrature_nodes: int = QUADRATURE_NODES,
+                 **options):
         super().__init__(encoder, decoder)
-        if variance_link not in VARIANCE_LINKS:
-            raise ValueError(f"unknown variance link {variance_link!r}; choose one of {VARIANCE_LINKS}")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
-        self.n_train, self.variance_link, self.objective = n_train, variance_link, objective
-        self.gp = InferenceFunctionGP(encoder.head, encoder.feature_dim, 2 * self.latent_dim, n_inducing, kernel,
-                                      variational)
+        self.options = GPRFOptions(**options)
+        validate(self.options)
+        o = self.options
+        self.n_train, self.variance_link, self.objective = n_train, o.variance_link, o.objective
+        n_outputs = 2 * self.latent_dim
+        if o.gp_fit == "elbo":
+            self.gp = InferenceFunctionGP(encoder.head, encoder.feature_dim, n_outputs, o.inducing, o.kernel,
+                                          o.variational, o.amplitude, o.amplitude_value)
+            self.initialization_images = o.inducing
+        elif o.error_model == "gp":
+            self.gp = ErrorRegressionGP(encoder.feature_dim, n_outputs, min(o.error_inducing, o.error_images, n_train))
+        else:
+            self.gp = NearestNeighbourErrors(encoder.feature_dim, n_outputs, min(o.error_images, n_train),
+                                             o.error_neighbours)
         nodes, log_weights = gauss_hermite(quadrature_nodes)
         self.register_buffer("quadrature_nodes", nodes, persistent=False)
         self.register_buffer("quadrature_log_weights", log_weights, persistent=False)
 
+    @classmethod
+    def from_config(cls, encoder: Encoder, decoder: Decoder, config, n_train: int) -> "GPRF":
+        return cls(encoder, decoder, n_train, **{f.name: getattr(config, f.name) for f in fields(GPRFOptions)})
+
+    @property
+    def fits_errors(self) -> bool:
+        return self.options.gp_fit == "errors"
+
     def parameter_groups(self, lr: float) -> list[dict]:
-        kernel = list(self.gp.covar_module.parameters())
-        kernel_ids = {id(p) for p in kernel}
-        rest = [p for p in self.parameters() if id(p) not in kernel_ids]
-        return [{"params": rest, "lr": lr}, {"params": kernel, "lr": lr * KERNEL_LR_FACTOR}]
+        slow = list(self.gp.covar_module.parameters()) if not self.fits_errors else []
+        excluded = {id(p) for p in slow} | {id(p) for p in self._natural_parameters()}
+        rest = [p for p in self.parameters() if id(p) not in excluded]
+        return [{"params": rest, "lr": lr}, {"params": slow, "lr": lr * KERNEL_LR_FACTOR}]
+
+    def _natural_parameters(self) -> list[torch.nn.Parameter]:
+        if self.fits_errors or self.options.variational != "natural":
+            return []
+        return list(self.gp.variational_distribution.parameters())
+
+    def optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """Adam for networks and kernel; with ``variational="natural"`` also NGD on q(v)'s natural
+        parameters (the loss is the objective per training image, hence ``num_data = n_train``)."""
+        adam = [torch.optim.Adam(self.parameter_groups(lr))]
+        natural = self._natural_parameters()
+        return adam + ([gpytorch.optim.NGD(natural, num_data=self.n_train, lr=self.options.ngd_lr)] if natural else [])
 
     def summary(self) -> dict:
         """The kernel's amplitude (prior variance of the encoder's error) and its lengthscales."""
+        if self.fits_errors:
+            return self.gp.summary()
         kernel = self.gp.covar_module
         if isinstance(kernel, gpytorch.kernels.ScaleKernel):
             lengthscale = kernel.base_kernel.lengthscale.detach()
@@ -279,15 +388,75 @@ class GPRF(EncoderDecoderModel):
     @torch.no_grad()
     def initialize_from_data(self, x: torch.Tensor) -> None:
         """Inducing inputs at the features of the first M images of ``x``; RBF lengthscales by the
-        median heuristic (the median distance between those features)."""
+        median heuristic (the median distance between those features). Nothing for ``gp_fit="errors"``."""
+        if self.fits_errors:
+            return
         n_inducing = len(self.gp.inducing_points)
         if len(x) < n_inducing:
             raise ValueError(f"initialization needs at least M = {n_inducing} images, got {len(x)}")
         features = self.encoder.features(x[:n_inducing])
         self.gp.inducing_points.copy_(features)
         if isinstance(self.gp.covar_module, gpytorch.kernels.ScaleKernel):
-            distance = torch.pdist(features).median().clamp(min=1e-3)
+            distance = torch.pdist(features[:1000]).median().clamp(min=1e-3)
             self.gp.covar_module.base_kernel.lengthscale = distance.expand(1, features.shape[-1])
+
+    # --- reading R4/R5: the posterior over functions from observed errors -----------------------------
+
+    def data_fit_epochs(self, epochs: int) -> list[int]:
+        """Epochs (0-based) before which the error model is refitted (R5 rounds); [] for ``gp_fit="elbo"``."""
+        if not self.fits_errors:
+            return []
+        starts = (epochs - r * self.options.refit_epochs for r in range(self.options.refit_rounds, 0, -1))
+        return sorted({e for e in starts if e >= 0})
+
+    @property
+    def fits_after_training(self) -> bool:
+        return self.fits_errors
+
+    def observed_errors(self, x: torch.Tensor, cache: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Encoder features (N, p) and errors (N, 2d) = (μ* − μ_φ, ℓ* − ℓ_φ) of binarized images ``x``,
+        q* by the SVI oracle (:func:`gpvae.refinement.optimal_gaussian`) from the encoder's output with
+        at most ``error_svi_steps`` steps; q* is cached in ``cache`` (a ``.pt`` file) when given."""
+        with torch.no_grad():
+            features, mean, log_var = (torch.cat(t) for t in zip(*(self.encoder.encode(xb)
+                                                                  for xb in x.split(ERROR_SVI_BATCH))))
+        if cache is not None and cache.exists():  # the same images in the same SVI batches give the same q*
+            saved = torch.load(cache, weights_only=True)
+            n = len(mean)
+            if len(saved["mean"]) >= n and (n % ERROR_SVI_BATCH == 0 or len(saved["mean"]) == n):
+                record = {**saved["record"], "images": n, "cache": str(cache)}
+                return features, torch.cat([saved["mean"][:n] - mean, saved["log_var"][:n] - log_var], -1), record
+        convergence = Convergence(window=50, tolerance=0.01, max_steps=self.options.error_svi_steps)
+        means, log_vars, records = [], [], []
+        for start in progress(range(0, len(x), ERROR_SVI_BATCH), desc="SVI errors", unit="batch"):
+            part = slice(start, start + ERROR_SVI_BATCH)
+            m, v, rec = optimal_gaussian(self, x[part], mean[part], log_var[part], convergence,
+                                         n_samples=self.options.error_svi_samples)
+            means.append(m)
+            log_vars.append(v)
+            records.append({k: rec[k] for k in ("steps", "converged")})
+        record = {"images": len(x), "batches": records, "max_steps": convergence.max_steps,
+                  "samples_per_step": self.options.error_svi_samples}
+        opt_mean, opt_log_var = torch.cat(means), torch.cat(log_vars)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"mean": opt_mean, "log_var": opt_log_var, "record": record}, cache)
+        return features, torch.cat([opt_mean - mean, opt_log_var - log_var], -1), record
+
+    def fit_to_data(self, x: torch.Tensor, seed: int, cache: Path | None = None) -> dict:
+        """Observe the errors on the first ``error_images`` images of ``x`` (binarized) and fit the error model."""
+        features, errors, record = self.observed_errors(x[:self.options.error_images], cache)
+        fit = self.gp.fit(features, errors, torch.Generator().manual_seed(seed))
+        return {"svi": record, "error_model": fit}
+
+    # --- the proposal and the objectives -----------------------------------------------------------------
+
+    def _marginals(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(F(x)) for the 2d outputs: (B, 2d) each."""
+        if not self.fits_errors:
+            return self.gp.marginals(features)
+        correction, var = self.gp.marginals(features)
+        return self.encoder.head(features) + correction, var
 
     def latent_variance(self, variance_function: torch.Tensor) -> torch.Tensor:
         """σ²(L): exp(L) for the lognormal link, L² for the squared link (floored at MIN_VARIANCE)."""
@@ -297,7 +466,7 @@ class GPRF(EncoderDecoderModel):
 
     def function_marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(mean of M, variance of M, mean of L, variance of L), each (B, d)."""
-        mean, var = self.gp.marginals(self.encoder.features(x))
+        mean, var = self._marginals(self.encoder.features(x))
         d = self.latent_dim
         return mean[:, :d], var[:, :d], mean[:, d:], var[:, d:]
 
@@ -338,5 +507,31 @@ class GPRF(EncoderDecoderModel):
         return {"mean_function_variance": var_m.mean(-1), "variance_function_variance": var_l.mean(-1)}
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fits_errors:  # the encoder's ELBO until the error model is fitted, then q̄'s (R5)
+            if not bool(self.gp.fitted):
+                return -gaussian_elbo(self, x, *self.encoder(x)).mean()
+            return -self.elbo(x).mean()
         data_term = self.expected_elbo(x) if self.objective == "expected" else self.elbo(x)
         return -data_term.mean() + self.gp.kl_divergence() / self.n_train
+
+    @torch.no_grad()
+    def diagnostics(self, x_train: torch.Tensor, x_valid: torch.Tensor, n_samples: int = DIAGNOSTIC_SAMPLES) -> dict:
+        """What the random function does, on training and validation images (binarized), for the
+        training history: the correction's size ‖mean of F − h‖ / ‖h‖ (mean over images), the mean
+        predictive variance of the mean and variance functions on both sets, and for ``gp_fit="elbo"``
+        the amplitude, lengthscale, KL(q(v) ‖ p(v))/N and the expected-minus-marginal ELBO (validation,
+        ``n_samples`` draws per image)."""
+        out = {}
+        for split, x in (("train", x_train), ("valid", x_valid)):
+            features = self.encoder.features(x)
+            head = self.encoder.head(features)
+            mean, var = self._marginals(features)
+            d = self.latent_dim
+            out[f"correction_ratio_{split}"] = ((mean - head).norm(dim=-1) / head.norm(dim=-1)).mean().item()
+            out[f"mean_function_variance_{split}"] = var[:, :d].mean().item()
+            out[f"variance_function_variance_{split}"] = var[:, d:].mean().item()
+        if not self.fits_errors:
+            out.update(self.summary(), kl_per_example=self.gp.kl_divergence().item() / self.n_train)
+            expected = torch.stack([self.expected_elbo(x_valid) for _ in range(n_samples)]).mean()
+            out["expected_minus_marginal_elbo"] = (expected - self.elbo(x_valid, n_samples).mean()).item()
+        return out

@@ -50,6 +50,10 @@ class RME(EncoderDecoderModel):
     """Mixture of ``mixture_components`` Gaussian encoders, fitted by the ``schedule`` of the module
     docstring. A freshly built model uses all components (a ``staged`` run starts from one)."""
 
+    @classmethod
+    def from_config(cls, encoder: Encoder, decoder: Decoder, config, n_train: int) -> "RME":
+        return cls(encoder, decoder, mixture_components=config.mixture_components, schedule=config.mixture_schedule)
+
     def __init__(self, encoder: Encoder, decoder: Decoder, mixture_components: int = MIXTURE_COMPONENTS,
                  schedule: str = "recursive"):
         super().__init__(encoder, decoder)

@@ -1,0 +1,28 @@
+"""Declaring options once: a dataclass field with its help text, choices and minimum.
+
+Every option of :class:`gpvae.config.TrainConfig` (and of the option groups that models declare next
+to their code, such as :class:`gpvae.models.gp.GPRFOptions`) is made with :func:`option`, so the CLI,
+the papermill parameters and the Python keywords are generated from one declaration.
+"""
+from __future__ import annotations
+
+from dataclasses import field, fields
+
+
+class ConfigError(ValueError):
+    """An option value outside its allowed choices or range."""
+
+
+def option(default, help: str, choices=None, minimum=None):
+    """A dataclass field carrying its CLI help, allowed ``choices`` and ``minimum``."""
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
+def validate(options) -> None:
+    """Raise :class:`ConfigError` for any field of the dataclass ``options`` outside its choices or range."""
+    for f in fields(options):
+        value, meta = getattr(options, f.name), f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{f.name} = {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:
+            raise ConfigError(f"{f.name} = {value!r} must be at least {meta['minimum']}")
