@@ -104,6 +104,24 @@ def _moments(proposal, n_samples: int = MOMENT_SAMPLES) -> tuple[torch.Tensor, t
         return draws.mean(0), draws.var(0).log()
 
 
+def optimal_elbo(model: LatentVariableModel, x: torch.Tensor, start, batch_size: int = 100,
+                 device: torch.device | str = "cpu", convergence: Convergence = Convergence(),
+                 elbo_samples: int = GAP_ELBO_SAMPLES) -> tuple[torch.Tensor, list[dict]]:
+    """ELBO(q*) per image of ``x`` (N,) on CPU, q* the best diagonal Gaussian found by SVI from
+    ``start(xb)`` = (mean, log-variance) run to ``convergence``, each ELBO from ``elbo_samples`` draws;
+    and the SVI records of the batches."""
+    device = torch.device(device)
+    elbo_opt, records = [], []
+    for xb in _batches(x, batch_size, device, "SVI to q*"):
+        with torch.no_grad():
+            mean, log_var = start(xb)
+        mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
+        with torch.no_grad():
+            elbo_opt.append(_chunked_mean(lambda n: gaussian_elbo(model, xb, mean, log_var, n), elbo_samples).cpu())
+        records.append(record)
+    return torch.cat(elbo_opt), records
+
+
 def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
                       device: torch.device | str = "cpu", convergence: Convergence = Convergence(),
                       elbo_samples: int = GAP_ELBO_SAMPLES) -> dict:
@@ -120,15 +138,8 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
     device = torch.device(device)
     log_px = log_likelihood(model, x, k, batch_size, device)
     elbo_model = elbo(model, x, batch_size, device, n_samples=elbo_samples)
-    elbo_opt, records = [], []
-    for xb in _batches(x, batch_size, device, "SVI to q*"):
-        with torch.no_grad():
-            mean, log_var = _moments(model.proposal(xb))
-        mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
-        with torch.no_grad():
-            elbo_opt.append(_chunked_mean(lambda n: gaussian_elbo(model, xb, mean, log_var, n), elbo_samples).cpu())
-        records.append(record)
-    elbo_opt = torch.cat(elbo_opt)
+    elbo_opt, records = optimal_elbo(model, x, lambda xb: _moments(model.proposal(xb)), batch_size, device,
+                                     convergence, elbo_samples)
     values = {"log_px": log_px, "elbo_opt": elbo_opt, "elbo_model": elbo_model,
               "approximation_gap": log_px - elbo_opt, "amortization_gap": elbo_opt - elbo_model}
     result = {name: {"mean": v.mean().item(), "per_example": v.tolist()} for name, v in values.items()}
@@ -136,3 +147,17 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
                   svi={"window": convergence.window, "tolerance": convergence.tolerance,
                        "max_steps": convergence.max_steps, "batches": records})
     return result
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally long sequences (average ranks for ties)."""
+    from scipy.stats import spearmanr
+    return float(spearmanr(torch.as_tensor(a).numpy(), torch.as_tensor(b).numpy()).statistic)
+
+
+def auroc(in_scores, out_scores) -> float:
+    """Area under the ROC curve of a score meant to be higher on ``out_scores`` (out-of-distribution)
+    than on ``in_scores``: P(out > in) + P(tie)/2, by the Mann–Whitney U statistic."""
+    from scipy.stats import mannwhitneyu
+    a, b = torch.as_tensor(out_scores).numpy(), torch.as_tensor(in_scores).numpy()
+    return float(mannwhitneyu(a, b).statistic / (len(a) * len(b)))

@@ -19,7 +19,7 @@ from gpvae.networks import Encoder
 
 from .conftest import assert_all_close, data_dir, requires_data
 
-FAMILIES = ("shared", "meanfield", "full")
+FAMILIES = ("shared", "meanfield", "full", "natural")
 
 
 def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="expected", link="lognormal"):
@@ -29,8 +29,11 @@ def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="exp
     x = torch.rand(40, 1, 28, 28, dtype=dtype).round()
     model.initialize_from_data(x)
     with torch.no_grad():
-        for p in model.gp.variational_strategy._variational_distribution.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+        for name, p in model.gp.variational_strategy._variational_distribution.named_parameters():
+            if name == "natural_mat":  # -S⁻¹/2 must stay negative definite
+                p.mul_(0.8)
+            else:
+                p.add_(0.1 * torch.randn_like(p))
         if kernel == "rbf":
             model.gp.covar_module.outputscale = 0.5
     return model, x
