@@ -44,6 +44,7 @@ TEST_IMAGES = 2000
 GAP_IMAGES = 500
 OOD_IMAGES = 2000
 OOD_ELBO_SAMPLES = 10
+ROC_POINTS = 51
 SEEDS = (0, 1, 2)
 # name: (options, seeds). "init_from": "vae" means the VAE run of the same dataset and seed.
 POSTHOC = dict(model="gp", init_from="vae")
@@ -152,21 +153,37 @@ def measure(name: str, seed: int, dataset: str = "mnist", data_dir: str | None =
                       "encoder_amortization_gap": encoder_gap.mean().item()},
               "spearman_with_gap": {k: spearman(v, encoder_gap) for k, v in gap_scores.items()},
               "auroc": {}, "history": metrics.get("history", []), "trained_at": metrics.get("git_commit")}
+    record["roc"] = {}
     for ood in ("fashion_mnist", "omniglot"):
         scores_out = _scores(model, _ood_images(ood, data_dir), OOD_ELBO_SAMPLES)
         record["auroc"][ood] = {k: auroc(scores_in[k], scores_out[k]) for k in scores_in}
+        record["roc"][ood] = {k: roc_curve(scores_in[k], scores_out[k]) for k in scores_in}
     vae_record = RECORDS / dataset / f"vae_seed{seed}.json"
     if name == "vae":
         record["gap"]["fraction_closed"] = 0.0
     elif vae_record.exists():
         vae_gap = json.loads(vae_record.read_text())["gap"]["amortization_gap"]
         record["gap"]["fraction_closed"] = 1 - record["gap"]["amortization_gap"] / vae_gap
-    record["per_image"] = {"gap_scores": gap_scores, "encoder_gap": encoder_gap.tolist(),
-                           "elbo_model": elbo_model.tolist()}
+    record["per_image"] = {"gap_scores": {k: _rounded(v) for k, v in gap_scores.items()},
+                           "encoder_gap": _rounded(encoder_gap.tolist()), "elbo_model": _rounded(elbo_model.tolist())}
     record.update(command=f"python -m gpvae.study measure --configs {name} --seeds {seed}", **provenance(
         torch.device("cpu")))
     _write_json_mkdir(RECORDS / dataset / f"{name}_seed{seed}.json", record)
     return record
+
+
+def _rounded(values: list[float], digits: int = 5) -> list[float]:
+    return [float(f"{v:.{digits}g}") for v in values]
+
+
+def roc_curve(in_scores, out_scores, points: int = ROC_POINTS) -> dict[str, list[float]]:
+    """False- and true-positive rates of "score above threshold means out-of-distribution" at
+    ``points`` thresholds (quantiles of all scores), for plotting; the AUROC is computed exactly."""
+    a, b = torch.as_tensor(in_scores, dtype=torch.float64), torch.as_tensor(out_scores, dtype=torch.float64)
+    thresholds = torch.quantile(torch.cat([a, b]), torch.linspace(1, 0, points, dtype=torch.float64))
+    fpr = [(a > t).double().mean().item() for t in thresholds]
+    tpr = [(b > t).double().mean().item() for t in thresholds]
+    return {"fpr": [0.0] + _rounded(fpr, 4) + [1.0], "tpr": [0.0] + _rounded(tpr, 4) + [1.0]}
 
 
 def _write_json_mkdir(path: Path, obj: dict) -> None:
