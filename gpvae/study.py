@@ -212,6 +212,11 @@ def _mean_sd(values: list[float]) -> dict:
 TABLE_SCORES = {"gp": "mean_function_variance", "encoder": "encoder_variance", "elbo": "negative_elbo"}
 
 
+def _own_score(record: dict) -> str:
+    """The configuration's own uncertainty score: the GP's variance, or the kNN control's distance."""
+    return "neighbour_distance" if "neighbour_distance" in record["spearman_with_gap"] else "mean_function_variance"
+
+
 def table(dataset: str = "mnist") -> list[dict]:
     """One row per configuration: mean ± sd over seeds of every study measurement; writes table.json."""
     bench_path = RECORDS / dataset / "bench.json"
@@ -227,6 +232,7 @@ def table(dataset: str = "mnist") -> list[dict]:
                "fraction_closed": _mean_sd([r["gap"].get("fraction_closed", float("nan")) for r in records]),
                "amortization_gap": _mean_sd([r["gap"]["amortization_gap"] for r in records])}
         for label, key in TABLE_SCORES.items():
+            key = _own_score(records[0]) if label == "gp" else key
             if key in records[0]["spearman_with_gap"]:
                 row[f"spearman_{label}"] = _mean_sd([r["spearman_with_gap"][key] for r in records])
                 for ood in ("fashion_mnist", "omniglot"):

@@ -241,7 +241,7 @@ def test_error_reading_end_to_end_with_frozen_encoder_refit_and_cache(tmp_path):
                   data_dir=str(data_dir()))
     training.train(TrainConfig(model="vae", epochs=1, out=str(tmp_path / "vae"), **common))
     vae = training.load_checkpoint(tmp_path / "vae")["best_model"]
-    options = dict(model="gp", gp_fit="errors", init_from=str(tmp_path / "vae"), error_images=300, error_inducing=50,
+    options = dict(model="gp", gp_fit="errors", init_from=str(tmp_path / "vae"), error_images=200, error_inducing=50,
                    error_svi_steps=100, **common)
     metrics = training.train(TrainConfig(epochs=2, refit_rounds=1, refit_epochs=1, freeze="encoder",
                                          out=str(tmp_path / "r5"), **options))

@@ -502,9 +502,13 @@ class GPRF(EncoderDecoderModel):
 
     def difficulty(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Posterior difficulty per example: the GP's predictive variance averaged over the d outputs
-        of the mean function and of the variance function, (B,) each."""
+        of the mean function and of the variance function, (B,) each; for the nearest-neighbour
+        control, which has no variance, also the mean feature distance to its neighbours."""
         _, var_m, _, var_l = self.function_marginals(x)
-        return {"mean_function_variance": var_m.mean(-1), "variance_function_variance": var_l.mean(-1)}
+        scores = {"mean_function_variance": var_m.mean(-1), "variance_function_variance": var_l.mean(-1)}
+        if isinstance(self.gp, NearestNeighbourErrors):
+            scores["neighbour_distance"] = self.gp.neighbour_distance(self.encoder.features(x))[0].mean(-1)
+        return scores
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         if self.fits_errors:  # the encoder's ELBO until the error model is fitted, then q̄'s (R5)
