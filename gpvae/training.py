@@ -54,6 +54,14 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _checkpoint(state: dict, config: TrainConfig, model, optimizers, generator, device: torch.device) -> dict:
+    """Everything a resumed run needs: the training state, options, parameters, optimizers and RNGs."""
+    return {**state, "config": config.to_dict(), "model": model.state_dict(),
+            "optimizer": [o.state_dict() for o in optimizers], "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
 def load_checkpoint(run_dir: str | Path) -> dict:
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
@@ -219,14 +227,15 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_elbo": valid_elbo,
                                  "seconds": seconds, **_diagnostics(model, diagnostic_images, config.seed + epoch)})
         state["epoch"] = epoch + 1
-        _save_checkpoint(ckpt_path, {**state, "config": config.to_dict(), "model": model.state_dict(),
-                                     "optimizer": [o.state_dict() for o in optimizers],
-                                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None})
+        _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))
 
     model.load_state_dict(state["best_model"])
-    if model.fits_after_training:  # the error model on the parameters that are evaluated
-        state["fits"].append(_fit_to_data(model, fit_images, config, run_dir, state["best_epoch"], final=True))
+    if model.fits_after_training and not any(f["final"] and f["run_epochs"] == state["epoch"] for f in state["fits"]):
+        # the data fit on the parameters that are evaluated; checkpointed, so that evaluate and resume see it
+        fit = _fit_to_data(model, fit_images, config, run_dir, state["best_epoch"], final=True)
+        state["fits"].append({**fit, "run_epochs": state["epoch"]})
+        state["best_model"] = copy.deepcopy(model.state_dict())
+        _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))
     result = evaluate(model, data.test, config.eval_k, config.batch_size, device, data.likelihood, config.seed)
     per_example = result.pop("per_example")
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
