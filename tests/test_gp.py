@@ -23,7 +23,7 @@ FAMILIES = ("shared", "meanfield", "full", "natural")
 
 
 def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="expected", link="lognormal"):
-    config = TrainConfig(model="gp", variational=variational, kernel=kernel, inducing=12, latent_dim=3,
+    config = TrainConfig(model="gp", gp_fit="elbo", variational=variational, kernel=kernel, inducing=12, latent_dim=3,
                          objective=objective, variance_link=link)
     model = build_model(config, (1, 28, 28), "bernoulli", n_train=1000).to(dtype)
     x = torch.rand(40, 1, 28, 28, dtype=dtype).round()
@@ -102,7 +102,7 @@ def test_gauss_hermite_mixture_samples_follow_its_density():
 def _gp_on_linear_gaussian(objective="expected", outputscale=0.3):
     exact = LinearGaussian(data_dim=6, latent_dim=2, noise_std=0.7, seed=3)
     encoder = Encoder(nn.Identity(), feature_dim=6, latent_dim=2).double()
-    model = GPRF(encoder, LinearGaussianDecoder(exact), n_train=100, inducing=8, objective=objective).double()
+    model = GPRF(encoder, LinearGaussianDecoder(exact), n_train=100, gp_fit="elbo", inducing=8, objective=objective).double()
     x = exact.sample_data(32, seed=4)
     model.initialize_from_data(x)
     with torch.no_grad():
@@ -176,7 +176,7 @@ def test_every_parameter_group_gets_a_gradient(objective, link):
 def test_thousand_float32_training_steps_on_mnist_without_not_psd_error(tmp_path):
     """Jitter policy: GPyTorch's float32 jitter (1e-4) on k(Ω, Ω) and k(x, x), psd_safe_cholesky's
     escalation if that is not enough, kernel hyperparameters at a tenth of the learning rate."""
-    config = TrainConfig(model="gp", dataset="mnist", epochs=10, max_train=10_000, max_test=100, eval_k=50,
+    config = TrainConfig(model="gp", gp_fit="elbo", dataset="mnist", epochs=10, max_train=10_000, max_test=100, eval_k=50,
                          batch_size=100, device="cpu", data_dir=str(data_dir()), out=str(tmp_path / "gp"))
     metrics = training.train(config)
     history = metrics["history"]
@@ -188,7 +188,7 @@ def test_thousand_float32_training_steps_on_mnist_without_not_psd_error(tmp_path
 @requires_data
 def test_per_example_difficulty_and_bench_from_the_cli(tmp_path):
     out = tmp_path / "gp"
-    training.train(TrainConfig(model="gp", dataset="mnist", epochs=1, max_train=500, max_test=30, eval_k=10,
+    training.train(TrainConfig(model="gp", gp_fit="elbo", dataset="mnist", epochs=1, max_train=500, max_test=30, eval_k=10,
                                device="cpu", data_dir=str(data_dir()), out=str(out)))
     env = {**os.environ, "GPVAE_QUIET": "1"}
     done = subprocess.run([sys.executable, "-m", "gpvae", "evaluate", str(out), "--per-example"], env=env,
@@ -215,10 +215,11 @@ def test_warm_start_copies_the_vae_networks_and_refuses_other_shapes(tmp_path):
                   data_dir=str(data_dir()))
     training.train(TrainConfig(model="vae", epochs=1, out=str(tmp_path / "vae"), **common))
     best = training.load_checkpoint(tmp_path / "vae")["best_model"]
-    _, model, _ = training.prepare(TrainConfig(model="gp", init_from=str(tmp_path / "vae"), **common))
+    _, model, _ = training.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"), **common))
     for key, value in model.state_dict().items():
         if key.split(".")[0] in ("encoder", "decoder"):
             assert torch.equal(value, best[key]), key
     assert model.gp.mean_module.head is model.encoder.head
     with pytest.raises(training.RunFolderError, match="networks differ"):
-        training.prepare(TrainConfig(model="gp", init_from=str(tmp_path / "vae"), **{**common, "latent_dim": 5}))
+        training.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"),
+                                     **{**common, "latent_dim": 5}))

@@ -17,7 +17,7 @@ from .conftest import assert_all_close, data_dir, requires_data
 
 
 def _gp(**options):
-    config = TrainConfig(model="gp", inducing=12, latent_dim=3, **options)
+    config = TrainConfig(model="gp", **{"gp_fit": "elbo", "inducing": 12, "latent_dim": 3, **options})
     model = build_model(config, (1, 28, 28), "bernoulli", n_train=1000)
     x = torch.rand(40, 1, 28, 28).round()
     model.initialize_from_data(x)
@@ -109,7 +109,7 @@ def test_ngd_step_on_conjugate_problem_reaches_the_optimum():
 
 @requires_data
 def test_more_inducing_points_than_the_default_initialization_images(tmp_path):
-    common = dict(model="gp", dataset="mnist", max_train=1500, max_test=10, eval_k=5, latent_dim=4, device="cpu",
+    common = dict(model="gp", gp_fit="elbo", dataset="mnist", max_train=1500, max_test=10, eval_k=5, latent_dim=4, device="cpu",
                   data_dir=str(data_dir()))
     _, model, _ = training.prepare(TrainConfig(inducing=1200, **common))
     omega = model.gp.inducing_points
@@ -120,7 +120,8 @@ def test_more_inducing_points_than_the_default_initialization_images(tmp_path):
 
 # --- presets and validation ---------------------------------------------------------------------
 
-def test_paper_preset_fills_defaults_and_explicit_options_win():
+def test_default_is_the_error_regression_and_the_paper_preset_is_the_literal_reading():
+    assert TrainConfig(model="gp").gp_fit == "errors"
     paper = TrainConfig(model="gp", gp_preset="paper")
     assert (paper.gp_fit, paper.objective, paper.amplitude) == ("elbo", "expected", "learned")
     assert TrainConfig(model="gp", gp_preset="paper", inducing=64).inducing == 64
@@ -130,7 +131,7 @@ def test_freeze_needs_a_warm_start_and_natural_needs_the_elbo_fit():
     with pytest.raises(ConfigError, match="needs init_from"):
         TrainConfig(model="gp", freeze="both")
     with pytest.raises(ConfigError, match="natural"):
-        TrainConfig(model="gp", gp_fit="errors", variational="natural")
+        TrainConfig(model="gp", variational="natural")
     with pytest.raises(ConfigError, match="amplitude"):
         TrainConfig(model="gp", amplitude="sometimes")
 
@@ -265,7 +266,7 @@ def test_error_reading_end_to_end_with_frozen_encoder_refit_and_cache(tmp_path):
 
 @requires_data
 def test_gp_history_records_the_collapse_diagnostics(tmp_path):
-    metrics = training.train(TrainConfig(model="gp", dataset="mnist", epochs=1, max_train=1000, max_test=10,
+    metrics = training.train(TrainConfig(model="gp", gp_fit="elbo", dataset="mnist", epochs=1, max_train=1000, max_test=10,
                                          eval_k=5, latent_dim=4, device="cpu", data_dir=str(data_dir()),
                                          out=str(tmp_path / "gp")))
     last = metrics["history"][-1]

@@ -302,8 +302,8 @@ class GPRFOptions:
     amplitude_value: float = option(INITIAL_OUTPUTSCALE, "GP-RF kernel amplitude: initial, fixed or floor value",
                                     minimum=1e-8)
     ngd_lr: float = option(0.1, "GP-RF natural-gradient step size for q(v) (variational natural)", minimum=0.0)
-    gp_fit: str = option("elbo", "GP-RF posterior over functions: variational GP in the ELBO (readings R1-R3), or "
-                         "regression of observed SVI errors on training images (R4)", choices=FITS)
+    gp_fit: str = option("errors", "GP-RF posterior over functions: regression of observed SVI errors on training "
+                         "images (reading R4, the study's best), or a variational GP in the ELBO (R1-R3)", choices=FITS)
     error_model: str = option("gp", "gp_fit errors: GP regression, or the k-nearest-neighbour control",
                               choices=ERROR_MODELS)
     error_images: int = option(10_000, "gp_fit errors: training images whose SVI errors are observed", minimum=1)
