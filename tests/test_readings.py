@@ -189,11 +189,11 @@ def test_inducing_predictive_at_the_training_inputs_is_the_exact_gp_posterior():
 
 def test_error_gp_learns_a_smooth_error_function_and_is_unsure_far_from_data():
     torch.manual_seed(3)
-    features = torch.randn(1500, 4)
+    features = torch.randn(800, 4)
     truth = torch.stack([torch.sin(features[:, 0]), features[:, 1] ** 2 / 4, torch.cos(features[:, 2]),
                          0.5 * features[:, 3]], -1)
     errors = truth + 0.05 * torch.randn_like(truth)
-    gp = ErrorRegressionGP(feature_dim=4, n_outputs=4, n_inducing=300)
+    gp = ErrorRegressionGP(feature_dim=4, n_outputs=4, n_inducing=200)
     mean, var = gp.marginals(features[:5])
     assert torch.equal(mean, torch.zeros_like(mean)), "an unfitted error model corrects nothing"
     summary = gp.fit(features, errors, torch.Generator().manual_seed(0))
