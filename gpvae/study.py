@@ -38,7 +38,7 @@ from .config import TrainConfig
 from .evaluation import GAP_ELBO_SAMPLES, auroc, elbo, optimal_elbo, posterior_difficulty, spearman
 from .objectives import gaussian_elbo
 from .provenance import provenance
-from .training import _write_json, load_run, train
+from .training import TrainingDiverged, _write_json, load_run, train
 
 EPOCHS = 50
 EVAL_K = 1000
@@ -88,7 +88,15 @@ def train_one(name: str, seed: int, dataset: str, data_dir: str | None) -> dict:
     folder = run_dir(dataset, name, seed)
     if (folder / "metrics.json").exists():
         return json.loads((folder / "metrics.json").read_text())
-    return train(config_of(name, seed, dataset, data_dir))
+    config = config_of(name, seed, dataset, data_dir)
+    try:
+        return train(config)
+    except TrainingDiverged as err:  # a result too: recorded, and shown as such in the table
+        record = {"config": name, "seed": seed, "dataset": dataset, "options": config.to_dict(), "diverged": str(err),
+                  "command": f"python -m gpvae.study train --configs {name} --seeds {seed}",
+                  **provenance(torch.device("cpu"))}
+        _write_json_mkdir(RECORDS / dataset / f"{name}_seed{seed}.json", record)
+        return record
 
 
 def _shares_vae_decoder(name: str) -> bool:
@@ -133,6 +141,9 @@ def _ood_images(name: str, data_dir: str | None) -> torch.Tensor:
 def measure(name: str, seed: int, dataset: str = "mnist", data_dir: str | None = None) -> dict:
     """The study's measurements of one trained configuration and seed; writes its record."""
     folder = run_dir(dataset, name, seed)
+    if not (folder / "metrics.json").exists():
+        path = RECORDS / dataset / f"{name}_seed{seed}.json"
+        return json.loads(path.read_text()) if path.exists() else {}  # diverged, or not trained
     metrics = json.loads((folder / "metrics.json").read_text())
     config, data, model, _ = load_run(folder, data_dir=data_dir)
     model.eval()
@@ -227,6 +238,10 @@ def table(dataset: str = "mnist") -> list[dict]:
     rows = []
     for name in CONFIGS:
         records = [json.loads(p.read_text()) for p in sorted((RECORDS / dataset).glob(f"{name}_seed*.json"))]
+        diverged = [r for r in records if "diverged" in r]
+        records = [r for r in records if "diverged" not in r]
+        if diverged and not records:
+            rows.append({"config": name, "seeds": [r["seed"] for r in diverged], "diverged": diverged[0]["diverged"]})
         if not records:
             continue
         row = {"config": name, "seeds": [r["seed"] for r in records],
@@ -264,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_all(names, args.dataset, args.data_dir)
     elif args.stage == "table":
         for row in table(args.dataset):
-            print(row["config"], f"{row['test_ll']['mean']:.2f}", row.get("fraction_closed", {}).get("mean"))
+            print(row["config"], "diverged" if "diverged" in row else
+                  f"{row['test_ll']['mean']:.2f} closed {row['fraction_closed']['mean']:.3f}")
     else:
         for name in names:
             seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else CONFIGS[name][1]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from linear_operator.utils.errors import NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
@@ -134,7 +135,10 @@ def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> flo
     bar = progress(order.split(config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
     for step, idx in enumerate(bar):
         x = data.training_batch(data.train[idx], generator).to(device)
-        loss = model.loss(x)
+        try:
+            loss = model.loss(x)
+        except NotPSDError as err:  # a GP covariance left the positive-definite cone: the step was too large
+            raise TrainingDiverged(f"{err} at epoch {epoch + 1}, step {step + 1} (lower --lr or --ngd-lr)") from None
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
         for optimizer in optimizers:

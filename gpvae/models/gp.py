@@ -45,7 +45,8 @@ import gpytorch
 import torch
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.variational import (CholeskyVariationalDistribution, MeanFieldVariationalDistribution,
-                                  NaturalVariationalDistribution, VariationalStrategy, _VariationalDistribution)
+                                  TrilNaturalVariationalDistribution, VariationalStrategy,
+                                  _VariationalDistribution)
 from linear_operator import to_dense
 from linear_operator.operators import CholLinearOperator, TriangularLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
@@ -133,7 +134,7 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
         elif variational == "full":
             distribution = CholeskyVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
         elif variational == "natural":
-            distribution = NaturalVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
+            distribution = TrilNaturalVariationalDistribution(n_inducing, batch_shape=torch.Size([n_outputs]))
         else:
             raise ValueError(f"unknown variational family {variational!r}; choose one of {VARIATIONAL_FAMILIES}")
         strategy = VariationalStrategy(self, torch.zeros(n_inducing, feature_dim), distribution,
