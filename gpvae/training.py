@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from linear_operator.utils.errors import NotPSDError
+from linear_operator.utils.errors import NanError, NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
@@ -137,7 +137,7 @@ def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> flo
         x = data.training_batch(data.train[idx], generator).to(device)
         try:
             loss = model.loss(x)
-        except NotPSDError as err:  # a GP covariance left the positive-definite cone: the step was too large
+        except (NotPSDError, NanError) as err:  # a GP covariance left the positive-definite cone: too large a step
             raise TrainingDiverged(f"{err} at epoch {epoch + 1}, step {step + 1} (lower --lr or --ngd-lr)") from None
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
