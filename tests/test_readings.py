@@ -276,3 +276,36 @@ def test_gp_history_records_the_collapse_diagnostics(tmp_path):
         assert key in last and math.isfinite(last[key]), key
     assert last["expected_minus_marginal_elbo"] < 0.5, "the expected ELBO is below the marginal one (up to noise)"
     assert 0 < last["kernel_outputscale"] and abs(last["kernel_outputscale"] - INITIAL_OUTPUTSCALE) < 0.01
+
+
+@requires_data
+def test_a_gp_covariance_leaving_the_psd_cone_is_a_divergence(tmp_path, monkeypatch):
+    from linear_operator.utils.errors import NotPSDError
+
+    from gpvae.models import GPRF
+
+    def broken(self, x):
+        raise NotPSDError("Matrix not positive definite")
+
+    monkeypatch.setattr(GPRF, "loss", broken)
+    with pytest.raises(training.TrainingDiverged, match="lower --lr or --ngd-lr"):
+        training.train(TrainConfig(model="gp", gp_fit="elbo", dataset="mnist", epochs=1, max_train=1000, max_test=10,
+                                   eval_k=5, latent_dim=4, device="cpu", data_dir=str(data_dir()),
+                                   out=str(tmp_path / "gp")))
+
+
+def test_every_study_configuration_is_a_valid_run_and_roc_points_match_the_auroc():
+    from gpvae import study
+    from gpvae.evaluation import auroc
+
+    for name, (_, seeds) in study.CONFIGS.items():
+        for seed in seeds:
+            config = study.config_of(name, seed)
+            assert config.out.endswith(f"{name}_seed{seed}") and config.eval_k == study.EVAL_K
+    torch.manual_seed(0)
+    inside, outside = torch.randn(400), torch.randn(300) + 1.0
+    curve = study.roc_curve(inside.tolist(), outside.tolist(), points=401)
+    area = sum((f1 - f0) * (t1 + t0) / 2 for f0, f1, t0, t1 in zip(curve["fpr"], curve["fpr"][1:], curve["tpr"],
+                                                                    curve["tpr"][1:]))
+    assert abs(area - auroc(inside, outside)) < 0.01
+    assert abs(auroc(inside, outside) - 0.76) < 0.05  # Φ(1/√2) for unit-variance Gaussians one apart
