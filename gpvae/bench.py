@@ -94,7 +94,8 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     names = list(dict.fromkeys(["vae", *models]))
     built = {}
     for name in names:
-        model = new_model(dataclasses.replace(config, model=name), data).to(device)
+        reference = {"freeze": "none"} if name == "vae" else {}  # the VAE reference trains all its parameters
+        model = new_model(dataclasses.replace(config, model=name, **reference), data).to(device)
         frozen = copy.deepcopy(model).eval()  # inference on fixed parameters, as at test time (caches hold)
         built[name] = (model, model.optimizers(config.lr), frozen)
 
