@@ -150,9 +150,13 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
 
 
 def spearman(a, b) -> float:
-    """Spearman rank correlation of two equally long sequences (average ranks for ties)."""
+    """Spearman rank correlation of two equally long sequences (average ranks for ties); NaN when
+    either is constant (a score that does not vary ranks nothing)."""
     from scipy.stats import spearmanr
-    return float(spearmanr(torch.as_tensor(a).numpy(), torch.as_tensor(b).numpy()).statistic)
+    a, b = torch.as_tensor(a).numpy(), torch.as_tensor(b).numpy()
+    if a.min() == a.max() or b.min() == b.max():
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
 
 
 def auroc(in_scores, out_scores) -> float:
