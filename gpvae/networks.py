@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .likelihoods import bernoulli_log_prob, discretized_logistic_log_prob
+from .likelihoods import bernoulli_log_prob, discretized_logistic_log_prob, to_logistic_scale
 
 NETWORKS = ("mlp", "conv")
 MLP_HIDDEN = 200
@@ -23,18 +23,20 @@ MIN_LOG_SCALE = -7.0
 
 
 class Encoder(nn.Module):
-    """q(z | x) = N(μ(x), diag exp ℓ(x)) from a trunk ψ(x) ∈ R^p and one linear head h(x) = Wψ(x) + b ∈ R^{2d}."""
+    """q(z | x) = N(μ(x), diag exp ℓ(x)) from a trunk ψ(x) ∈ R^p and one linear head h(x) = Wψ(x) + b ∈ R^{2d}.
+    With ``pixel_levels``, x holds 8-bit levels 0..255 and the trunk sees them on [-1, 1]."""
 
-    def __init__(self, trunk: nn.Module, feature_dim: int, latent_dim: int):
+    def __init__(self, trunk: nn.Module, feature_dim: int, latent_dim: int, pixel_levels: bool = False):
         super().__init__()
         self.trunk = trunk
         self.feature_dim = feature_dim
         self.latent_dim = latent_dim
+        self.pixel_levels = pixel_levels
         self.head = nn.Linear(feature_dim, 2 * latent_dim)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """ψ(x): (B, C, H, W) -> (B, p)."""
-        return self.trunk(x)
+        return self.trunk(to_logistic_scale(x) if self.pixel_levels else x)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ψ(x), mean, log-variance): (B, p), (B, d), (B, d) — for models that also read the features."""
@@ -90,13 +92,14 @@ def build_networks(network: str, image_shape: tuple[int, int, int], likelihood: 
     """The encoder/decoder pair ``network`` (one of :data:`NETWORKS`) for images of ``image_shape``."""
     channels, side, _ = image_shape
     out_channels = channels if likelihood == "bernoulli" else 2 * channels
+    levels = likelihood == "logistic"  # 8-bit data: the encoder reads it on [-1, 1], as the likelihood does
     if network == "mlp":
         n_in = channels * side * side
         trunk = nn.Sequential(nn.Flatten(), nn.Linear(n_in, MLP_HIDDEN), nn.Tanh(),
                               nn.Linear(MLP_HIDDEN, MLP_HIDDEN), nn.Tanh())
         net = nn.Sequential(nn.Linear(latent_dim, MLP_HIDDEN), nn.Tanh(), nn.Linear(MLP_HIDDEN, MLP_HIDDEN),
                             nn.Tanh(), nn.Linear(MLP_HIDDEN, out_channels * side * side))
-        return Encoder(trunk, MLP_HIDDEN, latent_dim), Decoder(net, likelihood, image_shape)
+        return Encoder(trunk, MLP_HIDDEN, latent_dim, levels), Decoder(net, likelihood, image_shape)
     if network != "conv":
         raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
     n_down, final = _conv_geometry(side)
@@ -111,5 +114,5 @@ def build_networks(network: str, image_shape: tuple[int, int, int], likelihood: 
     for width_in, width_out in zip(widths[::-1], widths[::-1][1:]):
         up += [nn.ConvTranspose2d(width_in, width_out, 4, 2, 1), nn.LeakyReLU(0.2)]
     up += [nn.ConvTranspose2d(widths[0], out_channels, 4, 2, 1)]
-    return Encoder(trunk, CONV_FEATURES, latent_dim), Decoder(nn.Sequential(*up), likelihood, image_shape)
+    return Encoder(trunk, CONV_FEATURES, latent_dim, levels), Decoder(nn.Sequential(*up), likelihood, image_shape)
 

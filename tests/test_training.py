@@ -121,3 +121,23 @@ def test_cli_train_then_evaluate(tmp_path):
     assert again.returncode == 0, again.stderr
     evaluation = json.loads((out / "evaluation_K50_N50.json").read_text())
     assert evaluation["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
+
+
+@requires_data
+@pytest.mark.parametrize("model", ["vae", "iwae", "hf", "iaf", "rme", "savae", "gp"])
+def test_every_model_trains_on_8bit_fashion_mnist_without_diverging(model):
+    """Regression: the conv encoder once read raw levels 0..255, and every model but the VAE diverged
+    at the second step; it now reads them on [-1, 1] like the likelihood."""
+    config = TrainConfig(model=model, dataset="fashion_mnist", max_train=400, max_test=10, device="cpu",
+                         inducing=32, error_inducing=32)
+    data, net, _ = training.prepare(config)
+    assert net.encoder.pixel_levels
+    optimizers, generator = net.optimizers(1e-3), torch.Generator().manual_seed(0)
+    for step in range(4):
+        loss = net.loss(data.training_batch(data.train[step * 100:(step + 1) * 100], generator))
+        assert torch.isfinite(loss), f"{model}: non-finite loss at step {step + 1}"
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()

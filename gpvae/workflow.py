@@ -1,0 +1,191 @@
+"""The runs of record as a declared grid, executed by Snakemake (``workflow/Snakefile``).
+
+A *grid* (``workflow/config/<profile>.yaml``) names datasets, seeds, a budget and runs; each run is
+a model with options named like :class:`gpvae.config.TrainConfig`'s fields, plus ``warm_start``
+(the name of another run of the same dataset and seed whose trained networks it starts from). This
+module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
+finished run folder into a small committed record with its provenance; the Snakefile only wires
+files together.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, TrainConfig
+
+CHAPTER = "book/training.ipynb"
+GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
+             "evaluation", "bench", "datasets", "runs")
+EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
+RUN_ONLY_KEYS = ("warm_start", "note")
+# Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
+TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
+                 "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
+                 "train_seconds", "wall_seconds", "device", "git_commit")
+
+
+def load_grid(path: str | Path) -> dict:
+    """Read and check a grid file (:func:`check_grid`)."""
+    return check_grid(yaml.safe_load(Path(path).read_text()), str(path))
+
+
+def check_grid(grid: dict, path: str = "grid") -> dict:
+    """Check a grid: every key present, every run names a model and only :class:`TrainConfig` fields,
+    every cell builds a valid configuration."""
+    missing = [k for k in GRID_KEYS if k not in grid]
+    if missing:
+        raise ConfigError(f"{path}: missing keys {missing}")
+    seeds = grid["seeds"]  # a list, or one seed / a YAML list from the command line (--config seeds=0)
+    seeds = yaml.safe_load(seeds) if isinstance(seeds, str) else seeds
+    grid["seeds"] = [int(s) for s in (seeds if isinstance(seeds, list) else [seeds])]
+    for name, spec in grid["runs"].items():
+        unknown = set(spec) - set(TrainConfig.__dataclass_fields__) - set(RUN_ONLY_KEYS)
+        if unknown or "model" not in spec:
+            raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
+        if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
+            raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
+    for dataset, run, seed in cells(grid):
+        try:
+            chapter_parameters(grid, dataset, run, seed)
+        except (ConfigError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path}: {dataset}/{run}/seed {seed}: {err}") from None
+    return grid
+
+
+def cells(grid: dict) -> list[tuple[str, str, int]]:
+    """Every (dataset, run, seed) of the grid, datasets' ``skip`` lists removed."""
+    return [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
+            if run not in (spec or {}).get("skip", []) for seed in grid["seeds"]]
+
+
+def run_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    return Path(grid["runs_dir"]) / dataset / f"{run}_seed{seed}"
+
+
+def record_path(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    return Path(grid["results_dir"]) / dataset / f"{run}_seed{seed}.json"
+
+
+DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides")
+
+
+def evaluation(grid: dict, dataset: str) -> dict:
+    """The grid's evaluation settings with the dataset's own ``evaluation`` overrides."""
+    return {**grid["evaluation"], **(grid["datasets"][dataset] or {}).get("evaluation", {})}
+
+
+def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
+    """The training chapter's papermill parameters for one cell; raises :class:`ConfigError` for an
+    invalid combination (checked by building its :class:`TrainConfig`). Precedence: the dataset's
+    options (``epochs``, ``max_train``, ...) < the run's < the dataset's ``overrides`` of that run."""
+    data_spec = grid["datasets"][dataset] or {}
+    data = {k: v for k, v in data_spec.items() if k not in DATASET_ONLY_KEYS}
+    spec = {**data, **grid["runs"][run], **data_spec.get("overrides", {}).get(run, {})}
+    warm_start = spec.pop("warm_start", None)
+    spec.pop("note", None)
+    settings = evaluation(grid, dataset)
+    params = {"models": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
+              "max_train": spec.pop("max_train", None), "max_test": settings["max_test"],
+              "eval_k": settings["eval_k"], "seed": seed, "device": grid["device"],
+              "out": str(run_dir(grid, dataset, run, seed))}
+    if warm_start:
+        spec["init_from"] = str(run_dir(grid, dataset, warm_start, seed))
+    params["options"] = spec
+    TrainConfig(**{"model": params["models"], **{k: v for k, v in params.items() if k not in ("models", "options")},
+                   **spec})
+    return params
+
+
+def _wall_seconds(benchmark_tsv: Path) -> tuple[float | None, float | None]:
+    """Wall seconds and peak resident memory (MB) from a Snakemake ``benchmark:`` file."""
+    if not benchmark_tsv.exists():
+        return None, None
+    with benchmark_tsv.open() as handle:
+        row = next(csv.DictReader(handle, delimiter="\t"))
+    as_float = lambda v: float(v) if v not in (None, "", "-", "NA") else None
+    return as_float(row.get("s")), as_float(row.get("max_rss"))
+
+
+def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
+    """The committed record of one finished cell: the protocol's numbers, the gap decomposition,
+    the per-epoch validation ELBO, and provenance (commit, exact options, device, wall time, budget)."""
+    folder = run_dir(grid, dataset, run, seed)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    gaps = json.loads((folder / "gaps.json").read_text())
+    wall, rss = _wall_seconds(folder / "benchmark.tsv")
+    keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "epochs_done",
+            "best_epoch", "valid_elbo", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
+            "git_commit", "torch_version", "gpytorch_version", "device")
+    finite = {k: metrics[k] for k in keys if k in metrics}
+    if not math.isfinite(finite["valid_elbo"]):  # a post-hoc fit (epochs = 0) has no validation epoch
+        finite["valid_elbo"] = None
+    return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
+            "note": grid["runs"][run].get("note"), **finite,
+            "options": metrics["options"],
+            "gaps": {k: gaps[k]["mean"] for k in ("log_px", "elbo_opt", "elbo_model", "approximation_gap",
+                                                   "amortization_gap")} | {"n": gaps["n"], "eval_k": gaps["eval_k"]},
+            "history": [{"epoch": h["epoch"], "valid_elbo": h["valid_elbo"], "seconds": h["seconds"]}
+                        for h in metrics["history"]],
+            "wall_seconds": wall, "max_rss_mb": rss, "command": command,
+            "notebook": str(folder / "training.ipynb")}
+
+
+def table_rows(records: list[dict]) -> list[dict]:
+    """One flat row per record, in :data:`TABLE_COLUMNS` order."""
+    rows = []
+    for r in records:
+        flat = {**r, "approximation_gap": r["gaps"]["approximation_gap"],
+                "amortization_gap": r["gaps"]["amortization_gap"], "gap_n": r["gaps"]["n"]}
+        rows.append({c: flat.get(c) for c in TABLE_COLUMNS})
+    return sorted(rows, key=lambda row: (row["dataset"], row["run"], row["seed"]))
+
+
+def write_table(records: list[dict], path: str | Path) -> None:
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(table_rows(records))
+
+
+BENCH_SKIPPED = ("epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from", "freeze")
+
+
+def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
+    """Inference and training-step cost of every run of ``dataset`` beside the VAE, in one process
+    (:func:`gpvae.bench.bench`): ``{run: report}``. Warm starts and freezing are training schedules,
+    not architectures, so they are left out."""
+    from .bench import bench
+
+    reports = {}
+    for run in dict.fromkeys(r for d, r, _ in cells(grid) if d == dataset):
+        params = chapter_parameters(grid, dataset, run, grid["seeds"][0])
+        options = {k: v for k, v in params["options"].items() if k not in BENCH_SKIPPED}
+        config = TrainConfig(model=params["models"], dataset=dataset, device=grid["device"], data_dir=data_dir,
+                             **options)
+        reports[run] = bench([config.model], config, grid["bench"]["repeats"])
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job."""
+    import argparse
+
+    from .training import _write_json
+
+    parser = argparse.ArgumentParser(prog="python -m gpvae.workflow")
+    parser.add_argument("command", choices=("bench",))
+    parser.add_argument("grid", help="the grid as JSON")
+    parser.add_argument("dataset")
+    parser.add_argument("out")
+    args = parser.parse_args(argv)
+    _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The runs-of-record workflow (workflow/Snakefile, gpvae.workflow): grids, dry runs of every profile,
+and one tiny grid run end to end through papermill, records and table."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gpvae import workflow as wf
+from gpvae.config import ConfigError
+
+from .conftest import data_dir, requires_data
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def grid(name: str) -> dict:
+    return wf.load_grid(REPO / "workflow" / "config" / f"{name}.yaml")
+
+
+def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():
+    cpu = grid("cpu")
+    cells = wf.cells(cpu)
+    assert len(cells) == (3 * 9 - 1) * 3
+    assert ("fashion_mnist", "vlae", 0) not in cells and ("mnist", "vlae", 2) in cells
+    assert {r["model"] for r in cpu["runs"].values()} == {"vae", "iwae", "hf", "iaf", "rme", "savae", "vlae", "gp"}
+
+
+def test_chapter_parameters_warm_start_and_overrides():
+    cpu = grid("cpu")
+    gp = wf.chapter_parameters(cpu, "fashion_mnist", "gp", 1)
+    assert gp["options"]["init_from"] == "runs/workflow/cpu/fashion_mnist/vae_seed1"
+    assert gp["options"]["error_images"] == 2000 and gp["epochs"] == 0  # the dataset's override, the run's epochs
+    assert gp["max_train"] == 20000 and gp["max_test"] == 500 and gp["eval_k"] == 500
+    vae = wf.chapter_parameters(cpu, "mnist", "vae", 0)
+    assert vae == {"models": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
+                   "eval_k": 1000, "seed": 0, "device": "cpu", "out": "runs/workflow/cpu/mnist/vae_seed0",
+                   "options": {}}
+    assert wf.chapter_parameters(grid("gpu"), "mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda g: g["runs"]["vae"].update(no_such_option=1), "no_such_option"),
+    (lambda g: g["runs"]["gp"].update(warm_start="nothing"), "unknown run 'nothing'"),
+    (lambda g: g["runs"]["iwae"].update(iwae_k=0), "iwae_k"),
+    (lambda g: g.pop("budget"), "missing keys"),
+])
+def test_invalid_grids_are_refused_with_the_reason(change, message):
+    bad = grid("cpu")
+    change(bad)
+    with pytest.raises(ConfigError, match=message):
+        wf.check_grid(bad)
+
+
+def test_seeds_from_the_command_line():
+    cpu = grid("cpu")
+    for given, expected in ((1, [1]), ("[0, 2]", [0, 2]), ([2], [2])):
+        assert wf.check_grid({**cpu, "seeds": given})["seeds"] == expected
+
+
+@pytest.mark.parametrize("profile, jobs", [("cpu", 78), ("gpu", 78), ("slurm", 78)])
+def test_dry_run_of_each_profile(profile, jobs, tmp_path):
+    done = subprocess.run([*SNAKEMAKE, "--profile", f"workflow/profiles/{profile}", "-n", "--directory", str(REPO)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
+
+
+def test_without_a_profile_the_workflow_says_how_to_run_it():
+    done = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--profile workflow/profiles/cpu" in done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory):
+    """The tiny grid of tests/data/grid_smoke.yaml (VAE, then R4 fitted to it) run to the end."""
+    root = tmp_path_factory.mktemp("workflow")
+    spec = yaml.safe_load((REPO / "tests" / "data" / "grid_smoke.yaml").read_text())
+    spec.update(runs_dir=str(root / "runs"), results_dir=str(root / "results"))
+    config = root / "grid.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "GPVAE_DATA_DIR": str(data_dir())}
+    command = [*SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--rerun-triggers", "mtime"]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stderr[-5000:]
+    return spec, root, command, env
+
+
+@requires_data
+def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
+    spec, root, _, _ = smoke_grid
+    vae = json.loads((root / "results" / "mnist" / "vae_seed0.json").read_text())
+    gp = json.loads((root / "results" / "mnist" / "gp_seed0.json").read_text())
+    for record in (vae, gp):
+        assert {"git_commit", "device", "options", "budget", "wall_seconds", "command", "gaps"} <= set(record)
+        assert record["n_test"] == 40 and record["eval_k"] == 8 and record["gaps"]["n"] == 4
+        assert record["wall_seconds"] > 0
+    assert gp["options"]["init_from"] == str(root / "runs" / "mnist" / "vae_seed0") and gp["valid_elbo"] is None
+    assert len(vae["history"]) == 1 and vae["options"]["max_train"] == 1000
+    # the executed chapter is the run's record: its parameters cell carries the run's parameters
+    notebook = json.loads((root / "runs" / "mnist" / "gp_seed0" / "training.ipynb").read_text())
+    injected = next(c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert '"init_from"' in "".join(injected["source"])
+    rows = list(csv.DictReader((root / "results" / "runs.csv").open()))
+    assert [(r["run"], r["seed"]) for r in rows] == [("gp", "0"), ("vae", "0")]
+    assert float(rows[1]["test_ll"]) == pytest.approx(vae["test_ll"])
+    bench = json.loads((root / "results" / "mnist" / "bench.json").read_text())
+    assert set(bench) == {"vae", "gp"} and bench["gp"]["results"][0]["model"] == "gp"
+
+
+@requires_data
+def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
+    spec, root, command, env = smoke_grid
+    again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # an interrupted training: the outputs are gone, the checkpoint stays -> the chapter resumes it
+    run = root / "runs" / "mnist" / "vae_seed0"
+    checkpoint_before = (run / "checkpoint.pt").stat().st_mtime_ns
+    (run / "metrics.json").unlink()
+    resumed = subprocess.run([*command, "--", str(root / "runs" / "mnist" / "vae_seed0" / "metrics.json")],
+                             cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == checkpoint_before  # no epoch trained again
+    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 1
