@@ -1,0 +1,64 @@
+"""Summaries of the workflow's records (``results/workflow/<profile>/``) for the book: one row per
+run, mean ± sd over seeds, paired differences on matched seeds, and the cells still missing."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import workflow as wf
+
+VALUES = ("test_ll", "test_elbo", "test_bpd", "approximation_gap", "amortization_gap", "wall_seconds",
+          "train_seconds", "valid_elbo")
+
+
+def load_records(results_dir: str | Path) -> list[dict]:
+    """Every ``<dataset>/<run>_seed<s>.json`` record under ``results_dir``."""
+    return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*/*_seed*.json"))]
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: dataset, run, seed, model and :data:`VALUES` (NaN where absent)."""
+    rows = [{"dataset": r["dataset"], "run": r["run"], "seed": r["seed"], "model": r["model"],
+             **{k: r.get(k) for k in VALUES if k in r},
+             "approximation_gap": r["gaps"]["approximation_gap"], "amortization_gap": r["gaps"]["amortization_gap"],
+             "git_commit": r["git_commit"], "device": r["device"]} for r in records]
+    columns = ["dataset", "run", "seed", "model", *VALUES, "git_commit", "device"]
+    return pd.DataFrame(rows, columns=columns).astype({v: float for v in VALUES})
+
+
+def summarize(runs: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean, sample sd (NaN for one seed) and number of seeds of ``value`` per (dataset, run)."""
+    grouped = runs.dropna(subset=[value]).groupby(["dataset", "run"])[value]
+    return pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
+
+
+def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll") -> pd.DataFrame:
+    """``reference`` minus every other run, seed by seed (only seeds both have): mean, sd, n per
+    (dataset, run). Positive means the reference is higher."""
+    wide = runs.pivot_table(index=["dataset", "seed"], columns="run", values=value)
+    rows = []
+    for dataset, table in wide.groupby(level="dataset"):
+        if reference not in table:
+            continue
+        for run in table.columns.drop(reference):
+            diff = (table[reference] - table[run]).dropna()
+            if len(diff):
+                rows.append({"dataset": dataset, "run": run, "mean": diff.mean(),
+                             "sd": diff.std(ddof=1) if len(diff) > 1 else math.nan, "n": len(diff)})
+    return pd.DataFrame(rows, columns=["dataset", "run", "mean", "sd", "n"]).set_index(["dataset", "run"])
+
+
+def missing(grid: dict, records: list[dict]) -> list[tuple[str, str, int]]:
+    """The grid's (dataset, run, seed) cells without a record."""
+    present = {(r["dataset"], r["run"], r["seed"]) for r in records}
+    return [cell for cell in wf.cells(grid) if cell not in present]
+
+
+def mean_sd(mean: float, sd: float, digits: int = 2) -> str:
+    """``"-93.17 ± 0.06"``, or the mean alone when there is no spread (one seed)."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if sd is None or math.isnan(sd) else f" ± {sd:.{digits}f}")
