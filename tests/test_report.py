@@ -1,0 +1,44 @@
+"""Summaries of the workflow's records for the book (gpvae.report)."""
+import math
+
+import pytest
+
+from gpvae import report
+from gpvae import workflow as wf
+
+
+def record(dataset, run, seed, test_ll, amortization=1.0):
+    return {"dataset": dataset, "run": run, "seed": seed, "model": run, "test_ll": test_ll, "test_elbo": test_ll - 5,
+            "wall_seconds": 60.0, "gaps": {"approximation_gap": 2.0, "amortization_gap": amortization},
+            "git_commit": "abc", "device": "cpu"}
+
+
+RECORDS = [record("mnist", "vae", 0, -93.0), record("mnist", "vae", 1, -93.2), record("mnist", "vae", 2, -93.1),
+           record("mnist", "gp", 0, -92.5), record("mnist", "gp", 1, -92.9), record("omniglot", "vae", 0, -136.0)]
+
+
+def test_summary_is_mean_sample_sd_and_count_per_dataset_and_run():
+    stats = report.summarize(report.frame(RECORDS), "test_ll")
+    vae = stats.loc[("mnist", "vae")]
+    assert vae["mean"] == pytest.approx(-93.1) and vae["sd"] == pytest.approx(0.1) and vae["n"] == 3
+    assert math.isnan(stats.loc[("omniglot", "vae")]["sd"])  # one seed: no spread, not zero
+
+
+def test_paired_differences_use_only_seeds_both_runs_have():
+    diff = report.paired_differences(report.frame(RECORDS), "gp").loc[("mnist", "vae")]
+    # seeds 0 and 1 only: (-92.5 + 93.0, -92.9 + 93.2) = (0.5, 0.3)
+    assert diff["n"] == 2 and diff["mean"] == pytest.approx(0.4) and diff["sd"] == pytest.approx(math.sqrt(0.02))
+    assert ("omniglot", "vae") not in report.paired_differences(report.frame(RECORDS), "gp").index
+
+
+def test_missing_cells_are_the_grid_minus_the_records():
+    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    absent = report.missing(grid, RECORDS)
+    assert ("mnist", "vae", 0) not in absent and ("mnist", "iwae", 0) in absent
+    assert len(absent) == len(wf.cells(grid)) - len(RECORDS)
+
+
+def test_mean_sd_text():
+    assert report.mean_sd(-93.1234, 0.0567) == "-93.12 ± 0.06"
+    assert report.mean_sd(-93.1234, math.nan) == "-93.12"
+    assert report.mean_sd(math.nan, math.nan) == "–"
