@@ -30,11 +30,15 @@ book: install
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 # The runs of record on this machine (workflow/config/cpu.yaml), seed by seed so that every dataset and
-# model has seed 0 before any has seed 1; rerun to resume. GPU: snakemake --profile workflow/profiles/gpu.
+# model has seed 0 before any has seed 1, the dataset FIRST first; rerun to resume.
+# GPU: .venv/bin/snakemake --profile workflow/profiles/gpu; cluster: --profile workflow/profiles/slurm.
 SEEDS ?= 0 1 2
+FIRST ?= mnist
 results: install
 	for seed in $(SEEDS); do \
-	  $(BIN)/snakemake --profile workflow/profiles/cpu --config seeds=$$seed -- results/workflow/cpu/runs.csv || exit $$?; \
+	  $(BIN)/snakemake --profile workflow/profiles/cpu --config seeds=$$seed \
+	    --prioritize $$($(BIN)/python -m gpvae.workflow targets workflow/config/cpu.yaml $(FIRST) $$seed) \
+	    -- results/workflow/cpu/runs.csv || exit $$?; \
 	done
 	$(BIN)/snakemake --profile workflow/profiles/cpu
 

@@ -172,18 +172,30 @@ def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job."""
+    """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job;
+    ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
+    seed (``make results`` gives them priority, so that one dataset completes first)."""
     import argparse
 
     from .training import _write_json
 
     parser = argparse.ArgumentParser(prog="python -m gpvae.workflow")
-    parser.add_argument("command", choices=("bench",))
-    parser.add_argument("grid", help="the grid as JSON")
-    parser.add_argument("dataset")
-    parser.add_argument("out")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench_parser = commands.add_parser("bench")
+    bench_parser.add_argument("grid", help="the grid as JSON")
+    bench_parser.add_argument("dataset")
+    bench_parser.add_argument("out")
+    targets_parser = commands.add_parser("targets")
+    targets_parser.add_argument("grid", help="grid file (YAML)")
+    targets_parser.add_argument("dataset")
+    targets_parser.add_argument("seed", type=int)
     args = parser.parse_args(argv)
-    _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
+    if args.command == "bench":
+        _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
+    else:
+        grid = load_grid(args.grid)
+        print(" ".join(str(record_path(grid, d, r, s)) for d, r, s in cells(grid)
+                       if d == args.dataset and s == args.seed))
     return 0
 
 
