@@ -7,9 +7,11 @@ import pytest
 
 from gpvae.cli import build_parser
 
-from .conftest import REPO
+from .conftest import REPO, requires_data
 
 FOLDERS = {"runs_dir", "results_dir"}  # where a chapter keeps its runs or reads results: not run options
+# "options": any further train option by its CLI name (a dict); "profile": which workflow profile's records
+NOT_OPTIONS = FOLDERS | {"options", "profile"}
 CHAPTERS = sorted((REPO / "book").glob("*.ipynb"))
 
 
@@ -25,8 +27,21 @@ def test_one_parameters_cell_of_plain_literals_named_like_cli_options(chapter):
     cells = [c for c in nbformat.read(chapter, 4).cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1, f"{chapter.name}: {len(cells)} cells tagged 'parameters'"
     statements = ast.parse(cells[0].source).body
-    assert all(isinstance(s, ast.Assign) and isinstance(s.value, ast.Constant) for s in statements), \
-        f"{chapter.name}: parameters must be plain literals"
+    assert all(isinstance(s, ast.Assign) for s in statements), f"{chapter.name}: parameters must be assignments"
+    for statement in statements:
+        ast.literal_eval(statement.value)  # raises for anything but a plain literal
     names = {s.targets[0].id for s in statements}
-    unknown = names - cli_option_names() - FOLDERS
+    unknown = names - cli_option_names() - NOT_OPTIONS
     assert not unknown, f"{chapter.name}: parameters {sorted(unknown)} are not options of python -m gpvae"
+
+
+
+@requires_data
+def test_training_chapter_refuses_an_unknown_option(tmp_path):
+    """``options`` takes train options by their CLI names; a typo fails loudly instead of being ignored."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown options"):
+        papermill.execute_notebook(str(REPO / "book" / "training.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"models": "vae", "max_train": 100, "runs_dir": str(tmp_path),
+                                               "options": {"no_such_option": 1}}, progress_bar=False)
