@@ -8,7 +8,13 @@ export GPVAE_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 # Chapters execute at smoke scale unless GPVAE_SMOKE=0.
 export GPVAE_SMOKE ?= 1
 
-.PHONY: install test book results clean
+# What the HTML book is made of: `make test` rebuilds _build/html only when one of these is newer.
+BOOK_SOURCES := _config.yml _toc.yml requirements.lock $(wildcard book/*.ipynb book/*.md) $(shell find gpvae -name '*.py')
+BOOK_BUILD = rm -rf _build/.jupyter_cache && $(BIN)/jupyter-book build . -n -W --keep-going
+# Debian's Chromium and its driver, for the browser test (tests/test_browser.py).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: install browser test book results clean
 
 install: $(VENV)/.installed
 
@@ -21,12 +27,24 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -c "import torch, torchvision, gpytorch, gpvae; print('installed: torch', torch.__version__, 'torchvision', torchvision.__version__, 'gpytorch', gpytorch.__version__)"
 	touch $@
 
-test: install
+# Installs Chromium from Debian's packages, only when chromium or chromedriver is missing.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser: $$(chromium --version 2>/dev/null), $$(chromedriver --version | cut -d' ' -f1-2)"; \
+	else \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+# The browser test opens the built HTML: build it first when it is missing or older than its sources.
+_build/html/index.html: $(BOOK_SOURCES) | $(VENV)/.installed
+	$(BOOK_BUILD) || { rm -f $@; exit 1; }
+	touch $@
+
+test: install browser _build/html/index.html
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with book/sanitize.cfg --nbval-cell-timeout=1200 tests book
 
 book: install
-	rm -rf _build/.jupyter_cache
-	$(BIN)/jupyter-book build . -n -W --keep-going
+	$(BOOK_BUILD)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 # The runs of record on this machine (workflow/config/cpu.yaml), seed by seed so that every dataset and
