@@ -37,7 +37,9 @@ EXPECTED = {
     "book/random_function": (4, 6, 1),
     "book/readings": (4, 6, 1),
     "book/amortization_gap": (2, 2, 1),
-    "book/results": (0, 12, 1),
+    "book/results": (3, 2, 1),
+    "book/appendix_runs": (0, 12, 1),
+    "book/reproduce": (0, 1, 0),
 }
 
 
