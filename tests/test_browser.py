@@ -34,7 +34,7 @@ EXPECTED = {
     "book/intro": (0, 0, 1),
     "book/training": (4, 1, 1),
     "book/baselines": (3, 2, 0),
-    "book/random_function": (4, 6, 1),
+    "book/random_function": (4, 5, 1),
     "book/readings": (4, 6, 1),
     "book/amortization_gap": (2, 2, 1),
     "book/results": (3, 2, 1),
