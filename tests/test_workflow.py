@@ -129,3 +129,11 @@ def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smo
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (run / "checkpoint.pt").stat().st_mtime_ns == checkpoint_before  # no epoch trained again
     assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 1
+
+
+def test_targets_of_one_dataset_and_seed(capsys):
+    """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
+    assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
+    paths = capsys.readouterr().out.split()
+    assert len(paths) == 8 and all(p.startswith("results/workflow/cpu/fashion_mnist/") and p.endswith("_seed1.json")
+                                   for p in paths)
