@@ -65,7 +65,9 @@ def test_seeds_from_the_command_line():
 
 @pytest.mark.parametrize("profile, jobs", [("cpu", 78), ("gpu", 78), ("slurm", 78)])
 def test_dry_run_of_each_profile(profile, jobs, tmp_path):
-    done = subprocess.run([*SNAKEMAKE, "--profile", f"workflow/profiles/{profile}", "-n", "--directory", str(REPO)],
+    # the whole plan: empty run and record folders (the committed records would be skipped)
+    done = subprocess.run([*SNAKEMAKE, "--profile", f"workflow/profiles/{profile}", "-n", "--directory", str(REPO),
+                           "--config", f"runs_dir={tmp_path}/runs", f"results_dir={tmp_path}/results"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
