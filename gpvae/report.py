@@ -21,11 +21,8 @@ def load_records(results_dir: str | Path) -> list[dict]:
 
 def frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: dataset, run, seed, model and :data:`VALUES` (NaN where absent)."""
-    rows = [{"dataset": r["dataset"], "run": r["run"], "seed": r["seed"], "model": r["model"],
-             **{k: r.get(k) for k in VALUES if k in r},
-             "approximation_gap": r["gaps"]["approximation_gap"], "amortization_gap": r["gaps"]["amortization_gap"],
-             "git_commit": r["git_commit"], "device": r["device"]} for r in records]
     columns = ["dataset", "run", "seed", "model", *VALUES, "git_commit", "device"]
+    rows = [{c: flat.get(c) for c in columns} for flat in map(wf.flat_record, records)]
     return pd.DataFrame(rows, columns=columns).astype({v: float for v in VALUES})
 
 

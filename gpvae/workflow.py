@@ -135,13 +135,17 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
             "notebook": str(folder / "training.ipynb")}
 
 
+def flat_record(record: dict) -> dict:
+    """``record`` with its gap decomposition lifted to the top: ``approximation_gap``,
+    ``amortization_gap`` [nats] and ``gap_n`` (test images it was computed on)."""
+    gaps = record["gaps"]
+    return {**record, "approximation_gap": gaps["approximation_gap"], "amortization_gap": gaps["amortization_gap"],
+            "gap_n": gaps["n"]}
+
+
 def table_rows(records: list[dict]) -> list[dict]:
     """One flat row per record, in :data:`TABLE_COLUMNS` order."""
-    rows = []
-    for r in records:
-        flat = {**r, "approximation_gap": r["gaps"]["approximation_gap"],
-                "amortization_gap": r["gaps"]["amortization_gap"], "gap_n": r["gaps"]["n"]}
-        rows.append({c: flat.get(c) for c in TABLE_COLUMNS})
+    rows = [{c: flat.get(c) for c in TABLE_COLUMNS} for flat in map(flat_record, records)]
     return sorted(rows, key=lambda row: (row["dataset"], row["run"], row["seed"]))
 
 

@@ -9,7 +9,7 @@ from gpvae import workflow as wf
 
 def record(dataset, run, seed, test_ll, amortization=1.0):
     return {"dataset": dataset, "run": run, "seed": seed, "model": run, "test_ll": test_ll, "test_elbo": test_ll - 5,
-            "wall_seconds": 60.0, "gaps": {"approximation_gap": 2.0, "amortization_gap": amortization},
+            "wall_seconds": 60.0, "gaps": {"approximation_gap": 2.0, "amortization_gap": amortization, "n": 100},
             "git_commit": "abc", "device": "cpu"}
 
 
