@@ -48,6 +48,17 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     return pd.DataFrame(rows, columns=["dataset", "run", "mean", "sd", "n"]).set_index(["dataset", "run"])
 
 
+def verdict(difference: pd.Series) -> str:
+    """The results chapter's criterion, fixed before the runs, for a paired difference (``mean``,
+    ``sd``, ``n`` over matched seeds): ``"holds"`` when positive by more than twice its sd over at
+    least two seeds, ``"fails"`` when negative by that margin, else ``"not resolved"``."""
+    if difference["n"] >= 2 and difference["mean"] > 2 * difference["sd"]:
+        return "holds"
+    if difference["n"] >= 2 and difference["mean"] < -2 * difference["sd"]:
+        return "fails"
+    return "not resolved"
+
+
 def missing(grid: dict, records: list[dict]) -> list[tuple[str, str, int]]:
     """The grid's (dataset, run, seed) cells without a record."""
     present = {(r["dataset"], r["run"], r["seed"]) for r in records}

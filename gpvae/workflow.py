@@ -2,7 +2,8 @@
 
 A *grid* (``workflow/config/<profile>.yaml``) names datasets, seeds, a budget and runs; each run is
 a model with options named like :class:`gpvae.config.TrainConfig`'s fields, plus ``warm_start``
-(the name of another run of the same dataset and seed whose trained networks it starts from). This
+(the name of another run of the same dataset and seed whose trained networks it starts from) and
+``control_for`` (the runs whose schedule a control run repeats with another objective). This
 module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
 finished run folder into a small committed record with its provenance; the Snakefile only wires
 files together.
@@ -22,7 +23,7 @@ CHAPTER = "book/training.ipynb"
 GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
              "evaluation", "bench", "datasets", "runs")
 EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
-RUN_ONLY_KEYS = ("warm_start", "note")
+RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
                  "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
@@ -49,6 +50,9 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
         if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
             raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
+        unknown = set(spec.get("control_for", [])) - set(grid["runs"])
+        if unknown:
+            raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
     for dataset, run, seed in cells(grid):
         try:
             chapter_parameters(grid, dataset, run, seed)
@@ -61,6 +65,11 @@ def cells(grid: dict) -> list[tuple[str, str, int]]:
     """Every (dataset, run, seed) of the grid, datasets' ``skip`` lists removed."""
     return [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
             if run not in (spec or {}).get("skip", []) for seed in grid["seeds"]]
+
+
+def controls(grid: dict) -> dict[str, list[str]]:
+    """The grid's control runs, each with the runs it controls for: not models of the comparison."""
+    return {run: spec["control_for"] for run, spec in grid["runs"].items() if spec.get("control_for")}
 
 
 def run_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
@@ -87,7 +96,8 @@ def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
     data = {k: v for k, v in data_spec.items() if k not in DATASET_ONLY_KEYS}
     spec = {**data, **grid["runs"][run], **data_spec.get("overrides", {}).get(run, {})}
     warm_start = spec.pop("warm_start", None)
-    spec.pop("note", None)
+    for key in ("note", "control_for"):
+        spec.pop(key, None)
     settings = evaluation(grid, dataset)
     params = {"models": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
               "max_train": spec.pop("max_train", None), "max_test": settings["max_test"],
@@ -160,15 +170,20 @@ BENCH_SKIPPED = ("epochs", "out", "max_train", "max_test", "eval_k", "resume", "
 
 
 def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
-    """Inference and training-step cost of every run of ``dataset`` beside the VAE, in one process
-    (:func:`gpvae.bench.bench`): ``{run: report}``. Warm starts and freezing are training schedules,
-    not architectures, so they are left out."""
+    """Inference and training-step cost of every architecture among the runs of ``dataset`` beside
+    the VAE, in one process (:func:`gpvae.bench.bench`): ``{run: report}``. Warm starts and freezing
+    are training schedules, not architectures, so they are left out, and a run whose model and options
+    repeat an earlier run's (a control such as ``vae_extra``) is not timed again."""
     from .bench import bench
 
-    reports = {}
+    reports, timed = {}, set()
     for run in dict.fromkeys(r for d, r, _ in cells(grid) if d == dataset):
         params = chapter_parameters(grid, dataset, run, grid["seeds"][0])
         options = {k: v for k, v in params["options"].items() if k not in BENCH_SKIPPED}
+        architecture = json.dumps([params["models"], options], sort_keys=True)
+        if architecture in timed:
+            continue
+        timed.add(architecture)
         config = TrainConfig(model=params["models"], dataset=dataset, device=grid["device"], data_dir=data_dir,
                              **options)
         reports[run] = bench([config.model], config, grid["bench"]["repeats"])

@@ -1,6 +1,7 @@
 """Summaries of the workflow's records for the book (gpvae.report)."""
 import math
 
+import pandas as pd
 import pytest
 
 from gpvae import report
@@ -42,3 +43,10 @@ def test_mean_sd_text():
     assert report.mean_sd(-93.1234, 0.0567) == "-93.12 ± 0.06"
     assert report.mean_sd(-93.1234, math.nan) == "-93.12"
     assert report.mean_sd(math.nan, math.nan) == "–"
+
+
+@pytest.mark.parametrize("mean, sd, n, expected", [
+    (0.5, 0.2, 3, "holds"), (0.5, 0.3, 3, "not resolved"), (-0.7, 0.3, 2, "fails"), (2.0, math.nan, 1, "not resolved"),
+])
+def test_verdict_needs_two_seeds_and_twice_the_sd(mean, sd, n, expected):
+    assert report.verdict(pd.Series({"mean": mean, "sd": sd, "n": n})) == expected

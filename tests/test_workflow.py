@@ -26,9 +26,27 @@ def grid(name: str) -> dict:
 def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():
     cpu = grid("cpu")
     cells = wf.cells(cpu)
-    assert len(cells) == (3 * 9 - 1) * 3
+    assert len(cells) == (3 * 10 - 1) * 3
     assert ("fashion_mnist", "vlae", 0) not in cells and ("mnist", "vlae", 2) in cells
     assert {r["model"] for r in cpu["runs"].values()} == {"vae", "iwae", "hf", "iaf", "rme", "savae", "vlae", "gp"}
+
+
+def test_the_cpu_grid_controls_for_the_extra_epochs_of_the_warm_started_models():
+    cpu = grid("cpu")
+    assert wf.controls(cpu) == {"vae_extra": ["savae", "vlae"]} and wf.controls(grid("gpu")) == {}
+    control = wf.chapter_parameters(cpu, "omniglot", "vae_extra", 2)
+    for run in wf.controls(cpu)["vae_extra"]:  # the same schedule as the models it controls for
+        compared = wf.chapter_parameters(cpu, "omniglot", run, 2)
+        assert (control["epochs"], control["options"]["init_from"]) == (compared["epochs"], compared["options"]["init_from"])
+    assert control["models"] == "vae" and control["options"] == {"init_from": "runs/workflow/cpu/omniglot/vae_seed2"}
+
+
+def test_bench_times_each_architecture_once(monkeypatch):
+    timed = []
+    monkeypatch.setattr("gpvae.bench.bench", lambda models, config, repeats: timed.append(models) or {"model": models})
+    reports = wf.bench_grid(grid("cpu"), "mnist")
+    assert "vae_extra" not in reports and {"vae", "savae", "gp", "gp_paper"} <= set(reports)
+    assert len(timed) == len(reports) == 9
 
 
 def test_chapter_parameters_warm_start_and_overrides():
@@ -47,6 +65,7 @@ def test_chapter_parameters_warm_start_and_overrides():
 @pytest.mark.parametrize("change, message", [
     (lambda g: g["runs"]["vae"].update(no_such_option=1), "no_such_option"),
     (lambda g: g["runs"]["gp"].update(warm_start="nothing"), "unknown run 'nothing'"),
+    (lambda g: g["runs"]["vae_extra"].update(control_for=["savae", "nothing"]), r"unknown runs \['nothing'\]"),
     (lambda g: g["runs"]["iwae"].update(iwae_k=0), "iwae_k"),
     (lambda g: g.pop("budget"), "missing keys"),
 ])
@@ -63,7 +82,7 @@ def test_seeds_from_the_command_line():
         assert wf.check_grid({**cpu, "seeds": given})["seeds"] == expected
 
 
-@pytest.mark.parametrize("profile, jobs", [("cpu", 78), ("gpu", 78), ("slurm", 78)])
+@pytest.mark.parametrize("profile, jobs", [("cpu", 87), ("gpu", 78), ("slurm", 78)])
 def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     # the whole plan: empty run and record folders (the committed records would be skipped)
     done = subprocess.run([*SNAKEMAKE, "--profile", f"workflow/profiles/{profile}", "-n", "--directory", str(REPO),
@@ -137,5 +156,5 @@ def test_targets_of_one_dataset_and_seed(capsys):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 8 and all(p.startswith("results/workflow/cpu/fashion_mnist/") and p.endswith("_seed1.json")
+    assert len(paths) == 9 and all(p.startswith("results/workflow/cpu/fashion_mnist/") and p.endswith("_seed1.json")
                                    for p in paths)
