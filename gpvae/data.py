@@ -22,8 +22,10 @@ antialiased bilinear resize: it is "Omniglot-28 (resized)", not Burda et al.'s `
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,12 +129,22 @@ def _idx_dataset(cls, root: Path, download: bool, train: bool):
         target = cache_dir() / "data" / cls.__name__ / "raw"
         target.mkdir(parents=True, exist_ok=True)
         for path, _ in gz:
-            if not (target / path.with_suffix("").name).exists():
-                extract_archive(str(path), str(target))
+            _gunzip_once(path, target / path.with_suffix("").name)
         return cls(str(target.parent.parent), train=train, download=False)
     if download:
         return cls(str(root), train=train, download=True)
     raise DataError(_missing(cls.__name__, raw, [f for f, _ in cls.resources] + ["(or the same names without .gz)"]))
+
+
+def _gunzip_once(source: Path, target: Path) -> None:
+    """Decompress ``source`` to ``target`` unless it exists. The file is written under a name of this
+    process's own and renamed when complete, so jobs started together never read a partial copy."""
+    if target.exists():
+        return
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    with gzip.open(source, "rb") as packed, partial.open("wb") as unpacked:
+        shutil.copyfileobj(packed, unpacked)
+    os.replace(partial, target)
 
 
 def _missing(what: str, folder: Path, files: list[str], how: str = "") -> str:

@@ -69,6 +69,26 @@ def test_corrupt_gz_is_reported(tmp_path):
         data.load("mnist", tmp_path)
 
 
+def test_decompression_never_shows_a_partial_file_under_the_final_name(tmp_path, monkeypatch):
+    # two training jobs started together decompress MNIST into one cache: a reader must never find a
+    # half-written file under the final name (the workflow once failed on exactly that)
+    source, target = tmp_path / "images.gz", tmp_path / "cache" / "images"
+    target.parent.mkdir()
+    source.write_bytes(gzip.compress(bytes(range(256)) * 1000))
+    copy = shutil.copyfileobj
+
+    def copy_and_look(packed, unpacked):
+        copy(packed, unpacked)
+        assert not target.exists()  # written in full under another name first
+
+    monkeypatch.setattr(data.shutil, "copyfileobj", copy_and_look)
+    data._gunzip_once(source, target)
+    assert target.read_bytes() == bytes(range(256)) * 1000 and list(target.parent.iterdir()) == [target]
+    before = target.stat().st_mtime_ns
+    data._gunzip_once(source, target)  # present: left alone
+    assert target.stat().st_mtime_ns == before
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="choose one of mnist"):
         data.load("imagenet")
