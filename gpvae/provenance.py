@@ -11,12 +11,13 @@ import torch
 from .config import ConfigError
 
 
-CODE_PATHS = ("gpvae", "pyproject.toml", "requirements.lock")
+# What a run executes: the package, its install files, and the chapter every run of record executes.
+CODE_PATHS = ("gpvae", "pyproject.toml", "requirements.lock", "book/training.ipynb")
 
 
 def git_commit() -> str:
-    """The commit of the gpvae checkout, with ``+dirty`` when the code (the package, its install
-    files) differs from it — results and notebooks do not count — or ``unknown``."""
+    """The commit of the gpvae checkout, with ``+dirty`` when the code (:data:`CODE_PATHS`) differs
+    from it — results and the other chapters do not count — or ``unknown``."""
     repo = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
