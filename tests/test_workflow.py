@@ -107,6 +107,11 @@ def smoke_grid(tmp_path_factory):
     spec.update(runs_dir=str(root / "runs"), results_dir=str(root / "results"))
     config = root / "grid.yaml"
     config.write_text(yaml.safe_dump(spec))
+    # a record of an earlier pass (another seed): the table lists it beside this pass's
+    earlier = root / "results" / "mnist" / "vae_seed9.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(json.dumps({"dataset": "mnist", "run": "vae", "seed": 9, "test_ll": -99.0,
+                                   "gaps": {"approximation_gap": 1.0, "amortization_gap": 2.0, "n": 4}}))
     env = {**os.environ, "GPVAE_DATA_DIR": str(data_dir())}
     command = [*SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--rerun-triggers", "mtime"]
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
@@ -130,7 +135,7 @@ def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
     injected = next(c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     assert '"init_from"' in "".join(injected["source"])
     rows = list(csv.DictReader((root / "results" / "runs.csv").open()))
-    assert [(r["run"], r["seed"]) for r in rows] == [("gp", "0"), ("vae", "0")]
+    assert [(r["run"], r["seed"]) for r in rows] == [("gp", "0"), ("vae", "0"), ("vae", "9")]
     assert float(rows[1]["test_ll"]) == pytest.approx(vae["test_ll"])
     bench = json.loads((root / "results" / "mnist" / "bench.json").read_text())
     assert set(bench) == {"vae", "gp"} and bench["gp"]["results"][0]["model"] == "gp"
