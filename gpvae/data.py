@@ -142,9 +142,12 @@ def _gunzip_once(source: Path, target: Path) -> None:
     if target.exists():
         return
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    with gzip.open(source, "rb") as packed, partial.open("wb") as unpacked:
-        shutil.copyfileobj(packed, unpacked)
-    os.replace(partial, target)
+    try:
+        with gzip.open(source, "rb") as packed, partial.open("wb") as unpacked:
+            shutil.copyfileobj(packed, unpacked)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _missing(what: str, folder: Path, files: list[str], how: str = "") -> str:

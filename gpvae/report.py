@@ -48,6 +48,13 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     return pd.DataFrame(rows, columns=["dataset", "run", "mean", "sd", "n"]).set_index(["dataset", "run"])
 
 
+def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
+    """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
+    of runs): a control is reported beside the models, never counted among them."""
+    runs = table.index.get_level_values("run") if "run" in (table.index.names or []) else table.index
+    return table[~runs.isin(list(wf.controls(grid)))]
+
+
 def verdict(difference: pd.Series) -> str:
     """The results chapter's criterion, fixed before the runs, for a paired difference (``mean``,
     ``sd``, ``n`` over matched seeds): ``"holds"`` when positive by more than twice its sd over at

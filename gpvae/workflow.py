@@ -50,6 +50,8 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
         if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
             raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
+        if not isinstance(spec.get("control_for", []), list):
+            raise ConfigError(f"{path}: run {name!r}: control_for takes a list of runs")
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")

@@ -89,6 +89,15 @@ def test_decompression_never_shows_a_partial_file_under_the_final_name(tmp_path,
     assert target.stat().st_mtime_ns == before
 
 
+def test_a_failed_decompression_leaves_no_file_behind(tmp_path):
+    source, target = tmp_path / "images.gz", tmp_path / "cache" / "images"
+    target.parent.mkdir()
+    source.write_bytes(b"not gzip")
+    with pytest.raises(OSError):
+        data._gunzip_once(source, target)
+    assert list(target.parent.iterdir()) == []
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="choose one of mnist"):
         data.load("imagenet")

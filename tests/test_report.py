@@ -50,3 +50,12 @@ def test_mean_sd_text():
 ])
 def test_verdict_needs_two_seeds_and_twice_the_sd(mean, sd, n, expected):
     assert report.verdict(pd.Series({"mean": mean, "sd": sd, "n": n})) == expected
+
+
+def test_models_only_leaves_out_the_controls():
+    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    runs = report.frame(RECORDS + [record("mnist", "vae_extra", 0, -92.0)])
+    kept = report.models_only(report.summarize(runs, "test_ll"), grid)
+    assert ("mnist", "vae_extra") not in kept.index and ("mnist", "gp") in kept.index
+    by_run = report.summarize(runs, "test_ll").droplevel("dataset")  # a plain index of runs
+    assert "vae_extra" not in report.models_only(by_run, grid).index

@@ -66,6 +66,7 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["runs"]["vae"].update(no_such_option=1), "no_such_option"),
     (lambda g: g["runs"]["gp"].update(warm_start="nothing"), "unknown run 'nothing'"),
     (lambda g: g["runs"]["vae_extra"].update(control_for=["savae", "nothing"]), r"unknown runs \['nothing'\]"),
+    (lambda g: g["runs"]["vae_extra"].update(control_for="savae"), "control_for takes a list"),
     (lambda g: g["runs"]["iwae"].update(iwae_k=0), "iwae_k"),
     (lambda g: g.pop("budget"), "missing keys"),
 ])
