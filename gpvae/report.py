@@ -48,6 +48,25 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     return pd.DataFrame(rows, columns=["dataset", "run", "mean", "sd", "n"]).set_index(["dataset", "run"])
 
 
+LOST_GROUND_NATS = 1.0
+
+
+def lost_ground(records: list[dict], grid: dict, margin: float = LOST_GROUND_NATS) -> list[dict]:
+    """Warm-started runs whose best validation ELBO ended more than ``margin`` nats below that of the
+    run they started from: their training made the model worse, so their scores measure a failed
+    optimization, not the method. One dict per such run: dataset, run, seed, source, both ELBOs."""
+    best = {(r["dataset"], r["run"], r["seed"]): r.get("valid_elbo") for r in records}
+    lost = []
+    for r in records:
+        source = grid["runs"].get(r["run"], {}).get("warm_start")
+        before = best.get((r["dataset"], source, r["seed"]))
+        after = r.get("valid_elbo")
+        if source and before is not None and after is not None and after < before - margin:
+            lost.append({"dataset": r["dataset"], "run": r["run"], "seed": r["seed"], "source": source,
+                         "source_valid_elbo": before, "valid_elbo": after})
+    return lost
+
+
 def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
     """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
     of runs): a control is reported beside the models, never counted among them."""

@@ -59,3 +59,15 @@ def test_models_only_leaves_out_the_controls():
     assert ("mnist", "vae_extra") not in kept.index and ("mnist", "gp") in kept.index
     by_run = report.summarize(runs, "test_ll").droplevel("dataset")  # a plain index of runs
     assert "vae_extra" not in report.models_only(by_run, grid).index
+
+
+def test_a_warm_start_that_ends_below_its_source_lost_ground():
+    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    records = [dict(record("fashion_mnist", "vae", 0, -1930.0), valid_elbo=-1967.6),
+               dict(record("fashion_mnist", "savae", 0, -2731.0), valid_elbo=-2729.9),  # SA-VAE broke it
+               dict(record("fashion_mnist", "vae_extra", 0, -1909.0), valid_elbo=-1967.0),  # gained
+               dict(record("fashion_mnist", "vlae", 0, -1931.0), valid_elbo=-1968.2),  # within the margin
+               dict(record("fashion_mnist", "gp", 0, -1908.0), valid_elbo=None),  # a post-hoc fit: no epochs
+               dict(record("mnist", "savae", 0, -96.0), valid_elbo=-100.0)]  # no source record
+    lost = report.lost_ground(records, grid)
+    assert [(x["run"], x["source"], x["valid_elbo"]) for x in lost] == [("savae", "vae", -2729.9)]
