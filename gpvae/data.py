@@ -150,6 +150,24 @@ def _gunzip_once(source: Path, target: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _extract_once(archive: Path, target: Path) -> None:
+    """Extract ``archive``, whose single top folder is named like ``target``, to ``target`` unless it
+    is a folder already. Extracted under a name of this process's own and renamed when complete, so an
+    interrupted extraction or jobs started together never leave a partial folder under the final name."""
+    if target.is_dir():
+        return
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        extract_archive(str(archive), str(partial))
+        try:
+            os.replace(partial / target.name, target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent job that finished first: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def _missing(what: str, folder: Path, files: list[str], how: str = "") -> str:
     how = how or "pass --download (or download=True) to fetch it with torchvision"
     return (f"{what} not found. Expected {', '.join(files)} in {folder}. "
@@ -208,13 +226,13 @@ def _omniglot_ink(root: Path, background: bool, download: bool) -> torch.Tensor:
         return torch.from_numpy(~images.reshape(-1, 1, 105, 105)).float()
     if (tv_root / f"{stem}.zip").exists() or download:
         root_for_tv = root
-        if not download and not (tv_root / stem).is_dir():  # verified zip, not yet extracted: extract into cache
+        if not download and not (tv_root / stem).is_dir():  # zip, not yet extracted: extract into cache
             root_for_tv = cache_dir() / "data"
             (root_for_tv / "omniglot-py").mkdir(parents=True, exist_ok=True)
             link = root_for_tv / "omniglot-py" / f"{stem}.zip"
-            if not link.exists():
+            if not link.exists():  # torchvision checks the zip's md5 beside the extracted folder
                 link.symlink_to((tv_root / f"{stem}.zip").resolve())
-            extract_archive(str(link), str(link.parent))
+            _extract_once(link, link.parent / stem)
         try:
             ds = torchvision.datasets.Omniglot(str(root_for_tv), background=background, download=download)
         except RuntimeError as err:

@@ -3,6 +3,7 @@ import gzip
 import hashlib
 import pickle
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -87,6 +88,36 @@ def test_decompression_never_shows_a_partial_file_under_the_final_name(tmp_path,
     before = target.stat().st_mtime_ns
     data._gunzip_once(source, target)  # present: left alone
     assert target.stat().st_mtime_ns == before
+
+
+def test_extraction_never_shows_a_partial_folder_under_the_final_name(tmp_path, monkeypatch):
+    # the Omniglot zips of torchvision's layout are extracted into the cache the way MNIST is decompressed
+    archive, target = tmp_path / "images_background.zip", tmp_path / "cache" / "images_background"
+    target.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("images_background/Alphabet/character01/0001_01.png", b"png bytes")
+    extract = data.extract_archive
+
+    def extract_and_look(source, folder):
+        extract(source, folder)
+        assert not target.exists()  # extracted in full under another name first
+
+    monkeypatch.setattr(data, "extract_archive", extract_and_look)
+    data._extract_once(archive, target)
+    assert (target / "Alphabet" / "character01" / "0001_01.png").read_bytes() == b"png bytes"
+    assert list(target.parent.iterdir()) == [target]
+    before = target.stat().st_mtime_ns
+    data._extract_once(archive, target)  # present: left alone
+    assert target.stat().st_mtime_ns == before
+
+
+def test_a_failed_extraction_leaves_no_folder_behind(tmp_path):
+    archive, target = tmp_path / "images_background.zip", tmp_path / "cache" / "images_background"
+    target.parent.mkdir()
+    archive.write_bytes(b"not a zip")
+    with pytest.raises(zipfile.BadZipFile):
+        data._extract_once(archive, target)
+    assert list(target.parent.iterdir()) == []
 
 
 def test_a_failed_decompression_leaves_no_file_behind(tmp_path):
