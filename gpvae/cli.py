@@ -15,7 +15,7 @@ from .bench import bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
-from .training import TrainingDiverged, evaluate_run, gaps_run, train
+from .training import TrainingDiverged, evaluate_run, gaps_run, k_curve_run, train
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 GAP_KEYS = ("log_px", "elbo_opt", "elbo_model", "approximation_gap", "amortization_gap")
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="gap decomposition (approximation and amortization gaps) on a test subset, to gaps.json")
     evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=100,
                           help="test images in the gap decomposition (default: 100)")
+    evaluate.add_argument("--k-curve", type=_typed(int, 1), nargs="+", metavar="K",
+                          help="log p̂(x) at each of these K on the first --max-test images, to k_curve.json")
     bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
     bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
@@ -102,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device)
             print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
                              indent=1))
+        elif args.command == "evaluate" and args.k_curve:
+            if args.max_test is None:
+                raise ConfigError("--k-curve needs --max-test (each K costs K decoder passes per image)")
+            result = k_curve_run(args.run_dir, args.k_curve, args.max_test, args.data_dir, args.device)
+            print("\n".join(f"K = {c['eval_k']:>6}: log p̂(x) = {c['test_ll']:.3f} nats" for c in result["curve"]))
         elif args.command == "evaluate":
             result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
                                   per_example=args.per_example)

@@ -1,6 +1,7 @@
 """Where a number came from: code commit, library versions, device."""
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from pathlib import Path
@@ -38,6 +39,16 @@ def device_name(device: torch.device) -> str:
 def provenance(device: torch.device) -> dict:
     return {"git_commit": git_commit(), "torch_version": torch.__version__,
             "gpytorch_version": gpytorch.__version__, "device": device_name(device)}
+
+
+def parameter_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state (names and values, in a fixed order): two modules with the same
+    digest compute the same function."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def resolve_device(name: str) -> torch.device:

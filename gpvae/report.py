@@ -67,6 +67,22 @@ def lost_ground(records: list[dict], grid: dict, margin: float = LOST_GROUND_NAT
     return lost
 
 
+K_CURVE_COLUMNS = ["dataset", "seed", "run", "eval_k", "test_ll", "decoder_sha256"]
+
+
+def load_k_curves(results_dir: str | Path) -> pd.DataFrame:
+    """One row per dataset, seed, run and K of the k_curve records (``<dataset>/k_curve/seed<s>.json``):
+    mean log p̂(x) [nats] on the record's test subset, and the digest of the run's decoder."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*/k_curve/seed*.json")):
+        check = json.loads(path.read_text())
+        for run, result in check["runs"].items():
+            rows += [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "eval_k": point["eval_k"],
+                      "test_ll": point["test_ll"], "decoder_sha256": result["decoder_sha256"]}
+                     for point in result["curve"]]
+    return pd.DataFrame(rows, columns=K_CURVE_COLUMNS)
+
+
 def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
     """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
     of runs): a control is reported beside the models, never counted among them."""

@@ -20,10 +20,10 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import amortization_gaps, elbo, evaluate, posterior_difficulty
+from .evaluation import amortization_gaps, elbo, evaluate, log_likelihood, posterior_difficulty
 from .models import LatentVariableModel, build_model
 from .progress import progress
-from .provenance import provenance, resolve_device
+from .provenance import parameter_digest, provenance, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -272,6 +272,26 @@ def gaps_run(run_dir: str | Path, gap_subset: int = 100, eval_k: int | None = No
     result = amortization_gaps(model, data.test[:gap_subset], config.eval_k, config.batch_size, dev)
     result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
     _write_json(Path(run_dir) / "gaps.json", result)
+    return result
+
+
+def k_curve_run(run_dir: str | Path, eval_ks: list[int], max_test: int, data_dir: str | None = None,
+                device: str | None = None) -> dict:
+    """log p̂(x) of a run's best model at each K of ``eval_ks`` on its first ``max_test`` test images: how
+    far the protocol's K is from convergence. Writes and returns ``RUN_DIR/k_curve.json``: per K the mean
+    and per-image values [nats] (seeded like the protocol), and the SHA-256 of the decoder's parameters.
+    Two runs with one decoder digest define the same p(x), so their log p̂ differ only by the estimator."""
+    config, data, model, dev = load_run(run_dir, max_test=max_test, data_dir=data_dir, device=device)
+    started = time.perf_counter()
+    curve = []
+    for k in eval_ks:
+        torch.manual_seed(config.seed)
+        ll = log_likelihood(model, data.test, k, config.batch_size, dev)
+        curve.append({"eval_k": k, "test_ll": ll.mean().item(), "per_example": [round(v, 4) for v in ll.tolist()]})
+    result = {"curve": curve, "n_test": len(data.test), "decoder_sha256": parameter_digest(model.decoder),
+              "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
+              "run_dir": str(run_dir), **provenance(dev)}
+    _write_json(Path(run_dir) / "k_curve.json", result)
     return result
 
 

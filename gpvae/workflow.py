@@ -3,7 +3,9 @@
 A *grid* (``workflow/config/<profile>.yaml``) names datasets, seeds, a budget and runs; each run is
 a model with options named like :class:`gpvae.config.TrainConfig`'s fields, plus ``warm_start``
 (the name of another run of the same dataset and seed whose trained networks it starts from) and
-``control_for`` (the runs whose schedule a control run repeats with another objective). This
+``control_for`` (the runs whose schedule a control run repeats with another objective). An optional
+``k_curve`` (``runs``, ``eval_ks``, ``max_test``; a dataset may override the last two) evaluates those
+runs' log p̂(x) at several K on a test subset (:func:`gpvae.training.k_curve_run`). This
 module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
 finished run folder into a small committed record with its provenance; the Snakefile only wires
 files together.
@@ -24,6 +26,7 @@ GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_di
              "evaluation", "bench", "datasets", "runs")
 EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
 RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
+K_CURVE_KEYS = ("runs", "eval_ks", "max_test")
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
                  "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
@@ -55,6 +58,15 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
+    spec = grid.get("k_curve")
+    if spec is not None:
+        for dataset in grid["datasets"]:
+            check = k_curve(grid, dataset)
+            if set(check) != set(K_CURVE_KEYS):
+                raise ConfigError(f"{path}: k_curve of {dataset} needs exactly the keys {list(K_CURVE_KEYS)}")
+            unknown = set(check["runs"]) - set(grid["runs"])
+            if unknown:
+                raise ConfigError(f"{path}: k_curve names unknown runs {sorted(unknown)}")
     for dataset, run, seed in cells(grid):
         try:
             chapter_parameters(grid, dataset, run, seed)
@@ -82,12 +94,44 @@ def record_path(grid: dict, dataset: str, run: str, seed: int) -> Path:
     return Path(grid["results_dir"]) / dataset / f"{run}_seed{seed}.json"
 
 
-DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides")
+DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides", "k_curve")
 
 
 def evaluation(grid: dict, dataset: str) -> dict:
     """The grid's evaluation settings with the dataset's own ``evaluation`` overrides."""
     return {**grid["evaluation"], **(grid["datasets"][dataset] or {}).get("evaluation", {})}
+
+
+def k_curve(grid: dict, dataset: str) -> dict | None:
+    """The grid's ``k_curve`` with the dataset's own overrides, or None when the grid has none."""
+    if grid.get("k_curve") is None:
+        return None
+    return {**grid["k_curve"], **(grid["datasets"][dataset] or {}).get("k_curve", {})}
+
+
+def k_curve_cells(grid: dict) -> list[tuple[str, int]]:
+    """The (dataset, seed) pairs whose k_curve runs are all in the grid (none skipped)."""
+    present = set(cells(grid))
+    return [(dataset, seed) for dataset in grid["datasets"] if k_curve(grid, dataset) for seed in grid["seeds"]
+            if all((dataset, run, seed) in present for run in k_curve(grid, dataset)["runs"])]
+
+
+def k_curve_path(grid: dict, dataset: str, seed: int) -> Path:
+    """The committed k_curve record (one folder down, so that :func:`gpvae.report.load_records` skips it)."""
+    return Path(grid["results_dir"]) / dataset / "k_curve" / f"seed{seed}.json"
+
+
+def k_curve_record(grid: dict, dataset: str, seed: int, command: str) -> dict:
+    """The committed record of one dataset and seed's k_curve: per run its curve (:func:`gpvae.training.k_curve_run`),
+    decoder digest, commit, device and wall time."""
+    runs = {}
+    for run in k_curve(grid, dataset)["runs"]:
+        folder = run_dir(grid, dataset, run, seed)
+        curve = json.loads((folder / "k_curve.json").read_text())
+        curve.pop("run_dir")
+        runs[run] = {**curve, "wall_seconds": _wall_seconds(folder / "k_curve_benchmark.tsv")[0]}
+    return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
+            "k_curve": k_curve(grid, dataset), "runs": runs, "command": command}
 
 
 def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
@@ -215,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
     else:
         grid = load_grid(args.grid)
-        print(" ".join(str(record_path(grid, d, r, s)) for d, r, s in cells(grid)
-                       if d == args.dataset and s == args.seed))
+        print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]
+                       + [str(k_curve_path(grid, d, s)) for d, s in k_curve_cells(grid)
+                          if d == args.dataset and s == args.seed]))
     return 0
 
 

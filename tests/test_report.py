@@ -1,4 +1,5 @@
 """Summaries of the workflow's records for the book (gpvae.report)."""
+import json
 import math
 
 import pandas as pd
@@ -71,3 +72,20 @@ def test_a_warm_start_that_ends_below_its_source_lost_ground():
                dict(record("mnist", "savae", 0, -96.0), valid_elbo=-100.0)]  # no source record
     lost = report.lost_ground(records, grid)
     assert [(x["run"], x["source"], x["valid_elbo"]) for x in lost] == [("savae", "vae", -2729.9)]
+
+
+def test_k_curves_are_one_row_per_run_and_k_and_pair_like_records(tmp_path):
+    def check(dataset, seed, lls):
+        return {"dataset": dataset, "seed": seed, "runs": {
+            run: {"decoder_sha256": "d" + str(seed), "curve": [{"eval_k": k, "test_ll": ll} for k, ll in zip((10, 100), values)]}
+            for run, values in lls.items()}}
+    for seed, lls in ((0, {"vae": (-95.0, -94.0), "gp": (-94.0, -93.8)}), (1, {"vae": (-95.2, -94.2), "gp": (-94.4, -94.0)})):
+        path = tmp_path / "mnist" / "k_curve" / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(check("mnist", seed, lls)))
+    (tmp_path / "mnist" / "vae_seed0.json").write_text(json.dumps(record("mnist", "vae", 0, -93.0)))  # not a curve
+    curves = report.load_k_curves(tmp_path)
+    assert len(curves) == 8 and list(curves.columns) == report.K_CURVE_COLUMNS
+    at_100 = report.paired_differences(curves[curves.eval_k == 100], "gp").loc[("mnist", "vae")]
+    assert at_100["mean"] == pytest.approx(0.2) and at_100["n"] == 2  # (0.2, 0.2)
+    assert report.load_k_curves(tmp_path / "nothing").empty

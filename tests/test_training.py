@@ -97,6 +97,7 @@ def _cli(*args, cwd=REPO):
     (["train", "--model", "vlae", "--dataset", "fashion_mnist", "--max-train", "100", "--data-dir", str(data_dir())],
      "VLAE needs a decoder likelihood"),
     (["evaluate", "/nonexistent"], "not a gpvae run folder"),
+    (["evaluate", "/nonexistent", "--k-curve", "10"], "--k-curve needs --max-test"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_cli_usage_errors_exit_2_without_traceback(args, expected, tmp_path):
@@ -121,6 +122,13 @@ def test_cli_train_then_evaluate(tmp_path):
     assert again.returncode == 0, again.stderr
     evaluation = json.loads((out / "evaluation_K50_N50.json").read_text())
     assert evaluation["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
+    # the K-curve at the protocol's K and images is the protocol's number, draw for draw
+    curve = _cli("evaluate", str(out), "--k-curve", "5", "50", "--max-test", "50")
+    assert curve.returncode == 0, curve.stderr
+    k_curve = json.loads((out / "k_curve.json").read_text())
+    assert [c["eval_k"] for c in k_curve["curve"]] == [5, 50]
+    assert k_curve["curve"][1]["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
+    assert k_curve["curve"][0]["test_ll"] < k_curve["curve"][1]["test_ll"]  # fewer samples, looser on average
 
 
 @requires_data

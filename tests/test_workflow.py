@@ -69,6 +69,8 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["runs"]["vae_extra"].update(control_for="savae"), "control_for takes a list"),
     (lambda g: g["runs"]["iwae"].update(iwae_k=0), "iwae_k"),
     (lambda g: g.pop("budget"), "missing keys"),
+    (lambda g: g["k_curve"].update(runs=["vae", "nothing"]), r"k_curve names unknown runs \['nothing'\]"),
+    (lambda g: g["datasets"]["mnist"].update(k_curve={"eval_k": [10]}), "k_curve of mnist needs exactly the keys"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
     bad = grid("cpu")
@@ -93,6 +95,7 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
+    assert counts["k_curve"] == 2 * 3 * 3 and counts["k_curve_record"] == 3 * 3  # R4 and its VAE, per dataset and seed
 
 
 def test_without_a_profile_the_workflow_says_how_to_run_it():
@@ -143,6 +146,20 @@ def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
 
 
 @requires_data
+def test_k_curve_record_evaluates_both_runs_at_each_k_with_their_decoder_digest(smoke_grid):
+    _, root, _, _ = smoke_grid
+    check = json.loads((root / "results" / "mnist" / "k_curve" / "seed0.json").read_text())
+    assert check["k_curve"] == {"runs": ["vae", "gp"], "eval_ks": [2, 8], "max_test": 4} and set(check["runs"]) == {"vae", "gp"}
+    for run in check["runs"].values():
+        assert [c["eval_k"] for c in run["curve"]] == [2, 8] and run["n_test"] == 4
+        assert all(len(c["per_example"]) == 4 and c["test_ll"] == pytest.approx(sum(c["per_example"]) / 4, abs=1e-3)
+                   for c in run["curve"])
+        assert {"git_commit", "device", "wall_seconds"} <= set(run)
+    # R4 is fitted to the VAE's encoder errors and leaves its decoder as it was: one p(x) for both
+    assert check["runs"]["vae"]["decoder_sha256"] == check["runs"]["gp"]["decoder_sha256"]
+
+
+@requires_data
 def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
     spec, root, command, env = smoke_grid
     again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
@@ -162,5 +179,5 @@ def test_targets_of_one_dataset_and_seed(capsys):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 9 and all(p.startswith("results/workflow/cpu/fashion_mnist/") and p.endswith("_seed1.json")
-                                   for p in paths)
+    assert len(paths) == 10 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
+    assert sum(p.endswith("_seed1.json") for p in paths) == 9 and "results/workflow/cpu/fashion_mnist/k_curve/seed1.json" in paths
