@@ -15,7 +15,7 @@ from .bench import bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
-from .training import TrainingDiverged, evaluate_run, gaps_run, k_curve_run, train
+from .training import TrainingDiverged, difficulty_run, evaluate_run, gaps_run, k_curve_run, train
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 GAP_KEYS = ("log_px", "elbo_opt", "elbo_model", "approximation_gap", "amortization_gap")
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="gap decomposition (approximation and amortization gaps) on a test subset, to gaps.json")
     evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=100,
                           help="test images in the gap decomposition (default: 100)")
+    evaluate.add_argument("--difficulty", metavar="REFERENCE_RUN",
+                          help="rank the run's posterior difficulty against the per-image amortization gap of "
+                               "REFERENCE_RUN's encoder (its gaps.json), beside that run's own scores; to difficulty.json")
     evaluate.add_argument("--k-curve", type=_typed(int, 1), nargs="+", metavar="K",
                           help="log p̂(x) at each of these K on the first --max-test images, to k_curve.json")
     bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device)
             print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
                              indent=1))
+        elif args.command == "evaluate" and args.difficulty:
+            result = difficulty_run(args.run_dir, args.difficulty, args.data_dir, args.device)
+            print("\n".join(f"Spearman ρ with the gap, {k}: {v:.3f}" for k, v in result["spearman_with_gap"].items()))
         elif args.command == "evaluate" and args.k_curve:
             if args.max_test is None:
                 raise ConfigError("--k-curve needs --max-test (each K costs K decoder passes per image)")

@@ -73,6 +73,20 @@ def posterior_difficulty(model, x: torch.Tensor, batch_size: int = 100,
     return {key: torch.cat([p[key].cpu() for p in parts]).tolist() for key in parts[0]}
 
 
+def difficulty_scores(model, x: torch.Tensor, n_samples: int, batch_size: int = 100,
+                      device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Per-image difficulty scores, lists of length N: the GP's predictive variances (models with a
+    ``difficulty`` method), the encoder's variance (mean of exp ℓ over d) and the negative ELBO of the
+    model's proposal (``n_samples`` draws) — the last two are what any VAE offers, the baselines."""
+    scores = posterior_difficulty(model, x, batch_size, device) if hasattr(model, "difficulty") else {}
+    with torch.no_grad():
+        log_var = torch.cat([model.encoder(xb)[1].cpu() for xb in _batches(x, batch_size, torch.device(device),
+                                                                            "encoder variance")])
+    scores["encoder_variance"] = log_var.exp().mean(-1).tolist()
+    scores["negative_elbo"] = (-elbo(model, x, batch_size, device, n_samples=n_samples)).tolist()
+    return scores
+
+
 def bits_per_dim(log_likelihood_nats: float, n_dims: int) -> float:
     """Negative log-likelihood per dimension in bits."""
     return -log_likelihood_nats / (n_dims * math.log(2))
@@ -157,6 +171,20 @@ def spearman(a, b) -> float:
     if a.min() == a.max() or b.min() == b.max():
         return float("nan")
     return float(spearmanr(a, b).statistic)
+
+
+def partial_spearman(score, target, control) -> float:
+    """Spearman correlation of ``score`` and ``target`` given ``control``: the correlation of their ranks'
+    residuals after a linear fit on the ranks of ``control``. Does a score rank ``target`` beyond what
+    ``control`` already does? NaN for a constant score."""
+    import numpy as np
+    from scipy.stats import rankdata
+    if min(score) == max(score):
+        return float("nan")
+    ranks = [rankdata(v) for v in (score, target, control)]
+    design = np.column_stack([np.ones_like(ranks[2]), ranks[2]])
+    residual = [v - design @ np.linalg.lstsq(design, v, rcond=None)[0] for v in ranks[:2]]
+    return float(np.corrcoef(*residual)[0, 1])
 
 
 def auroc(in_scores, out_scores) -> float:

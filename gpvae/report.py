@@ -67,20 +67,36 @@ def lost_ground(records: list[dict], grid: dict, margin: float = LOST_GROUND_NAT
     return lost
 
 
+def _measurements(results_dir: str | Path, name: str) -> list[dict]:
+    """The records of a workflow measurement (``<dataset>/<name>/seed<s>.json``)."""
+    return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob(f"*/{name}/seed*.json"))]
+
+
 K_CURVE_COLUMNS = ["dataset", "seed", "run", "eval_k", "test_ll", "decoder_sha256"]
 
 
 def load_k_curves(results_dir: str | Path) -> pd.DataFrame:
-    """One row per dataset, seed, run and K of the k_curve records (``<dataset>/k_curve/seed<s>.json``):
-    mean log p̂(x) [nats] on the record's test subset, and the digest of the run's decoder."""
-    rows = []
-    for path in sorted(Path(results_dir).glob("*/k_curve/seed*.json")):
-        check = json.loads(path.read_text())
-        for run, result in check["runs"].items():
-            rows += [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "eval_k": point["eval_k"],
-                      "test_ll": point["test_ll"], "decoder_sha256": result["decoder_sha256"]}
-                     for point in result["curve"]]
+    """One row per dataset, seed, run and K of the k_curve records: mean log p̂(x) [nats] on the
+    record's test subset, and the digest of the run's decoder."""
+    rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "eval_k": point["eval_k"],
+             "test_ll": point["test_ll"], "decoder_sha256": result["decoder_sha256"]}
+            for check in _measurements(results_dir, "k_curve") for run, result in check["runs"].items()
+            for point in result["curve"]]
     return pd.DataFrame(rows, columns=K_CURVE_COLUMNS)
+
+
+DIFFICULTY_COLUMNS = ["dataset", "seed", "run", "score", "spearman", "partial_spearman", "n"]
+
+
+def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
+    """One row per dataset, seed, run and difficulty score of the difficulty records: its Spearman ρ with
+    the reference encoder's per-image amortization gap, and (the run's own scores) the partial ρ given
+    the reference's negative ELBO (NaN for the reference's scores)."""
+    rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "score": score, "spearman": rho,
+             "partial_spearman": result["partial_spearman_given_negative_elbo"].get(score, math.nan), "n": result["n"]}
+            for check in _measurements(results_dir, "difficulty") for run, result in check["runs"].items()
+            for score, rho in result["spearman_with_gap"].items()]
+    return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
 def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
@@ -88,6 +104,13 @@ def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
     of runs): a control is reported beside the models, never counted among them."""
     runs = table.index.get_level_values("run") if "run" in (table.index.names or []) else table.index
     return table[~runs.isin(list(wf.controls(grid)))]
+
+
+def spread(values: pd.Series) -> pd.Series:
+    """Mean, sample sd and count of per-seed ``values`` (NaN dropped), shaped like a row of
+    :func:`paired_differences`, for :func:`verdict`."""
+    values = values.dropna()
+    return pd.Series({"mean": values.mean(), "sd": values.std(ddof=1) if len(values) > 1 else math.nan, "n": len(values)})
 
 
 def verdict(difference: pd.Series) -> str:

@@ -35,7 +35,7 @@ import torch
 from . import data as datasets
 from .bench import bench
 from .config import TrainConfig
-from .evaluation import GAP_ELBO_SAMPLES, auroc, elbo, optimal_elbo, posterior_difficulty, spearman
+from .evaluation import GAP_ELBO_SAMPLES, auroc, difficulty_scores, elbo, optimal_elbo, spearman
 from .objectives import gaussian_elbo
 from .provenance import provenance
 from .training import TrainingDiverged, _write_json, load_run, train
@@ -121,16 +121,6 @@ def _encoder_elbo(model, x: torch.Tensor, n_samples: int) -> torch.Tensor:
         return torch.cat([gaussian_elbo(model, xb, *model.encoder(xb), n_samples) for xb in x.split(100)])
 
 
-def _scores(model, x: torch.Tensor, n_samples: int) -> dict[str, list[float]]:
-    """Per-image difficulty scores: the GP's (if any), the encoder variance, the negative ELBO."""
-    scores = posterior_difficulty(model, x) if hasattr(model, "difficulty") else {}
-    with torch.no_grad():
-        log_var = torch.cat([model.encoder(xb)[1] for xb in x.split(500)])
-    scores["encoder_variance"] = log_var.exp().mean(-1).tolist()
-    scores["negative_elbo"] = (-elbo(model, x, n_samples=n_samples)).tolist()
-    return scores
-
-
 def _ood_images(name: str, data_dir: str | None) -> torch.Tensor:
     data = datasets.load(name, data_dir)
     pick = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(0))[:OOD_IMAGES]
@@ -155,7 +145,7 @@ def measure(name: str, seed: int, dataset: str = "mnist", data_dir: str | None =
     elbo_opt = _optimal_elbo(model, x_gap, qstar_folder)
     encoder_gap = elbo_opt - elbo_encoder
     x_test = data.test[:TEST_IMAGES]
-    scores_in = _scores(model, x_test, OOD_ELBO_SAMPLES)
+    scores_in = difficulty_scores(model, x_test, OOD_ELBO_SAMPLES)
     gap_scores = {k: v[:GAP_IMAGES] for k, v in scores_in.items()}
     record = {"config": name, "seed": seed, "dataset": dataset, "options": config.to_dict(),
               "test_ll": metrics["test_ll"], "test_elbo": metrics["test_elbo"], "eval_k": metrics["eval_k"],
@@ -169,7 +159,7 @@ def measure(name: str, seed: int, dataset: str = "mnist", data_dir: str | None =
               "auroc": {}, "history": metrics.get("history", []), "trained_at": metrics.get("git_commit")}
     record["roc"] = {}
     for ood in OOD_SETS[dataset]:
-        scores_out = _scores(model, _ood_images(ood, data_dir), OOD_ELBO_SAMPLES)
+        scores_out = difficulty_scores(model, _ood_images(ood, data_dir), OOD_ELBO_SAMPLES)
         record["auroc"][ood] = {k: auroc(scores_in[k], scores_out[k]) for k in scores_in}
         record["roc"][ood] = {k: roc_curve(scores_in[k], scores_out[k]) for k in scores_in}
     vae_record = RECORDS / dataset / f"vae_seed{seed}.json"

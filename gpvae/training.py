@@ -20,7 +20,8 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import amortization_gaps, elbo, evaluate, log_likelihood, posterior_difficulty
+from .evaluation import (GAP_ELBO_SAMPLES, amortization_gaps, difficulty_scores, elbo, evaluate, log_likelihood,
+                         partial_spearman, posterior_difficulty, spearman)
 from .models import LatentVariableModel, build_model
 from .progress import progress
 from .provenance import parameter_digest, provenance, resolve_device
@@ -292,6 +293,34 @@ def k_curve_run(run_dir: str | Path, eval_ks: list[int], max_test: int, data_dir
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
     _write_json(Path(run_dir) / "k_curve.json", result)
+    return result
+
+
+def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str | None = None,
+                   device: str | None = None) -> dict:
+    """Does a run's posterior difficulty (the GP's predictive variances) rank the per-image amortization
+    gap of ``reference_dir``'s encoder (its ``gaps.json``: ELBO(q*) − ELBO(encoder) on its gap subset)
+    better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws)?
+    Writes and returns ``RUN_DIR/difficulty.json``: Spearman ρ of every score with the gap, the partial
+    ρ of the run's scores given the reference's negative ELBO, and the per-image values."""
+    gaps = json.loads((Path(reference_dir) / "gaps.json").read_text())
+    gap = gaps["amortization_gap"]["per_example"]
+    config, data, model, dev = load_run(run_dir, max_test=gaps["n"], data_dir=data_dir, device=device)
+    *_, reference, _ = load_run(reference_dir, max_test=gaps["n"], data_dir=data_dir, device=device)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    own = posterior_difficulty(model, data.test, config.batch_size, dev)
+    baseline = difficulty_scores(reference, data.test, GAP_ELBO_SAMPLES, config.batch_size, dev)
+    scores = {**own, **baseline}
+    result = {"n": len(gap), "reference": str(reference_dir), "scores_of_reference": sorted(baseline),
+              "spearman_with_gap": {k: spearman(v, gap) for k, v in scores.items()},
+              "partial_spearman_given_negative_elbo": {k: partial_spearman(v, gap, baseline["negative_elbo"])
+                                                       for k, v in own.items()},
+              "per_image": {"gap": [round(v, 5) for v in gap], **{k: [float(f"{v:.5g}") for v in values]
+                                                                   for k, values in scores.items()}},
+              "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
+              "run_dir": str(run_dir), **provenance(dev)}
+    _write_json(Path(run_dir) / "difficulty.json", result)
     return result
 
 

@@ -3,9 +3,12 @@
 A *grid* (``workflow/config/<profile>.yaml``) names datasets, seeds, a budget and runs; each run is
 a model with options named like :class:`gpvae.config.TrainConfig`'s fields, plus ``warm_start``
 (the name of another run of the same dataset and seed whose trained networks it starts from) and
-``control_for`` (the runs whose schedule a control run repeats with another objective). An optional
-``k_curve`` (``runs``, ``eval_ks``, ``max_test``; a dataset may override the last two) evaluates those
-runs' log p̂(x) at several K on a test subset (:func:`gpvae.training.k_curve_run`). This
+``control_for`` (the runs whose schedule a control run repeats with another objective). Optional
+*measurements* of finished runs, per dataset and seed (a dataset may override their settings):
+``k_curve`` (``runs``, ``eval_ks``, ``max_test``) evaluates those runs' log p̂(x) at several K on a test
+subset (:func:`gpvae.training.k_curve_run`); ``difficulty`` (``runs``, ``reference``) ranks each run's
+posterior-difficulty scores against the per-image amortization gap of the reference run's encoder
+(:func:`gpvae.training.difficulty_run`). This
 module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
 finished run folder into a small committed record with its provenance; the Snakefile only wires
 files together.
@@ -26,7 +29,7 @@ GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_di
              "evaluation", "bench", "datasets", "runs")
 EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
 RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
-K_CURVE_KEYS = ("runs", "eval_ks", "max_test")
+MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference")}
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
                  "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
@@ -58,15 +61,14 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
-    spec = grid.get("k_curve")
-    if spec is not None:
-        for dataset in grid["datasets"]:
-            check = k_curve(grid, dataset)
-            if set(check) != set(K_CURVE_KEYS):
-                raise ConfigError(f"{path}: k_curve of {dataset} needs exactly the keys {list(K_CURVE_KEYS)}")
-            unknown = set(check["runs"]) - set(grid["runs"])
+    for name, keys in MEASUREMENT_KEYS.items():
+        for dataset in grid["datasets"] if grid.get(name) is not None else []:
+            spec = measurement(grid, name, dataset)
+            if set(spec) != set(keys):
+                raise ConfigError(f"{path}: {name} of {dataset} needs exactly the keys {list(keys)}")
+            unknown = set(measured_runs(spec)) - set(grid["runs"])
             if unknown:
-                raise ConfigError(f"{path}: k_curve names unknown runs {sorted(unknown)}")
+                raise ConfigError(f"{path}: {name} names unknown runs {sorted(unknown)}")
     for dataset, run, seed in cells(grid):
         try:
             chapter_parameters(grid, dataset, run, seed)
@@ -94,7 +96,7 @@ def record_path(grid: dict, dataset: str, run: str, seed: int) -> Path:
     return Path(grid["results_dir"]) / dataset / f"{run}_seed{seed}.json"
 
 
-DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides", "k_curve")
+DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides", *MEASUREMENT_KEYS)
 
 
 def evaluation(grid: dict, dataset: str) -> dict:
@@ -102,36 +104,43 @@ def evaluation(grid: dict, dataset: str) -> dict:
     return {**grid["evaluation"], **(grid["datasets"][dataset] or {}).get("evaluation", {})}
 
 
-def k_curve(grid: dict, dataset: str) -> dict | None:
-    """The grid's ``k_curve`` with the dataset's own overrides, or None when the grid has none."""
-    if grid.get("k_curve") is None:
+def measurement(grid: dict, name: str, dataset: str) -> dict | None:
+    """The grid's measurement ``name`` (``k_curve``, ``difficulty``) with the dataset's own overrides, or
+    None when the grid has none."""
+    if grid.get(name) is None:
         return None
-    return {**grid["k_curve"], **(grid["datasets"][dataset] or {}).get("k_curve", {})}
+    return {**grid[name], **(grid["datasets"][dataset] or {}).get(name, {})}
 
 
-def k_curve_cells(grid: dict) -> list[tuple[str, int]]:
-    """The (dataset, seed) pairs whose k_curve runs are all in the grid (none skipped)."""
+def measured_runs(spec: dict) -> list[str]:
+    """Every run a measurement reads: its ``runs`` (each writes ``RUN_DIR/<name>.json``) and its ``reference``."""
+    return [*spec["runs"], *([spec["reference"]] if "reference" in spec else [])]
+
+
+def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
+    """The (dataset, seed) pairs of a measurement whose runs are all in the grid (none skipped)."""
     present = set(cells(grid))
-    return [(dataset, seed) for dataset in grid["datasets"] if k_curve(grid, dataset) for seed in grid["seeds"]
-            if all((dataset, run, seed) in present for run in k_curve(grid, dataset)["runs"])]
+    return [(dataset, seed) for dataset in grid["datasets"] if measurement(grid, name, dataset) for seed in grid["seeds"]
+            if all((dataset, run, seed) in present for run in measured_runs(measurement(grid, name, dataset)))]
 
 
-def k_curve_path(grid: dict, dataset: str, seed: int) -> Path:
-    """The committed k_curve record (one folder down, so that :func:`gpvae.report.load_records` skips it)."""
-    return Path(grid["results_dir"]) / dataset / "k_curve" / f"seed{seed}.json"
+def measurement_path(grid: dict, name: str, dataset: str, seed: int) -> Path:
+    """A measurement's committed record (one folder down, so that :func:`gpvae.report.load_records` skips it)."""
+    return Path(grid["results_dir"]) / dataset / name / f"seed{seed}.json"
 
 
-def k_curve_record(grid: dict, dataset: str, seed: int, command: str) -> dict:
-    """The committed record of one dataset and seed's k_curve: per run its curve (:func:`gpvae.training.k_curve_run`),
-    decoder digest, commit, device and wall time."""
+def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: str) -> dict:
+    """The committed record of a measurement of one dataset and seed: the settings and, per measured run,
+    its ``RUN_DIR/<name>.json`` (values and provenance) and the job's wall time."""
+    spec = measurement(grid, name, dataset)
     runs = {}
-    for run in k_curve(grid, dataset)["runs"]:
+    for run in spec["runs"]:
         folder = run_dir(grid, dataset, run, seed)
-        curve = json.loads((folder / "k_curve.json").read_text())
-        curve.pop("run_dir")
-        runs[run] = {**curve, "wall_seconds": _wall_seconds(folder / "k_curve_benchmark.tsv")[0]}
-    return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
-            "k_curve": k_curve(grid, dataset), "runs": runs, "command": command}
+        result = json.loads((folder / f"{name}.json").read_text())
+        result.pop("run_dir")
+        runs[run] = {**result, "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0]}
+    return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"], name: spec,
+            "runs": runs, "command": command}
 
 
 def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
@@ -260,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         grid = load_grid(args.grid)
         print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]
-                       + [str(k_curve_path(grid, d, s)) for d, s in k_curve_cells(grid)
-                          if d == args.dataset and s == args.seed]))
+                       + [str(measurement_path(grid, name, d, s)) for name in MEASUREMENT_KEYS
+                          for d, s in measurement_cells(grid, name) if d == args.dataset and s == args.seed]))
     return 0
 
 

@@ -309,3 +309,14 @@ def test_every_study_configuration_is_a_valid_run_and_roc_points_match_the_auroc
                                                                     curve["tpr"][1:]))
     assert abs(area - auroc(inside, outside)) < 0.01
     assert abs(auroc(inside, outside) - 0.76) < 0.05  # Φ(1/√2) for unit-variance Gaussians one apart
+
+
+def test_partial_spearman_removes_what_the_control_already_ranks():
+    from gpvae.evaluation import partial_spearman, spearman
+    generator = torch.Generator().manual_seed(0)
+    control, own = torch.randn(2000, generator=generator), torch.randn(2000, generator=generator)
+    target = control + own
+    echo = control + 0.01 * torch.randn(2000, generator=generator)  # knows only what the control knows
+    assert spearman(echo, target) > 0.6 and abs(partial_spearman(echo, target, control)) < 0.1
+    assert partial_spearman(own, target, control) > 0.9  # knows what the control lacks
+    assert math.isnan(partial_spearman([1.0] * 5, [1, 2, 3, 4, 5], [5, 3, 1, 2, 4]))

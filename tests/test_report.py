@@ -89,3 +89,21 @@ def test_k_curves_are_one_row_per_run_and_k_and_pair_like_records(tmp_path):
     at_100 = report.paired_differences(curves[curves.eval_k == 100], "gp").loc[("mnist", "vae")]
     assert at_100["mean"] == pytest.approx(0.2) and at_100["n"] == 2  # (0.2, 0.2)
     assert report.load_k_curves(tmp_path / "nothing").empty
+
+
+def test_difficulty_rows_per_score_with_the_partial_rho_for_the_run_s_own_scores(tmp_path):
+    check = {"dataset": "omniglot", "seed": 1, "runs": {"gp": {
+        "n": 100, "spearman_with_gap": {"mean_function_variance": 0.5, "negative_elbo": 0.3},
+        "partial_spearman_given_negative_elbo": {"mean_function_variance": 0.4}}}}
+    path = tmp_path / "omniglot" / "difficulty" / "seed1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(check))
+    rows = report.load_difficulty(tmp_path).set_index("score")
+    assert rows.loc["mean_function_variance", "partial_spearman"] == 0.4 and math.isnan(rows.loc["negative_elbo", "partial_spearman"])
+    assert rows.loc["negative_elbo", "spearman"] == 0.3 and set(rows["n"]) == {100}
+
+
+def test_spread_is_a_verdict_row():
+    row = report.spread(pd.Series([0.5, 0.7, math.nan, 0.6]))
+    assert row["n"] == 3 and row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1)
+    assert report.verdict(row) == "holds" and math.isnan(report.spread(pd.Series([0.2]))["sd"])

@@ -71,6 +71,7 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g.pop("budget"), "missing keys"),
     (lambda g: g["k_curve"].update(runs=["vae", "nothing"]), r"k_curve names unknown runs \['nothing'\]"),
     (lambda g: g["datasets"]["mnist"].update(k_curve={"eval_k": [10]}), "k_curve of mnist needs exactly the keys"),
+    (lambda g: g["difficulty"].update(reference="nothing"), r"difficulty names unknown runs \['nothing'\]"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
     bad = grid("cpu")
@@ -95,7 +96,8 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
-    assert counts["k_curve"] == 2 * 3 * 3 and counts["k_curve_record"] == 3 * 3  # R4 and its VAE, per dataset and seed
+    assert counts["k_curve"] == 2 * 3 * 3 and counts["difficulty"] == 3 * 3  # R4 (and its VAE), per dataset and seed
+    assert counts["measurement_record"] == 2 * 3 * 3
 
 
 def test_without_a_profile_the_workflow_says_how_to_run_it():
@@ -160,6 +162,20 @@ def test_k_curve_record_evaluates_both_runs_at_each_k_with_their_decoder_digest(
 
 
 @requires_data
+def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_vae_gap(smoke_grid):
+    _, root, _, _ = smoke_grid
+    check = json.loads((root / "results" / "mnist" / "difficulty" / "seed0.json").read_text())
+    assert check["difficulty"] == {"runs": ["gp"], "reference": "vae"} and set(check["runs"]) == {"gp"}
+    gp = check["runs"]["gp"]
+    vae_gaps = json.loads((root / "runs" / "mnist" / "vae_seed0" / "gaps.json").read_text())
+    assert gp["n"] == 4 and gp["per_image"]["gap"] == pytest.approx(vae_gaps["amortization_gap"]["per_example"], abs=1e-4)
+    assert set(gp["spearman_with_gap"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
+                                            "negative_elbo"}
+    assert set(gp["partial_spearman_given_negative_elbo"]) == {"mean_function_variance", "variance_function_variance"}
+    assert gp["scores_of_reference"] == ["encoder_variance", "negative_elbo"] and gp["wall_seconds"] > 0
+
+
+@requires_data
 def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
     spec, root, command, env = smoke_grid
     again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
@@ -179,5 +195,6 @@ def test_targets_of_one_dataset_and_seed(capsys):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 10 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
-    assert sum(p.endswith("_seed1.json") for p in paths) == 9 and "results/workflow/cpu/fashion_mnist/k_curve/seed1.json" in paths
+    assert len(paths) == 11 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
+    assert sum(p.endswith("_seed1.json") for p in paths) == 9
+    assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty")} <= set(paths)
