@@ -99,6 +99,15 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
+def missing_measurements(grid: dict, name: str, rows: pd.DataFrame) -> str:
+    """The grid's cells of measurement ``name`` without a record among ``rows`` (columns ``dataset``,
+    ``seed``), as text: ``"mnist seeds 0, 1"``; empty when none is missing."""
+    present = set(zip(rows["dataset"], rows["seed"]))
+    absent = [cell for cell in wf.measurement_cells(grid, name) if cell not in present]
+    by_dataset = {d: [str(s) for dd, s in absent if dd == d] for d, _ in absent}
+    return "; ".join(f"{d} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}" for d, seeds in by_dataset.items())
+
+
 def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
     """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
     of runs): a control is reported beside the models, never counted among them."""

@@ -107,3 +107,11 @@ def test_spread_is_a_verdict_row():
     row = report.spread(pd.Series([0.5, 0.7, math.nan, 0.6]))
     assert row["n"] == 3 and row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1)
     assert report.verdict(row) == "holds" and math.isnan(report.spread(pd.Series([0.2]))["sd"])
+
+
+def test_missing_measurements_are_the_grid_s_cells_without_a_record():
+    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    rows = pd.DataFrame({"dataset": ["mnist", "mnist", "omniglot", "omniglot", "omniglot", "fashion_mnist"],
+                         "seed": [0, 0, 0, 1, 2, 2]})
+    assert report.missing_measurements(grid, "k_curve", rows) == "mnist seeds 1, 2; fashion_mnist seeds 0, 1"
+    assert report.missing_measurements(grid, "difficulty", rows.iloc[:0]).startswith("mnist seeds 0, 1, 2; omniglot")
