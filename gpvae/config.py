@@ -20,6 +20,7 @@ from .options import option as _opt
 
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "encoder", "decoder", "both")
+LR_SCHEDULES = ("constant", "plateau")
 
 
 @dataclass
@@ -35,6 +36,15 @@ class TrainConfig(GPRFOptions):
     epochs: int = _opt(10, "training epochs (total, including resumed ones)", minimum=0)
     batch_size: int = _opt(100, "minibatch size for training and evaluation", minimum=1)
     lr: float = _opt(1e-3, "Adam learning rate", minimum=0.0)
+    patience: int | None = _opt(None, "early stopping: stop once the validation ELBO has not improved for this many "
+                                "epochs (None: train all --epochs, which is then the cap)", minimum=1)
+    lr_schedule: str = _opt("constant", "learning rate: constant, or plateau (multiplied by --lr-factor once the "
+                            "validation ELBO has not improved for --lr-patience epochs, down to --min-lr)",
+                            choices=LR_SCHEDULES)
+    lr_patience: int = _opt(10, "plateau schedule: epochs without a better validation ELBO before the rate drops",
+                            minimum=1)
+    lr_factor: float = _opt(0.5, "plateau schedule: factor applied to the learning rate at each drop", minimum=0.0)
+    min_lr: float = _opt(1e-5, "plateau schedule: the learning rate never drops below this", minimum=0.0)
     iwae_k: int = _opt(5, "importance samples in the IWAE training bound (model iwae)", minimum=1)
     svi_steps: int = _opt(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
     svi_lr: float = _opt(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
@@ -72,6 +82,8 @@ class TrainConfig(GPRFOptions):
                     setattr(self, name, value)
         if self.freeze != "none" and not self.init_from:
             raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ConfigError(f"lr_factor = {self.lr_factor!r} must lie strictly between 0 and 1")
         if self.variational == "natural" and self.gp_fit != "elbo":
             raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
 

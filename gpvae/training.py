@@ -4,13 +4,23 @@ A run folder holds ``checkpoint.pt`` (written atomically after every epoch: para
 RNG states, the best parameters so far and the history), ``metrics.json`` (the protocol's summary
 for the best-validation parameters, with every option and its provenance) and ``per_example.json``.
 Interrupting a run loses at most the current epoch; ``resume=True`` continues from the checkpoint
-and ends exactly where an uninterrupted run ends (same seed, same device). A non-finite loss stops
-the run with :class:`TrainingDiverged` and leaves the last good checkpoint untouched.
+and ends exactly where an uninterrupted run ends (same seed, same device).
+
+Schedule: ``epochs`` is the cap; with ``patience`` the run stops once its validation ELBO has not
+improved for that many epochs; with ``lr_schedule="plateau"`` every optimizer's rates are multiplied
+by ``lr_factor`` (not below ``min_lr``) once the validation ELBO has not improved for ``lr_patience``
+epochs since the best epoch or the last drop.
+
+Divergence (:class:`TrainingDiverged`, exit 3): a non-finite loss at any step, or after an epoch a
+non-finite or exploding training loss or validation ELBO — exploding meaning a mean negative ELBO or
+training loss per image above :data:`DIVERGENCE_FACTOR` times the magnitude of the validation ELBO
+before training. A diverged epoch is never checkpointed: the last checkpoint stays the last good one.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -32,12 +42,13 @@ PER_EXAMPLE = "per_example.json"
 GAP_EVAL_K = 5000  # importance samples of log p̂(x) in the gap decomposition, unless told otherwise
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations (more if the model asks)
 DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-epoch model diagnostics
+DIVERGENCE_FACTOR = 10.0  # |loss| per image beyond 10x the untrained validation ELBO's magnitude: diverged
 # Options that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or the validation ELBO became non-finite or exploded (see the module's rule)."""
 
 
 class RunFolderError(ConfigError):
@@ -188,6 +199,40 @@ def _fit_to_data(model: LatentVariableModel, images: torch.Tensor, config: Train
     return {"after_epoch": epochs_done, "final": final, "seconds": time.perf_counter() - start, **record}
 
 
+def _check_divergence(train_loss: float, valid_elbo: float, state: dict, epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` by the module's rule (non-finite, or beyond :data:`DIVERGENCE_FACTOR`
+    times the magnitude of the validation ELBO before training)."""
+    reference = state["initial_valid_elbo"]
+    if reference is None:  # a checkpoint older than this rule: its first epoch's validation ELBO
+        reference = state["history"][0]["valid_elbo"] if state["history"] else valid_elbo
+    bound = DIVERGENCE_FACTOR * max(abs(reference), 1.0)
+    for name, value in (("training loss", train_loss), ("negative validation ELBO", -valid_elbo)):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{name} {value} after epoch {epoch + 1}")
+        if value > bound:
+            raise TrainingDiverged(f"{name} {value:.4g} nats per image after epoch {epoch + 1}, beyond "
+                                   f"{DIVERGENCE_FACTOR:g}x the untrained model's {abs(reference):.4g}")
+
+
+def _schedule(state: dict, config: TrainConfig, optimizers) -> None:
+    """After an epoch: early stopping (``patience``) and the plateau learning-rate drop (``lr_patience``)."""
+    stale = state["epoch"] - state["best_epoch"]
+    if config.patience is not None and stale >= config.patience:
+        state["stopped"] = "patience"
+    if config.lr_schedule == "plateau" and state["epoch"] - max(state["best_epoch"], state["last_lr_drop"]) >= config.lr_patience:
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] * config.lr_factor, min(config.min_lr, group["lr"]))
+        state["last_lr_drop"] = state["epoch"]
+
+
+def _require_finite(result: dict, what: str) -> None:
+    """A result with a non-finite mean has failed: :class:`TrainingDiverged` naming the values."""
+    bad = {k: v for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise TrainingDiverged(f"{what} gave non-finite {bad}; no metrics were written")
+
+
 def train(config: TrainConfig | None = None, **options) -> dict:
     """Train ``config`` (or ``TrainConfig(**options)``), evaluate its best-validation parameters, and
     return the metrics written to ``RUN_DIR/metrics.json``."""
@@ -201,7 +246,8 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     optimizers = model.optimizers(config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [], "fits": [],
-             "best_model": copy.deepcopy(model.state_dict())}
+             "best_model": copy.deepcopy(model.state_dict()), "initial_valid_elbo": None, "last_lr_drop": 0,
+             "stopped": None}
     if ckpt_path.exists():
         saved = load_checkpoint(run_dir)
         _check_resumable(saved["config"], config, run_dir)
@@ -213,25 +259,39 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         torch.set_rng_state(saved["torch_rng"])
         if saved.get("cuda_rng") is not None and device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        state = {k: saved.get(k, []) for k in state}
+        state = {k: saved.get(k, default) for k, default in state.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     fit_epochs = model.data_fit_epochs(config.epochs)
     fit_images = _fit_images(data, config, device) if fit_epochs or model.fits_after_training else None
     diagnostic_images = _diagnostic_images(data, config, device)
 
+    if state["epoch"] < config.epochs and state["initial_valid_elbo"] is None and not state["history"]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            state["initial_valid_elbo"] = elbo(model, data.valid, config.batch_size, device).mean().item()
     for epoch in range(state["epoch"], config.epochs):
+        if state["stopped"]:
+            break
         start = time.perf_counter()
         if epoch in fit_epochs:
             state["fits"].append(_fit_to_data(model, fit_images, config, run_dir, epoch))
-        train_loss = _run_epoch(model, optimizers, data, config, generator, device, epoch)
-        seconds = time.perf_counter() - start
-        valid_elbo = elbo(model, data.valid, config.batch_size, device).mean().item()
+        try:
+            train_loss = _run_epoch(model, optimizers, data, config, generator, device, epoch)
+            seconds = time.perf_counter() - start
+            valid_elbo = elbo(model, data.valid, config.batch_size, device).mean().item()
+            _check_divergence(train_loss, valid_elbo, state, epoch)
+        except TrainingDiverged as err:
+            kept = (f"the checkpoint of epoch {state['epoch']} (the last good one) is kept in {run_dir}"
+                    if state["epoch"] else "no epoch completed, so nothing was saved")
+            raise TrainingDiverged(f"{err}; {kept}") from None
         if valid_elbo > state["best_valid_elbo"]:
             state.update(best_valid_elbo=valid_elbo, best_epoch=epoch + 1,
                          best_model=copy.deepcopy(model.state_dict()))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_elbo": valid_elbo,
-                                 "seconds": seconds, **_diagnostics(model, diagnostic_images, config.seed + epoch)})
+                                 "lr": optimizers[0].param_groups[0]["lr"], "seconds": seconds,
+                                 **_diagnostics(model, diagnostic_images, config.seed + epoch)})
         state["epoch"] = epoch + 1
+        _schedule(state, config, optimizers)
         _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))
 
     model.load_state_dict(state["best_model"])
@@ -242,10 +302,12 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         state["best_model"] = copy.deepcopy(model.state_dict())
         _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))
     result = evaluate(model, data.test, config.eval_k, config.batch_size, device, data.likelihood, config.seed)
+    _require_finite(result, f"the evaluation of {run_dir}'s best parameters (epoch {state['best_epoch']})")
     per_example = result.pop("per_example")
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
                "seed": config.seed, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
-               "valid_elbo": state["best_valid_elbo"], **result,
+               "valid_elbo": state["best_valid_elbo"] if state["best_epoch"] else None,
+               "stopped": state["stopped"] or "cap", **result,
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
                "n_parameters": sum(p.numel() for p in model.parameters()), "model_summary": model.summary(),
@@ -258,6 +320,9 @@ def train(config: TrainConfig | None = None, **options) -> dict:
 def load_run(run_dir: str | Path, **overrides) -> tuple[TrainConfig, datasets.ImageData, LatentVariableModel, torch.device]:
     """The config (with ``overrides``), data and best-validation model of a run folder."""
     saved = load_checkpoint(run_dir)
+    if saved["epoch"] and not math.isfinite(saved["best_valid_elbo"]):
+        raise RunFolderError(f"{run_dir}: no epoch of its {saved['epoch']} has a finite validation ELBO, so it holds "
+                             "no trained parameters to evaluate (the run diverged; retrain it with a lower --lr)")
     config = TrainConfig(**{**saved["config"], **{k: v for k, v in overrides.items() if v is not None}})
     data, model, device = prepare(config, fresh=False)
     model.load_state_dict(saved["best_model"])

@@ -187,7 +187,7 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
             "best_epoch", "valid_elbo", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
             "git_commit", "torch_version", "gpytorch_version", "device")
     finite = {k: metrics[k] for k in keys if k in metrics}
-    if not math.isfinite(finite["valid_elbo"]):  # a post-hoc fit (epochs = 0) has no validation epoch
+    if finite["valid_elbo"] is None or not math.isfinite(finite["valid_elbo"]):  # a post-hoc fit has no epoch
         finite["valid_elbo"] = None
     return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
             "note": grid["runs"][run].get("note"), **finite,
