@@ -18,10 +18,26 @@ def option(default, help: str, choices=None, minimum=None):
     return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_type(name: str, annotation: str, value) -> None:
+    """Raise :class:`ConfigError` unless ``value`` has the field's declared type (``"int | None"`` etc.;
+    an int is a float, a bool is not a number)."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None and "None" in kinds:
+        return
+    allowed = tuple(t for k in kinds for t in _TYPES.get(k, (object,)))
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        raise ConfigError(f"{name} = {value!r} ({type(value).__name__}) must be {' or '.join(kinds)}")
+
+
 def validate(options) -> None:
-    """Raise :class:`ConfigError` for any field of the dataclass ``options`` outside its choices or range."""
+    """Raise :class:`ConfigError` for any field of the dataclass ``options`` of the wrong type, outside its
+    choices or range."""
     for f in fields(options):
         value, meta = getattr(options, f.name), f.metadata
+        _check_type(f.name, f.type, value)
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"{f.name} = {value!r} is not one of {', '.join(map(str, meta['choices']))}")
         if meta.get("minimum") is not None and value is not None and value < meta["minimum"]:

@@ -166,6 +166,12 @@ def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
     return params
 
 
+def papermill_yaml(parameters: dict) -> str:
+    """``parameters`` as one line of YAML for ``papermill -y``: YAML, not JSON, because YAML 1.1 reads
+    JSON's ``1e-05`` as a string."""
+    return yaml.safe_dump(parameters, default_flow_style=True, width=float("inf")).strip()
+
+
 def _wall_seconds(benchmark_tsv: Path) -> tuple[float | None, float | None]:
     """Wall seconds and peak resident memory (MB) from a Snakemake ``benchmark:`` file."""
     if not benchmark_tsv.exists():
