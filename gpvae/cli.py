@@ -3,7 +3,7 @@
 Options of ``train`` are generated from :class:`gpvae.config.TrainConfig`, so the CLI, papermill
 parameters and the Python API share one set of names. Exit codes: 0 success, 2 usage or data error
 (unknown option or choice, invalid value, missing or corrupt data, conflicting run folder),
-3 training diverged (NaN/inf), 130 interrupted (the last checkpoint is kept; rerun with --resume).
+3 training diverged or a result is not finite (nothing non-finite is written), 130 interrupted (the last checkpoint is kept; rerun with --resume).
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from .bench import bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
-from .training import TrainingDiverged, difficulty_run, evaluate_run, gaps_run, k_curve_run, train
+from .evaluation import AISSettings
+from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
+                       train)
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 GAP_KEYS = ("log_px", "elbo_opt", "elbo_model", "approximation_gap", "amortization_gap")
@@ -71,12 +73,74 @@ def build_parser() -> argparse.ArgumentParser:
                                "REFERENCE_RUN's encoder (its gaps.json), beside that run's own scores; to difficulty.json")
     evaluate.add_argument("--k-curve", type=_typed(int, 1), nargs="+", metavar="K",
                           help="log p̂(x) at each of these K on the first --max-test images, to k_curve.json")
+    evaluate.add_argument("--ais-steps", type=_typed(int, 1), metavar="T",
+                          help="log p(x) by AIS from the prior with T temperatures on --ais-subset test images, "
+                               "beside the IS estimate (K = --eval-k) on the same images, to ais.json")
+    evaluate.add_argument("--ais-subset", type=_typed(int, 1), default=500,
+                          help="test images of the AIS measurement (default: 500)")
+    evaluate.add_argument("--subset-seed", type=_typed(int, 0),
+                          help="draw the --gap-subset / --ais-subset images at random with this seed "
+                               "(default: the first images)")
+    _add_ais_options(evaluate)
+    bdmc = commands.add_parser("bdmc", help="BDMC certificate of a run's AIS: forward and reverse AIS on data "
+                                            "simulated from its model, at several T, to bdmc.json")
+    bdmc.add_argument("run_dir", help="run folder written by train (--out)")
+    bdmc.add_argument("--ais-steps", type=_typed(int, 1), nargs="+", default=[250, 1000, 4000], metavar="T",
+                      help="temperatures T to certify (default: 250 1000 4000)")
+    bdmc.add_argument("--bdmc-images", type=_typed(int, 1), default=100,
+                      help="images simulated from the model (default: 100)")
+    bdmc.add_argument("--data-dir", help="dataset folder (default: the run's)")
+    bdmc.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
+    _add_ais_options(bdmc)
     bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
     bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
     bench.add_argument("--json", help="also write the report as JSON to this path")
     _add_config_options(bench, skip={"model", "epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from"})
     return parser
+
+
+def _add_ais_options(parser: argparse.ArgumentParser) -> None:
+    defaults = AISSettings()
+    parser.add_argument("--ais-chains", type=_typed(int, 1), default=defaults.chains,
+                        help=f"AIS chains per image (default: {defaults.chains})")
+    parser.add_argument("--ais-leapfrog", type=_typed(int, 1), default=defaults.leapfrog,
+                        help=f"leapfrog steps per HMC transition (default: {defaults.leapfrog})")
+
+
+def _ais_settings(args, steps: int) -> AISSettings:
+    return AISSettings(steps=steps, chains=args.ais_chains, leapfrog=args.ais_leapfrog)
+
+
+def _evaluate(args) -> None:
+    """Every measurement the flags ask for, in turn; the plain re-evaluation when none is asked for."""
+    measured = False
+    if args.gaps:
+        result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device, args.subset_seed)
+        print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
+                         indent=1))
+        measured = True
+    if args.difficulty:
+        result = difficulty_run(args.run_dir, args.difficulty, args.data_dir, args.device)
+        print("\n".join(f"Spearman ρ with the gap, {k}: {v:.3f}" for k, v in result["spearman_with_gap"].items()))
+        measured = True
+    if args.k_curve:
+        if args.max_test is None:
+            raise ConfigError("--k-curve needs --max-test (each K costs K decoder passes per image)")
+        result = k_curve_run(args.run_dir, args.k_curve, args.max_test, args.data_dir, args.device)
+        print("\n".join(f"K = {c['eval_k']:>6}: log p̂(x) = {c['test_ll']:.3f} nats" for c in result["curve"]))
+        measured = True
+    if args.ais_steps:
+        result = ais_run(args.run_dir, _ais_settings(args, args.ais_steps), args.ais_subset, args.subset_seed,
+                         args.eval_k, args.data_dir, args.device)
+        print(f"AIS (T = {args.ais_steps}): log p(x) = {result['mean']:.3f} nats on {result['n']} test images; "
+              f"IS (K = {result['is']['eval_k']}) {result['is']['mean']:.3f}; estimator gap "
+              f"{result['estimator_gap']:+.3f}; acceptance {result['acceptance']:.2f}; {result['seconds']:.0f} s")
+        measured = True
+    if not measured or args.per_example:
+        result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
+                              per_example=args.per_example)
+        print(_summary(result))
 
 
 def _model_list(text: str) -> list[str]:
@@ -103,22 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             metrics = train(config)
             print(_summary(metrics))
             print(f"wrote {config.run_dir}/metrics.json")
-        elif args.command == "evaluate" and args.gaps:
-            result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device)
-            print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
-                             indent=1))
-        elif args.command == "evaluate" and args.difficulty:
-            result = difficulty_run(args.run_dir, args.difficulty, args.data_dir, args.device)
-            print("\n".join(f"Spearman ρ with the gap, {k}: {v:.3f}" for k, v in result["spearman_with_gap"].items()))
-        elif args.command == "evaluate" and args.k_curve:
-            if args.max_test is None:
-                raise ConfigError("--k-curve needs --max-test (each K costs K decoder passes per image)")
-            result = k_curve_run(args.run_dir, args.k_curve, args.max_test, args.data_dir, args.device)
-            print("\n".join(f"K = {c['eval_k']:>6}: log p̂(x) = {c['test_ll']:.3f} nats" for c in result["curve"]))
         elif args.command == "evaluate":
-            result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
-                                  per_example=args.per_example)
-            print(_summary(result))
+            _evaluate(args)
+        elif args.command == "bdmc":
+            result = bdmc_run(args.run_dir, args.ais_steps, _ais_settings(args, args.ais_steps[0]), args.bdmc_images,
+                              args.data_dir, args.device)
+            print("\n".join(f"T = {s['settings']['steps']:>5}: sandwich [{s['lower_mean']:.3f}, {s['upper_mean']:.3f}] "
+                             f"nats, width {s['width']:.3f}, {s['seconds']:.0f} s" for s in result["sandwich"]))
         else:
             options = {k: v for k, v in vars(args).items() if k not in ("command", "models", "repeats", "json")}
             report = bench(args.models, TrainConfig(**options), args.repeats)
@@ -129,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpvae: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDiverged as err:
-        print(f"gpvae: training diverged: {err}. The last good checkpoint is kept; "
-              "lower --lr or change --seed and rerun.", file=sys.stderr)
+        print(f"gpvae: diverged: {err}. Lower --lr or change --seed and rerun into a new --out.", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("gpvae: interrupted; the last completed epoch is checkpointed: rerun with --resume to continue.",

@@ -18,10 +18,22 @@ from .objectives import gaussian_elbo
 from .progress import progress
 from .refinement import Convergence, optimal_gaussian
 
+from .ais import AISSettings, ais_log_likelihood, bdmc  # noqa: F401  (AIS is part of the protocol)
+
 SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1
 GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
 MOMENT_SAMPLES = 1000  # draws behind the SVI starting point of a proposal without closed-form moments
+
+
+def test_subset(n_test: int, size: int, seed: int | None = None) -> torch.Tensor:
+    """Indices (size,) of a test subset: the first ``size`` images, or with a ``seed`` ``size`` distinct
+    images drawn by a generator seeded with it, in increasing order."""
+    if size > n_test:
+        raise ValueError(f"a subset of {size} images of a test set of {n_test}")
+    if seed is None:
+        return torch.arange(size)
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 def _batches(x: torch.Tensor, batch_size: int, device: torch.device, desc: str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .likelihoods import bernoulli_log_prob, discretized_logistic_log_prob, to_logistic_scale
+from .likelihoods import LOGISTIC_BINS, bernoulli_log_prob, discretized_logistic_log_prob, to_logistic_scale
 
 NETWORKS = ("mlp", "conv")
 MLP_HIDDEN = 200
@@ -70,6 +70,19 @@ class Decoder(nn.Module):
             return bernoulli_log_prob(params, x)
         mean, log_scale = params.chunk(2, dim=-3)
         return discretized_logistic_log_prob(torch.tanh(mean), log_scale.clamp(min=MIN_LOG_SCALE), x)
+
+    def sample(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x | z): binary pixels, or 8-bit levels 0..255 (the logistic drawn, then binned as the
+        likelihood bins it): (..., C, H, W), from ``generator`` (CPU) when given."""
+        params = self(z)
+        uniform = torch.rand(params.shape if self.likelihood == "bernoulli" else params.chunk(2, dim=-3)[0].shape,
+                             generator=generator).to(params.device)
+        if self.likelihood == "bernoulli":
+            return (uniform < torch.sigmoid(params)).to(params.dtype)
+        mean, log_scale = params.chunk(2, dim=-3)
+        u = uniform.clamp(1e-6, 1 - 1e-6)
+        y = torch.tanh(mean) + log_scale.clamp(min=MIN_LOG_SCALE).exp() * (u.log() - (-u).log1p())
+        return torch.round((y + 1.0) * 127.5).clamp(0, LOGISTIC_BINS - 1)
 
     def mean_image(self, z: torch.Tensor) -> torch.Tensor:
         """Expected image in data units ([0, 1] probabilities or 0..255 levels): (..., C, H, W)."""

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,8 +31,9 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import (GAP_ELBO_SAMPLES, amortization_gaps, difficulty_scores, elbo, evaluate, log_likelihood,
-                         partial_spearman, posterior_difficulty, spearman)
+from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, bdmc,
+                         difficulty_scores, elbo, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
+                         spearman, test_subset)
 from .models import LatentVariableModel, build_model
 from .progress import progress
 from .provenance import parameter_digest, provenance, resolve_device
@@ -76,10 +78,30 @@ def _checkpoint(state: dict, config: TrainConfig, model, optimizers, generator, 
 
 
 def load_checkpoint(run_dir: str | Path) -> dict:
+    """``RUN_DIR/checkpoint.pt``, or :class:`RunFolderError` naming the file when it is missing or unreadable."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise RunFolderError(f"no {CHECKPOINT} in {run_dir}: not a gpvae run folder")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign or corrupt: torch raises many types
+        raise RunFolderError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:120]}); it is damaged or not a "
+                             "gpvae checkpoint: retrain the run into a new --out") from None
+    missing = [k for k in ("config", "model", "best_model", "epoch") if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise RunFolderError(f"{path} is not a gpvae checkpoint (it lacks {missing})")
+    return saved
+
+
+def read_json(path: str | Path, hint: str) -> dict:
+    """A JSON file the library wrote, or :class:`RunFolderError` naming it and ``hint`` (what to do)."""
+    path = Path(path)
+    if not path.exists():
+        raise RunFolderError(f"{path} does not exist: {hint}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFolderError(f"{path} is not valid JSON ({err}): it is damaged; {hint}") from None
 
 
 def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData, LatentVariableModel, torch.device]:
@@ -317,26 +339,43 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     return metrics
 
 
-def load_run(run_dir: str | Path, **overrides) -> tuple[TrainConfig, datasets.ImageData, LatentVariableModel, torch.device]:
-    """The config (with ``overrides``), data and best-validation model of a run folder."""
+def load_run(run_dir: str | Path, full_test: bool = False,
+             **overrides) -> tuple[TrainConfig, datasets.ImageData, LatentVariableModel, torch.device]:
+    """The config (with the ``overrides`` that are not None), data and best-validation model of a run
+    folder; with ``full_test`` the whole test set, whatever ``max_test`` the run was evaluated on."""
     saved = load_checkpoint(run_dir)
     if saved["epoch"] and not math.isfinite(saved["best_valid_elbo"]):
         raise RunFolderError(f"{run_dir}: no epoch of its {saved['epoch']} has a finite validation ELBO, so it holds "
                              "no trained parameters to evaluate (the run diverged; retrain it with a lower --lr)")
     config = TrainConfig(**{**saved["config"], **{k: v for k, v in overrides.items() if v is not None}})
+    if full_test:
+        config = replace(config, max_test=None)
     data, model, device = prepare(config, fresh=False)
     model.load_state_dict(saved["best_model"])
     return config, data, model, device
 
 
+def _subset(data: datasets.ImageData, size: int, subset_seed: int | None, what: str) -> torch.Tensor:
+    """Test-image indices of a measurement (:func:`gpvae.evaluation.test_subset`), refused up front when
+    the run's test set is smaller."""
+    try:
+        return test_subset(len(data.test), size, subset_seed)
+    except ValueError as err:
+        raise ConfigError(f"{what}: {err}") from None
+
+
 def gaps_run(run_dir: str | Path, gap_subset: int = 100, eval_k: int | None = None, data_dir: str | None = None,
-             device: str | None = None) -> dict:
-    """Gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) of a run's best model on its
-    first ``gap_subset`` test images, with K = ``eval_k`` (default 5000); writes ``RUN_DIR/gaps.json``."""
-    config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device)
+             device: str | None = None, subset_seed: int | None = None) -> dict:
+    """Gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) of a run's best model on
+    ``gap_subset`` test images (the first ones, or drawn with ``subset_seed``), with K = ``eval_k``
+    (default 5000); writes ``RUN_DIR/gaps.json`` with the images' ``indices``."""
+    config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device,
+                                        full_test=True)
+    indices = _subset(data, gap_subset, subset_seed, "--gap-subset")
     torch.manual_seed(config.seed)
-    result = amortization_gaps(model, data.test[:gap_subset], config.eval_k, config.batch_size, dev)
-    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), **provenance(dev))
+    result = amortization_gaps(model, data.test[indices], config.eval_k, config.batch_size, dev)
+    result.update(indices=indices.tolist(), subset_seed=subset_seed, model=config.model, dataset=config.dataset,
+                  run_dir=str(run_dir), **provenance(dev))
     _write_json(Path(run_dir) / "gaps.json", result)
     return result
 
@@ -368,14 +407,16 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
     better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws)?
     Writes and returns ``RUN_DIR/difficulty.json``: Spearman ρ of every score with the gap, the partial
     ρ of the run's scores given the reference's negative ELBO, and the per-image values."""
-    gaps = json.loads((Path(reference_dir) / "gaps.json").read_text())
+    gaps = read_json(Path(reference_dir) / "gaps.json", f"run `python -m gpvae evaluate {reference_dir} --gaps` first")
     gap = gaps["amortization_gap"]["per_example"]
-    config, data, model, dev = load_run(run_dir, max_test=gaps["n"], data_dir=data_dir, device=device)
-    *_, reference, _ = load_run(reference_dir, max_test=gaps["n"], data_dir=data_dir, device=device)
+    indices = torch.tensor(gaps.get("indices", range(gaps["n"])))  # gaps.json before subsets: the first n images
+    config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
+    *_, reference, _ = load_run(reference_dir, full_test=True, data_dir=data_dir, device=device)
+    images = data.test[indices]
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    own = posterior_difficulty(model, data.test, config.batch_size, dev)
-    baseline = difficulty_scores(reference, data.test, GAP_ELBO_SAMPLES, config.batch_size, dev)
+    own = posterior_difficulty(model, images, config.batch_size, dev)
+    baseline = difficulty_scores(reference, images, GAP_ELBO_SAMPLES, config.batch_size, dev)
     scores = {**own, **baseline}
     result = {"n": len(gap), "reference": str(reference_dir), "scores_of_reference": sorted(baseline),
               "spearman_with_gap": {k: spearman(v, gap) for k, v in scores.items()},
@@ -386,6 +427,54 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
     _write_json(Path(run_dir) / "difficulty.json", result)
+    return result
+
+
+def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed: int | None = None,
+            eval_k: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
+    """log p(x) of a run's decoder by AIS from the prior (:func:`gpvae.evaluation.ais_log_likelihood`) on
+    ``subset`` test images (the first, or drawn with ``subset_seed``), beside the protocol's importance-
+    sampling estimate with the run's own proposal (K = ``eval_k``, default the run's) on the same images:
+    their difference is the estimator gap. Writes and returns ``RUN_DIR/ais.json`` (per-image values,
+    indices, settings, acceptance, seconds, decoder digest, provenance)."""
+    config, data, model, dev = load_run(run_dir, full_test=True, eval_k=eval_k, data_dir=data_dir, device=device)
+    indices = _subset(data, subset, subset_seed, "--ais-subset")
+    images = data.test[indices]
+    annealed = ais_log_likelihood(model, images, settings, config.batch_size, dev, config.seed)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    sampled = log_likelihood(model, images, config.eval_k, config.batch_size, dev)
+    is_seconds = time.perf_counter() - started
+    ais_values = annealed.pop("per_example")
+    result = {"n": len(indices), "indices": indices.tolist(), "subset_seed": subset_seed, **annealed,
+              "per_example": [round(v, 4) for v in ais_values.tolist()],
+              "is": {"eval_k": config.eval_k, "mean": sampled.mean().item(), "seconds": is_seconds,
+                     "per_example": [round(v, 4) for v in sampled.tolist()]},
+              "estimator_gap": (ais_values - sampled.double()).mean().item(),
+              "decoder_sha256": parameter_digest(model.decoder), "model": config.model, "dataset": config.dataset,
+              "run_dir": str(run_dir), **provenance(dev)}
+    _require_finite(result, f"AIS of {run_dir}")
+    _write_json(Path(run_dir) / "ais.json", result)
+    return result
+
+
+def bdmc_run(run_dir: str | Path, steps: list[int], settings: AISSettings, images: int = 100,
+             data_dir: str | None = None, device: str | None = None) -> dict:
+    """The BDMC certificate of a run's decoder: for each T of ``steps``, forward and reverse AIS
+    (:func:`gpvae.evaluation.bdmc`) on ``images`` images simulated from the model (seeded with the run's
+    seed); the protocol's T is the smallest whose mean sandwich width is at most the threshold the
+    caller states. Writes and returns ``RUN_DIR/bdmc.json``."""
+    config, _, model, dev = load_run(run_dir, data_dir=data_dir, device=device)
+    sandwich = []
+    for t in steps:
+        one = bdmc(model, images, replace(settings, steps=t), config.batch_size, dev, config.seed)
+        lower, upper = one.pop("lower"), one.pop("upper")
+        sandwich.append({**one, "per_example": {"lower": [round(v, 4) for v in lower.tolist()],
+                                                "upper": [round(v, 4) for v in upper.tolist()]}})
+    result = {"images": images, "sandwich": sandwich, "decoder_sha256": parameter_digest(model.decoder),
+              "model": config.model, "dataset": config.dataset, "run_dir": str(run_dir), **provenance(dev)}
+    _require_finite({f"width_T{s['settings']['steps']}": s["width"] for s in sandwich}, f"BDMC of {run_dir}")
+    _write_json(Path(run_dir) / "bdmc.json", result)
     return result
 
 

@@ -27,9 +27,10 @@ from .config import ConfigError, TrainConfig
 CHAPTER = "book/training.ipynb"
 GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
              "evaluation", "bench", "datasets", "runs")
-EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
 RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
-MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference")}
+MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
+                    "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
+                    "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate")}
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
                  "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
@@ -104,17 +105,56 @@ def evaluation(grid: dict, dataset: str) -> dict:
     return {**grid["evaluation"], **(grid["datasets"][dataset] or {}).get("evaluation", {})}
 
 
+def subset_seed_option(grid: dict, dataset: str) -> str:
+    """``--subset-seed S`` when the grid's evaluation draws its gap subset at random (``subset_seed``), else
+    nothing: the first ``gap_subset`` test images, as the grids before seeded subsets declared."""
+    seed = evaluation(grid, dataset).get("subset_seed")
+    return f"--subset-seed {seed}" if seed is not None else ""
+
+
 def measurement(grid: dict, name: str, dataset: str) -> dict | None:
-    """The grid's measurement ``name`` (``k_curve``, ``difficulty``) with the dataset's own overrides, or
-    None when the grid has none."""
+    """The grid's measurement ``name`` (a key of :data:`MEASUREMENT_KEYS`) with the dataset's own
+    overrides and without the runs the dataset skips, or None when the grid has none."""
     if grid.get(name) is None:
         return None
-    return {**grid[name], **(grid["datasets"][dataset] or {}).get(name, {})}
+    spec = {**grid[name], **(grid["datasets"][dataset] or {}).get(name, {})}
+    skipped = (grid["datasets"][dataset] or {}).get("skip", [])
+    return {**spec, "runs": [run for run in spec.get("runs", []) if run not in skipped]}
 
 
 def measured_runs(spec: dict) -> list[str]:
-    """Every run a measurement reads: its ``runs`` (each writes ``RUN_DIR/<name>.json``) and its ``reference``."""
-    return [*spec["runs"], *([spec["reference"]] if "reference" in spec else [])]
+    """Every run a measurement reads: its ``runs`` (each writes ``RUN_DIR/<name>.json``), its ``reference``
+    (difficulty) and its ``certificate`` (ais: the run whose ``bdmc.json`` fixes T)."""
+    return [*spec["runs"], *[spec[key] for key in ("reference", "certificate") if key in spec]]
+
+
+def certified_steps(bdmc_result: dict, max_width: float) -> dict:
+    """The protocol's AIS temperatures from a ``bdmc.json``: the smallest T whose mean sandwich width is at
+    most ``max_width`` nats, else the largest T measured (``certified`` False), with the width reached."""
+    sandwich = sorted(bdmc_result["sandwich"], key=lambda s: s["settings"]["steps"])
+    chosen = next((s for s in sandwich if s["width"] <= max_width), sandwich[-1])
+    return {"steps": chosen["settings"]["steps"], "width": chosen["width"], "max_width": max_width,
+            "certified": chosen["width"] <= max_width}
+
+
+def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
+    """The grid's AIS of one run (the Snakefile's ``ais`` job): T certified by the BDMC of the
+    measurement's ``certificate`` run of the same dataset and seed, the seeded test subset, the
+    protocol's K for the importance-sampling estimate beside it. Writes ``RUN_DIR/ais.json``."""
+    from .evaluation import AISSettings
+    from .training import _write_json, ais_run, read_json
+
+    spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
+    certificate_dir = run_dir(grid, dataset, spec["certificate"], seed)
+    certificate = certified_steps(read_json(certificate_dir / "bdmc.json", "run the grid's bdmc job first"),
+                                  bdmc_spec["max_width"])
+    settings = AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=spec["leapfrog"])
+    folder = run_dir(grid, dataset, run, seed)
+    result = ais_run(folder, settings, spec["subset"], spec["subset_seed"], evaluation(grid, dataset)["eval_k"],
+                     device=grid["device"])
+    result["certificate"] = {**certificate, "run": spec["certificate"]}
+    _write_json(folder / "ais.json", result)
+    return result
 
 
 def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
@@ -253,6 +293,7 @@ def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job;
+    ``python -m gpvae.workflow ais GRID_JSON DATASET RUN SEED``: the Snakefile's AIS job;
     ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
     seed (``make results`` gives them priority, so that one dataset completes first)."""
     import argparse
@@ -265,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("grid", help="the grid as JSON")
     bench_parser.add_argument("dataset")
     bench_parser.add_argument("out")
+    ais_parser = commands.add_parser("ais")
+    ais_parser.add_argument("grid", help="the grid as JSON")
+    for name in ("dataset", "run"):
+        ais_parser.add_argument(name)
+    ais_parser.add_argument("seed", type=int)
     targets_parser = commands.add_parser("targets")
     targets_parser.add_argument("grid", help="grid file (YAML)")
     targets_parser.add_argument("dataset")
@@ -272,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
+    elif args.command == "ais":
+        ais_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
     else:
         grid = load_grid(args.grid)
         print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]

@@ -93,6 +93,10 @@ class LatentVariableModel(nn.Module):
         """Called by the training loop before epoch ``epoch`` (0-based) of ``epochs``; models trained
         in stages (RME) switch stage here. Nothing by default."""
 
+    def sample_observation(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p_θ(x | z): z (B, d) -> x (B, ...), drawn from ``generator`` when given."""
+        raise NotImplementedError
+
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x, z): (S, B)."""
         return standard_normal_log_prob(z) + self.log_likelihood(x, z)
@@ -124,3 +128,6 @@ class EncoderDecoderModel(LatentVariableModel):
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.decoder.log_prob(x, z)
+
+    def sample_observation(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decoder.sample(z, generator)

@@ -40,6 +40,10 @@ class LinearGaussian(LatentVariableModel):
             noise = torch.randn(n, self.bias.shape[0], generator=g, dtype=torch.float64)
             return z @ self.weight.T + self.bias + self.log_noise_std.exp() * noise
 
+    def sample_observation(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(*z.shape[:-1], self.bias.shape[0], generator=generator, dtype=z.dtype)
+        return z @ self.weight.T + self.bias + self.log_noise_std.exp() * noise
+
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         var = (2 * self.log_noise_std).exp()
         resid = x - (z @ self.weight.T + self.bias)

@@ -1,0 +1,125 @@
+"""AIS from the prior and its BDMC certificate, against a linear-Gaussian model whose log p(x) and
+posterior are exact, and on the project's decoders."""
+import json
+import math
+
+import pytest
+import torch
+
+from gpvae import cli
+from gpvae.ais import AISSettings, ais_log_likelihood, bdmc, hmc_transition, simulate, temperatures
+from gpvae.likelihoods import discretized_logistic_log_prob
+from gpvae.models import LinearGaussian
+from gpvae.networks import build_networks
+
+from .conftest import data_dir, requires_data
+
+
+@pytest.fixture
+def exact_model():
+    return LinearGaussian(data_dim=8, latent_dim=3, noise_std=0.5, seed=1)
+
+
+def test_temperatures_run_from_zero_to_one_increasing():
+    for schedule in ("sigmoid", "linear"):
+        betas = temperatures(50, schedule)
+        assert betas.shape == (51,) and betas[0] == 0 and betas[-1] == 1 and (betas.diff() > 0).all()
+
+
+def test_ais_matches_the_exact_log_px_within_monte_carlo_error(exact_model):
+    x = exact_model.sample_data(64, seed=2)
+    exact = exact_model.exact_log_marginal(x)
+    result = ais_log_likelihood(exact_model, x, AISSettings(steps=500, chains=4, leapfrog=5, step_size=0.1),
+                                batch_size=64)
+    error = result["per_example"] - exact
+    standard_error = error.std().item() / math.sqrt(len(error))
+    assert abs(error.mean().item()) < 4 * standard_error + 0.01, (error.mean().item(), standard_error)
+    assert error.abs().max() < 1.5 and 0.3 < result["acceptance"] < 0.95
+    few = ais_log_likelihood(exact_model, x, AISSettings(steps=5, chains=4, leapfrog=5, step_size=0.1), batch_size=64)
+    assert (few["per_example"] - exact).abs().mean() > 2 * error.abs().mean()  # more temperatures help
+
+
+def test_bdmc_sandwich_contains_the_exact_value_and_narrows_with_more_temperatures(exact_model):
+    _, x = simulate(exact_model, 64, seed=0)
+    exact = exact_model.exact_log_marginal(x).mean().item()
+    widths = []
+    for steps in (30, 500):
+        result = bdmc(exact_model, 64, AISSettings(steps=steps, chains=8, leapfrog=5, step_size=0.1), batch_size=64)
+        standard_errors = [result[k].std().item() / 8 for k in ("lower", "upper")]  # sd over 64 images / √64
+        assert result["lower_mean"] < exact + 3 * standard_errors[0], (steps, result["lower_mean"], exact)
+        assert result["upper_mean"] > exact - 3 * standard_errors[1], (steps, result["upper_mean"], exact)
+        widths.append(result["width"])
+    assert widths[1] < widths[0] / 3 and widths[1] < 0.3, widths
+
+
+def test_hmc_leaves_the_exact_posterior_invariant(exact_model):
+    x = exact_model.sample_data(16, seed=3)
+    mean, cov = exact_model.exact_posterior(x)
+    with torch.no_grad():
+        z = mean + torch.randn(400, 16, 3, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+        step_size = torch.full((400, 16), 0.3)
+        for _ in range(100):
+            z, accept, _ = hmc_transition(exact_model, x, z, 1.0, step_size, leapfrog=5)
+    assert (z.mean(0) - mean).abs().max() < 5 * cov.diagonal().max().sqrt() / math.sqrt(400)
+    assert torch.allclose(torch.cov(z[:, 0].T), cov, atol=0.03), (torch.cov(z[:, 0].T), cov)
+    assert 0.5 < accept.mean() < 1.0
+
+
+def test_ais_never_asks_for_the_proposal(exact_model):
+    x = exact_model.sample_data(8, seed=4)
+    settings = AISSettings(steps=20, chains=2, leapfrog=2, step_size=0.1)
+    before = ais_log_likelihood(exact_model, x, settings, seed=7)["per_example"]
+    exact_model.proposal = lambda *_: pytest.fail("AIS called the proposal")
+    with torch.no_grad():
+        exact_model.encoder_weight.mul_(5.0)
+    assert torch.equal(ais_log_likelihood(exact_model, x, settings, seed=7)["per_example"], before)
+
+
+@pytest.mark.parametrize("network, likelihood, shape", [("mlp", "bernoulli", (1, 28, 28)),
+                                                        ("conv", "logistic", (1, 28, 28))])
+def test_ais_and_bdmc_run_on_the_project_decoders(network, likelihood, shape):
+    from gpvae.models.vae import VAE
+    encoder, decoder = build_networks(network, shape, likelihood, latent_dim=4)
+    model = VAE(encoder, decoder)
+    _, x = simulate(model, 3, seed=0)
+    assert x.shape == (3, *shape) and ((x == 0) | (x == 1)).all() if likelihood == "bernoulli" else x.max() <= 255
+    settings = AISSettings(steps=3, chains=2, leapfrog=2)
+    assert torch.isfinite(ais_log_likelihood(model, x, settings)["per_example"]).all()
+    assert math.isfinite(bdmc(model, 3, settings)["width"])
+
+
+def test_logistic_decoder_samples_follow_its_probabilities():
+    """Decoder.sample bins the logistic as discretized_logistic_log_prob does: frequencies match."""
+    encoder, decoder = build_networks("conv", (1, 28, 28), "logistic", latent_dim=2)
+    z = torch.zeros(1, 2)
+    draws = torch.stack([decoder.sample(z, torch.Generator().manual_seed(s))[0, 0, 14, 14] for s in range(4000)])
+    mean, log_scale = decoder(z)[0].chunk(2, dim=0)
+    levels = torch.arange(256.0).reshape(256, 1, 1, 1)
+    probs = discretized_logistic_log_prob(torch.tanh(mean[:, 14:15, 14:15]),
+                                          log_scale[:, 14:15, 14:15].clamp(min=-7.0), levels).exp()
+    assert abs(probs.sum().item() - 1.0) < 1e-4
+    expected = (probs * torch.arange(256.0)).sum()
+    assert abs(draws.mean() - expected) < 4 * draws.std() / math.sqrt(4000) + 0.5
+
+
+@requires_data
+def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_path):
+    """R4 keeps its VAE's decoder: AIS gives both one number (the same draws), IS two."""
+    common = ["--max-train", "1000", "--max-test", "50", "--eval-k", "20", "--device", "cpu", "--data-dir", str(data_dir())]
+    assert cli.main(["train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path / "vae"), *common]) == 0
+    assert cli.main(["train", "--model", "gp", "--init-from", str(tmp_path / "vae"), "--epochs", "0",
+                     "--error-images", "100", "--error-svi-steps", "100", "--error-inducing", "32",
+                     "--out", str(tmp_path / "gp"), *common]) == 0
+    ais = {}
+    for run in ("vae", "gp"):
+        assert cli.main(["evaluate", str(tmp_path / run), "--ais-steps", "20", "--ais-subset", "6",
+                         "--subset-seed", "3", "--eval-k", "50"]) == 0
+        ais[run] = json.loads((tmp_path / run / "ais.json").read_text())
+    assert ais["vae"]["decoder_sha256"] == ais["gp"]["decoder_sha256"]
+    assert ais["vae"]["indices"] == ais["gp"]["indices"] != list(range(6))
+    assert ais["vae"]["per_example"] == ais["gp"]["per_example"]
+    assert ais["vae"]["is"]["per_example"] != ais["gp"]["is"]["per_example"]
+    assert {"steps", "chains", "leapfrog"} <= set(ais["vae"]["settings"]) and ais["vae"]["seconds"] > 0
+    assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--bdmc-images", "4"]) == 0
+    sandwich = json.loads((tmp_path / "vae" / "bdmc.json").read_text())["sandwich"]
+    assert [s["settings"]["steps"] for s in sandwich] == [5, 20] and all(math.isfinite(s["width"]) for s in sandwich)
