@@ -16,6 +16,7 @@ from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
 from .evaluation import AISSettings
+from .models.gp import PRESETS
 from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
                        train)
 
@@ -143,6 +144,20 @@ def _evaluate(args) -> None:
         print(_summary(result))
 
 
+def _check_preset(options: dict, argv: list[str]) -> None:
+    """Refuse an option given on the command line at its default beside a preset that sets it otherwise:
+    :class:`TrainConfig` cannot tell it from one left out, and would let the preset override it silently
+    (an option given any other value wins over the preset)."""
+    preset = PRESETS.get(options.get("gp_preset"), {})
+    given = {token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")}
+    defaults = TrainConfig.__dataclass_fields__
+    conflicts = sorted(name for name in given & set(preset)
+                       if options[name] != preset[name] and options[name] == defaults[name].default)
+    if conflicts:
+        raise ConfigError(f"--gp-preset {options['gp_preset']} sets {', '.join(f'{k} = {preset[k]!r}' for k in conflicts)}; "
+                          f"the command line also gives {', '.join(f'{k} = {options[k]!r}' for k in conflicts)}: drop one")
+
+
 def _model_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             options = {k: v for k, v in vars(args).items() if k != "command"}
+            _check_preset(options, argv if argv is not None else sys.argv[1:])
             config = TrainConfig(**options)
             metrics = train(config)
             print(_summary(metrics))

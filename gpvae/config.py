@@ -61,7 +61,9 @@ class TrainConfig(GPRFOptions):
     freeze: str = _opt("none", "parts of the warm-started networks kept fixed during training (needs init_from)",
                        choices=FREEZE)
     gp_preset: str = _opt("none", "named GP-RF configuration; its values replace the GP-RF options left at their "
-                          "defaults (paper: the paper's wording read literally, reading R1)",
+                          "defaults, an option given another value wins (on the command line, one given at its "
+                          "default where the preset differs is refused) (paper: the paper's wording read literally, "
+                          "reading R1)",
                           choices=("none", *PRESETS))
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)
@@ -80,6 +82,9 @@ class TrainConfig(GPRFOptions):
             for name, value in PRESETS[self.gp_preset].items():
                 if getattr(self, name) == getattr(defaults, name):
                     setattr(self, name, value)
+        if self.error_model == "knn" and self.error_neighbours > self.error_images:
+            raise ConfigError(f"error_neighbours = {self.error_neighbours} exceeds error_images = {self.error_images}: "
+                              "the nearest-neighbour control averages at most the observed errors")
         if self.freeze != "none" and not self.init_from:
             raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
         if not 0.0 < self.lr_factor < 1.0:
@@ -100,3 +105,15 @@ def option_specs():
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else None
         yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"], f.metadata["minimum"]
+
+
+def check_chapter_parameters(namespace: dict, declared: set[str]) -> None:
+    """Refuse names that papermill injected into a chapter but its parameters cell does not declare (a
+    misspelled ``-p epoch 1`` would otherwise only warn and leave the default in force). ``declared`` is
+    ``set(globals())`` taken at the end of the parameters cell; ``namespace`` the chapter's globals after
+    papermill's injected cell."""
+    unknown = sorted(name for name in set(namespace) - declared if not name.startswith("_") and name not in ("In", "Out"))
+    if unknown:
+        known = sorted(name for name in declared if not name.startswith("_") and name not in ("In", "Out")
+                       and not callable(namespace.get(name)))
+        raise ConfigError(f"unknown parameter(s) {unknown}; this chapter's parameters are {', '.join(known)}")

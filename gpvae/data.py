@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -114,12 +115,45 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = False) 
 # --------------------------------------------------------------------------------------------- #
 # MNIST and Fashion-MNIST: torchvision's IDX readers, from the .gz files when only those exist.
 
+IDX_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # IDX type codes -> bytes per item
+
+
+def idx_problem(path: Path) -> str | None:
+    """Why the IDX file ``path`` is not whole (bad magic, or a size other than its header declares), or None."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_ITEM_BYTES or not 1 <= head[3] <= 4:
+            return "not an IDX file (bad magic number)"
+        dims = handle.read(4 * head[3])
+    if len(dims) < 4 * head[3]:
+        return "truncated header"
+    expected = 4 + len(dims) + math.prod(int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4)) \
+        * IDX_ITEM_BYTES[head[2]]
+    size = path.stat().st_size
+    return None if size == expected else f"{size} bytes where its header declares {expected} (truncated or damaged)"
+
+
+def _read_idx(cls, root: Path, train: bool, download: bool = False):
+    """torchvision's reader, its failures (a failed download, unreadable files) as :class:`DataError`."""
+    try:
+        return cls(str(root), train=train, download=download)
+    except Exception as err:  # torchvision raises RuntimeError, URLError, ValueError, ... on these paths
+        what = "download failed" if download else "files could not be read"
+        raise DataError(f"{cls.__name__}: {what} in {root / cls.__name__ / 'raw'} ({type(err).__name__}: {err})") from None
+
+
 def _idx_dataset(cls, root: Path, download: bool, train: bool):
-    """torchvision ``cls`` (MNIST or FashionMNIST), decompressing md5-checked ``.gz`` files into the cache."""
+    """torchvision ``cls`` (MNIST or FashionMNIST), decompressing md5-checked ``.gz`` files into the cache.
+    Every decompressed file is checked against its IDX header before it is read: a damaged one in the data
+    folder is refused (:class:`DataError` naming it), a damaged cached copy is decompressed again."""
     raw = root / cls.__name__ / "raw"
     unpacked = [Path(fname).with_suffix("").name for fname, _ in cls.resources]
     if all((raw / f).exists() for f in unpacked):
-        return cls(str(root), train=train, download=False)
+        bad = [f"{raw / f}: {problem}" for f in unpacked if (problem := idx_problem(raw / f))]
+        if bad:
+            raise DataError(f"{cls.__name__}: damaged file(s) {'; '.join(bad)}. Replace them with the originals "
+                            "(or delete them to use the .gz files beside them).")
+        return _read_idx(cls, root, train)
     gz = [(raw / fname, md5) for fname, md5 in cls.resources]
     if all(path.exists() for path, _ in gz):
         bad = [path.name for path, md5 in gz if not check_integrity(str(path), md5)]
@@ -129,10 +163,15 @@ def _idx_dataset(cls, root: Path, download: bool, train: bool):
         target = cache_dir() / "data" / cls.__name__ / "raw"
         target.mkdir(parents=True, exist_ok=True)
         for path, _ in gz:
-            _gunzip_once(path, target / path.with_suffix("").name)
-        return cls(str(target.parent.parent), train=train, download=False)
+            copy = target / path.with_suffix("").name
+            if copy.exists() and idx_problem(copy):
+                copy.unlink()  # a damaged cached copy (an interrupted or foreign write): decompress it again
+            _gunzip_once(path, copy)
+            if problem := idx_problem(copy):
+                raise DataError(f"{cls.__name__}: {path} decompresses to a damaged file ({problem})")
+        return _read_idx(cls, target.parent.parent, train)
     if download:
-        return cls(str(root), train=train, download=True)
+        return _read_idx(cls, root, train, download=True)
     raise DataError(_missing(cls.__name__, raw, [f for f, _ in cls.resources] + ["(or the same names without .gz)"]))
 
 
@@ -230,13 +269,18 @@ def _omniglot_ink(root: Path, background: bool, download: bool) -> torch.Tensor:
             root_for_tv = cache_dir() / "data"
             (root_for_tv / "omniglot-py").mkdir(parents=True, exist_ok=True)
             link = root_for_tv / "omniglot-py" / f"{stem}.zip"
+            if not (link.parent / stem).is_dir():  # verified before it is extracted under its final name
+                zip_path = tv_root / f"{stem}.zip"
+                if not check_integrity(str(zip_path), torchvision.datasets.Omniglot.zips_md5[stem]):
+                    raise DataError(f"Omniglot: corrupt file {zip_path} (md5 differs from torchvision's); "
+                                    "replace it with the original.")
             if not link.exists():  # torchvision checks the zip's md5 beside the extracted folder
                 link.symlink_to((tv_root / f"{stem}.zip").resolve())
             _extract_once(link, link.parent / stem)
         try:
             ds = torchvision.datasets.Omniglot(str(root_for_tv), background=background, download=download)
-        except RuntimeError as err:
-            raise DataError(f"Omniglot: {err} (looked in {tv_root})") from None
+        except Exception as err:  # RuntimeError for missing/corrupt files, URLError and others for a download
+            raise DataError(f"Omniglot: {type(err).__name__}: {err} (looked in {tv_root})") from None
         return torch.stack([1.0 - TF.pil_to_tensor(ds[i][0]).float().clamp(max=1) for i in range(len(ds))])
     raise DataError(_missing("Omniglot", root, [f"omniglot-npz/{stem}.npz", f"omniglot-py/{stem}.zip"]))
 

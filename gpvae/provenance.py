@@ -9,7 +9,7 @@ from pathlib import Path
 import gpytorch
 import torch
 
-from .config import ConfigError
+from .options import ConfigError
 
 
 # What a run executes: the package, its install files, and the chapter every run of record executes.

@@ -115,6 +115,7 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
 def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True) -> LatentVariableModel:
     """The model of ``config`` for ``data``, seeded with ``config.seed``; a ``fresh`` one is also
     warm-started (``init_from``) and initialized from the first training images (on CPU)."""
+    _check_against_data(config, data)
     torch.manual_seed(config.seed)
     try:
         model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
@@ -131,6 +132,15 @@ def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True)
         model.initialize_from_data(first)
     _freeze(model, config.freeze)
     return model
+
+
+def _check_against_data(config: TrainConfig, data: datasets.ImageData) -> None:
+    """Refuse, before any work, options that the data cannot honour (they would otherwise be cut silently)."""
+    if config.model == "gp" and config.gp_fit == "errors" and config.error_images > len(data.train):
+        raise ConfigError(f"--error-images {config.error_images} exceeds the {len(data.train)} training images of "
+                          f"{config.dataset}{f' (--max-train {config.max_train})' if config.max_train else ''}")
+    if config.max_test is not None and config.max_test > len(data.test):
+        raise ConfigError(f"--max-test {config.max_test} exceeds the {len(data.test)} test images of {config.dataset}")
 
 
 def _freeze(model: LatentVariableModel, parts: str) -> None:
@@ -205,19 +215,17 @@ def _diagnostics(model: LatentVariableModel, images: tuple, seed: int) -> dict:
         return model.diagnostics(*images)
 
 
-def _fit_to_data(model: LatentVariableModel, images: torch.Tensor, config: TrainConfig, run_dir: Path,
-                 epochs_done: int, final: bool = False) -> dict:
+def _fit_to_data(model: LatentVariableModel, images: torch.Tensor, config: TrainConfig, epochs_done: int,
+                 final: bool = False) -> dict:
     """:meth:`fit_to_data` of the parameters after ``epochs_done`` epochs (or the best ones, ``final``),
-    its intermediate results cached in the run folder under that epoch — or, for the unchanged
-    parameters of a warm start, in the ``init_from`` run's folder, so that every run reading the same
-    trained model shares them."""
+    its intermediate results in the content-addressed folder ``$GPVAE_CACHE_DIR/fits`` (keyed by a digest
+    of the parameters, images and settings they come from, so that runs reading the same trained model
+    share them and nothing else can)."""
     model.eval()
-    folder = Path(config.init_from) if config.init_from and epochs_done == 0 else run_dir
-    cache = folder / f"fit_cache_epoch{epochs_done}_seed{config.seed}_{config.error_svi_steps}x{config.error_svi_samples}.pt"
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        record = model.fit_to_data(images, config.seed, cache)
+        record = model.fit_to_data(images, config.seed, datasets.cache_dir() / "fits")
     return {"after_epoch": epochs_done, "final": final, "seconds": time.perf_counter() - start, **record}
 
 
@@ -263,7 +271,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists() and not config.resume:
         raise RunFolderError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    data, model, device = prepare(config)
+    data, model, device = prepare(config, fresh=not ckpt_path.exists())  # a resumed run needs no warm-start source
     origin = provenance(device)
     optimizers = model.optimizers(config.lr)
     generator = torch.Generator().manual_seed(config.seed)
@@ -296,7 +304,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
             break
         start = time.perf_counter()
         if epoch in fit_epochs:
-            state["fits"].append(_fit_to_data(model, fit_images, config, run_dir, epoch))
+            state["fits"].append(_fit_to_data(model, fit_images, config, epoch))
         try:
             train_loss = _run_epoch(model, optimizers, data, config, generator, device, epoch)
             seconds = time.perf_counter() - start
@@ -319,7 +327,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     model.load_state_dict(state["best_model"])
     if model.fits_after_training and not any(f["final"] and f["run_epochs"] == state["epoch"] for f in state["fits"]):
         # the data fit on the parameters that are evaluated; checkpointed, so that evaluate and resume see it
-        fit = _fit_to_data(model, fit_images, config, run_dir, state["best_epoch"], final=True)
+        fit = _fit_to_data(model, fit_images, config, state["best_epoch"], final=True)
         state["fits"].append({**fit, "run_epochs": state["epoch"]})
         state["best_model"] = copy.deepcopy(model.state_dict())
         _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))

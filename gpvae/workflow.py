@@ -93,6 +93,83 @@ def run_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
     return Path(grid["runs_dir"]) / dataset / f"{run}_seed{seed}"
 
 
+def weights_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    """Where a finished run's weights are committed (grids with ``commit_weights``): a run folder that
+    ``python -m gpvae evaluate`` reads, with its ``metrics.json``."""
+    return Path(grid["results_dir"]) / dataset / "weights" / f"{run}_seed{seed}"
+
+
+def parked_checkpoint(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    """Where an unfinished run's latest checkpoint is committed when work stops (:func:`park`)."""
+    return Path(grid["results_dir"]) / dataset / "unfinished" / f"{run}_seed{seed}" / "checkpoint.pt"
+
+
+def source_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    """The folder a warm start reads: the run's folder, or its committed weights when that folder has no
+    finished run (a fresh machine) and the weights exist."""
+    folder = run_dir(grid, dataset, run, seed)
+    committed = weights_dir(grid, dataset, run, seed)
+    if not (folder / "metrics.json").exists() and (committed / "metrics.json").exists():
+        return committed
+    return folder
+
+
+def commit_weights(grid: dict, dataset: str, run: str, seed: int) -> Path:
+    """Write a finished run's best parameters (float32, no optimizer state) and its ``metrics.json`` to
+    :func:`weights_dir`, and drop its parked checkpoint. Returns the folder."""
+    import shutil
+
+    import torch
+
+    from .training import CHECKPOINT, load_checkpoint
+
+    folder, target = run_dir(grid, dataset, run, seed), weights_dir(grid, dataset, run, seed)
+    saved = load_checkpoint(folder)
+    best = {k: v.float() if v.is_floating_point() else v for k, v in saved["best_model"].items()}
+    slim = {k: saved[k] for k in ("config", "epoch", "best_epoch", "best_valid_elbo", "history", "fits", "stopped")
+            if k in saved}
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / f"{CHECKPOINT}.partial"
+    torch.save({**slim, "model": best, "best_model": best}, partial)
+    partial.replace(target / CHECKPOINT)
+    shutil.copy(folder / "metrics.json", target / "metrics.json")
+    parked = parked_checkpoint(grid, dataset, run, seed)
+    if parked.exists():
+        parked.unlink()
+        parked.parent.rmdir()
+    return target
+
+
+def park(grid: dict) -> list[Path]:
+    """Copy the latest checkpoint of every started, unfinished run of the grid to
+    :func:`parked_checkpoint`, so that a fresh machine resumes it (:func:`unpark`). Returns the copies."""
+    import shutil
+
+    parked = []
+    for dataset, run, seed in cells(grid):
+        folder = run_dir(grid, dataset, run, seed)
+        if (folder / "checkpoint.pt").exists() and not (folder / "metrics.json").exists():
+            target = parked_checkpoint(grid, dataset, run, seed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / "checkpoint.pt", target.with_suffix(".partial"))
+            target.with_suffix(".partial").replace(target)
+            parked.append(target)
+    return parked
+
+
+def unpark(grid: dict, dataset: str, run: str, seed: int) -> bool:
+    """Before a training job: put the run's parked checkpoint into its folder when the folder has none.
+    Returns whether it did."""
+    import shutil
+
+    folder, parked = run_dir(grid, dataset, run, seed), parked_checkpoint(grid, dataset, run, seed)
+    if parked.exists() and not (folder / "checkpoint.pt").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(parked, folder / "checkpoint.pt")
+        return True
+    return False
+
+
 def record_path(grid: dict, dataset: str, run: str, seed: int) -> Path:
     return Path(grid["results_dir"]) / dataset / f"{run}_seed{seed}.json"
 
@@ -199,7 +276,7 @@ def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
               "eval_k": settings["eval_k"], "seed": seed, "device": grid["device"],
               "out": str(run_dir(grid, dataset, run, seed))}
     if warm_start:
-        spec["init_from"] = str(run_dir(grid, dataset, warm_start, seed))
+        spec["init_from"] = str(source_dir(grid, dataset, warm_start, seed))
     params["options"] = spec
     TrainConfig(**{"model": params["models"], **{k: v for k, v in params.items() if k not in ("models", "options")},
                    **spec})
@@ -291,6 +368,11 @@ def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
     return reports
 
 
+def _grid_argument(text: str) -> dict:
+    """A grid given on the command line: a YAML file's path, or the grid itself as JSON (from the Snakefile)."""
+    return check_grid(json.loads(text)) if text.lstrip().startswith("{") else load_grid(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job;
     ``python -m gpvae.workflow ais GRID_JSON DATASET RUN SEED``: the Snakefile's AIS job;
@@ -306,6 +388,14 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("grid", help="the grid as JSON")
     bench_parser.add_argument("dataset")
     bench_parser.add_argument("out")
+    for name, what in (("park", "commit the latest checkpoint of every unfinished run of the grid"),
+                       ("unpark", "restore one run's parked checkpoint into its folder")):
+        one = commands.add_parser(name, help=what)
+        one.add_argument("grid", help="grid file (YAML), or the grid as JSON")
+        if name == "unpark":
+            one.add_argument("dataset")
+            one.add_argument("run")
+            one.add_argument("seed", type=int)
     ais_parser = commands.add_parser("ais")
     ais_parser.add_argument("grid", help="the grid as JSON")
     for name in ("dataset", "run"):
@@ -320,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
     elif args.command == "ais":
         ais_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
+    elif args.command == "park":
+        print("\n".join(f"parked {path}" for path in park(_grid_argument(args.grid))) or "nothing to park")
+    elif args.command == "unpark":
+        if unpark(_grid_argument(args.grid), args.dataset, args.run, args.seed):
+            print(f"restored the parked checkpoint of {args.dataset}/{args.run}/seed {args.seed}")
     else:
         grid = load_grid(args.grid)
         print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]

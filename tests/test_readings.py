@@ -255,10 +255,13 @@ def test_error_reading_end_to_end_with_frozen_encoder_refit_and_cache(tmp_path):
         if key.startswith("encoder."):
             assert torch.equal(value, vae[key]), f"{key} moved although the encoder is frozen"
     assert any(not torch.equal(best[k], vae[k]) for k in vae if k.startswith("decoder."))
-    # a post-hoc fit of the same VAE caches q* in the VAE's folder; a second reading reuses it
+    # a post-hoc fit of the same VAE caches q* under a digest of what it depends on (never in the VAE's
+    # folder); a second reading of the same VAE, images and settings reuses it
+    fits_cache = training.datasets.cache_dir() / "fits"
+    before = set(fits_cache.glob("svi_errors_*.pt"))
     first = training.train(TrainConfig(epochs=0, out=str(tmp_path / "r4"), **options))
-    cached = list((tmp_path / "vae").glob("fit_cache_epoch0_*.pt"))
-    assert len(cached) == 1
+    cached = sorted(set(fits_cache.glob("svi_errors_*.pt")) - before)
+    assert len(cached) == 1 and not list((tmp_path / "vae").glob("*cache*"))
     knn = training.train(TrainConfig(epochs=0, error_model="knn", out=str(tmp_path / "knn"), **options))
     assert knn["fits"][0]["svi"].get("cache") == str(cached[0])
     assert first["test_ll"] > first["test_elbo"]

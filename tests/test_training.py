@@ -137,7 +137,7 @@ def test_every_model_trains_on_8bit_fashion_mnist_without_diverging(model):
     """Regression: the conv encoder once read raw levels 0..255, and every model but the VAE diverged
     at the second step; it now reads them on [-1, 1] like the likelihood."""
     config = TrainConfig(model=model, dataset="fashion_mnist", max_train=400, max_test=10, device="cpu",
-                         inducing=32, error_inducing=32)
+                         inducing=32, error_inducing=32, error_images=400)
     data, net, _ = training.prepare(config)
     assert net.encoder.pixel_levels
     optimizers, generator = net.optimizers(1e-3), torch.Generator().manual_seed(0)

@@ -3,14 +3,17 @@ and one tiny grid run end to end through papermill, records and table."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from gpvae import workflow as wf
+from gpvae.cli import main as cli_main
 from gpvae.config import ConfigError
 
 from .conftest import data_dir, requires_data
@@ -97,7 +100,8 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
     assert counts["k_curve"] == 2 * 3 * 3 and counts["difficulty"] == 3 * 3  # R4 (and its VAE), per dataset and seed
-    assert counts["measurement_record"] == 2 * 3 * 3
+    assert counts["bdmc"] == 3 * 3 and counts["ais"] == jobs  # the VAE's certificate; AIS of every run
+    assert counts["measurement_record"] == 4 * 3 * 3
 
 
 def test_without_a_profile_the_workflow_says_how_to_run_it():
@@ -176,6 +180,50 @@ def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_
 
 
 @requires_data
+def test_ais_record_gives_r4_and_its_vae_one_number_at_the_certified_t(smoke_grid):
+    _, root, _, _ = smoke_grid
+    check = json.loads((root / "results" / "mnist" / "ais" / "seed0.json").read_text())
+    vae, gp = check["runs"]["vae"], check["runs"]["gp"]
+    assert vae["indices"] == gp["indices"] != list(range(5)) and vae["n"] == 5  # the seeded random subset
+    assert vae["per_example"] == gp["per_example"] and vae["is"]["per_example"] != gp["is"]["per_example"]
+    assert vae["certificate"] == {"steps": 2, "width": vae["certificate"]["width"], "max_width": 1000.0,
+                                  "certified": True, "run": "vae"}
+    assert vae["settings"]["steps"] == 2 and vae["estimator_gap"] == pytest.approx(
+        sum(vae["per_example"]) / 5 - sum(vae["is"]["per_example"]) / 5, abs=1e-3)
+    sandwich = json.loads((root / "results" / "mnist" / "bdmc" / "seed0.json").read_text())["runs"]["vae"]["sandwich"]
+    assert [s["settings"]["steps"] for s in sandwich] == [2, 4]
+
+
+@requires_data
+def test_committed_weights_evaluate_and_serve_warm_starts_on_a_fresh_machine(smoke_grid, tmp_path):
+    spec, root, _, env = smoke_grid
+    weights = root / "results" / "mnist" / "weights" / "vae_seed0"
+    assert (weights / "checkpoint.pt").stat().st_size < 2_000_000 and (weights / "metrics.json").exists()
+    saved = torch.load(weights / "checkpoint.pt", weights_only=True)
+    assert "optimizer" not in saved and all(v.dtype == torch.float32 for v in saved["best_model"].values()
+                                            if v.is_floating_point())
+    assert cli_main(["evaluate", str(weights), "--max-test", "40"]) == 0
+    metrics = json.loads((weights / "metrics.json").read_text())
+    again = json.loads((weights / "evaluation_K8_N40.json").read_text())
+    assert again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
+    fresh = {**spec, "runs_dir": str(tmp_path / "runs")}  # no run folders: warm starts read the weights
+    assert wf.chapter_parameters(fresh, "mnist", "gp", 0)["options"]["init_from"] == str(weights)
+
+
+@requires_data
+def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, tmp_path):
+    spec, root, _, _ = smoke_grid
+    fresh = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    started = wf.run_dir(fresh, "mnist", "vae", 0)
+    started.mkdir(parents=True)
+    shutil.copy(root / "runs" / "mnist" / "vae_seed0" / "checkpoint.pt", started / "checkpoint.pt")
+    assert wf.park(fresh) == [wf.parked_checkpoint(fresh, "mnist", "vae", 0)]
+    shutil.rmtree(tmp_path / "runs")  # the machine is gone; the parked checkpoint is committed
+    assert wf.unpark(fresh, "mnist", "vae", 0) and (started / "checkpoint.pt").exists()
+    assert not wf.unpark(fresh, "mnist", "vae", 0)  # a folder with a checkpoint is never overwritten
+
+
+@requires_data
 def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
     spec, root, command, env = smoke_grid
     again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
@@ -195,6 +243,7 @@ def test_targets_of_one_dataset_and_seed(capsys):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 11 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
+    assert len(paths) == 13 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
     assert sum(p.endswith("_seed1.json") for p in paths) == 9
-    assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty")} <= set(paths)
+    assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty", "bdmc", "ais")} \
+        <= set(paths)

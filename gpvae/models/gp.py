@@ -38,6 +38,9 @@ inference uses q̄ with its exact density, whatever the training objective.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -58,6 +61,7 @@ from ..networks import Decoder, Encoder
 from ..objectives import gaussian_elbo
 from ..options import option, validate
 from ..progress import progress
+from ..provenance import parameter_digest
 from ..refinement import Convergence, optimal_gaussian
 from .base import EncoderDecoderModel
 from .error_gp import ERROR_MODELS, ErrorRegressionGP, NearestNeighbourErrors
@@ -414,19 +418,22 @@ class GPRF(EncoderDecoderModel):
     def fits_after_training(self) -> bool:
         return self.fits_errors
 
-    def observed_errors(self, x: torch.Tensor, cache: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def observed_errors(self, x: torch.Tensor, seed: int, cache_dir: Path | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Encoder features (N, p) and errors (N, 2d) = (μ* − μ_φ, ℓ* − ℓ_φ) of binarized images ``x``,
         q* by the SVI oracle (:func:`gpvae.refinement.optimal_gaussian`) from the encoder's output with
-        at most ``error_svi_steps`` steps; q* is cached in ``cache`` (a ``.pt`` file) when given."""
+        at most ``error_svi_steps`` steps (draws from the global RNG, seeded by the caller with ``seed``).
+        With ``cache_dir``, q* is kept there under a digest of everything it depends on — the encoder's
+        and decoder's parameters, the images, the SVI settings and the seed — written atomically; a
+        cached file that cannot be read is computed again."""
         with torch.no_grad():
             features, mean, log_var = (torch.cat(t) for t in zip(*(self.encoder.encode(xb)
                                                                   for xb in x.split(ERROR_SVI_BATCH))))
-        if cache is not None and cache.exists():  # the same images in the same SVI batches give the same q*
-            saved = torch.load(cache, weights_only=True)
-            n = len(mean)
-            if len(saved["mean"]) >= n and (n % ERROR_SVI_BATCH == 0 or len(saved["mean"]) == n):
-                record = {**saved["record"], "images": n, "cache": str(cache)}
-                return features, torch.cat([saved["mean"][:n] - mean, saved["log_var"][:n] - log_var], -1), record
+        cache = cache_dir / f"svi_errors_{self._error_digest(x, seed)}.pt" if cache_dir is not None else None
+        saved = _load_cache(cache)
+        if saved is not None:
+            record = {**saved["record"], "cache": str(cache)}
+            return features, torch.cat([saved["mean"] - mean, saved["log_var"] - log_var], -1), record
         convergence = Convergence(window=50, tolerance=0.01, max_steps=self.options.error_svi_steps)
         means, log_vars, records = [], [], []
         for start in progress(range(0, len(x), ERROR_SVI_BATCH), desc="SVI errors", unit="batch"):
@@ -441,12 +448,25 @@ class GPRF(EncoderDecoderModel):
         opt_mean, opt_log_var = torch.cat(means), torch.cat(log_vars)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"mean": opt_mean, "log_var": opt_log_var, "record": record}, cache)
+            partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+            torch.save({"mean": opt_mean, "log_var": opt_log_var, "record": record}, partial)
+            os.replace(partial, cache)
         return features, torch.cat([opt_mean - mean, opt_log_var - log_var], -1), record
 
+    def _error_digest(self, x: torch.Tensor, seed: int) -> str:
+        """SHA-256 (first 32 hex digits) of what the observed errors of ``x`` depend on."""
+        digest = hashlib.sha256()
+        for part in (parameter_digest(self.encoder), parameter_digest(self.decoder),
+                     json.dumps([list(x.shape), self.options.error_svi_steps, self.options.error_svi_samples,
+                                 ERROR_SVI_BATCH, seed])):
+            digest.update(part.encode())
+        digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:32]
+
     def fit_to_data(self, x: torch.Tensor, seed: int, cache: Path | None = None) -> dict:
+        """``cache``: a folder for the observed errors (:meth:`observed_errors`)."""
         """Observe the errors on the first ``error_images`` images of ``x`` (binarized) and fit the error model."""
-        features, errors, record = self.observed_errors(x[:self.options.error_images], cache)
+        features, errors, record = self.observed_errors(x[:self.options.error_images], seed, cache)
         fit = self.gp.fit(features, errors, torch.Generator().manual_seed(seed))
         return {"svi": record, "error_model": fit}
 
@@ -540,3 +560,14 @@ class GPRF(EncoderDecoderModel):
             expected = torch.stack([self.expected_elbo(x_valid) for _ in range(n_samples)]).mean()
             out["expected_minus_marginal_elbo"] = (expected - self.elbo(x_valid, n_samples).mean()).item()
         return out
+
+
+def _load_cache(path: Path | None) -> dict | None:
+    """A cache file's contents, or None when there is none or it cannot be read (then it is recomputed)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return saved if isinstance(saved, dict) and {"mean", "log_var", "record"} <= set(saved) else None
+    except Exception:  # truncated or foreign: torch raises many types; the cache is derived data
+        return None

@@ -1,0 +1,160 @@
+"""Nothing silently wrong, tried as a new user would (through the CLI): caches that cannot go stale,
+divergence that stays finite, corrupt or foreign files, options that cannot all hold, resumption
+without the warm start's source. Every case gives a correct result or exit 2 / 3 naming the problem."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gpvae import cli, training
+from gpvae.config import ConfigError, TrainConfig
+
+from .conftest import REPO, data_dir, requires_data
+
+pytestmark = requires_data
+SMALL = ["--max-train", "1000", "--max-test", "60", "--eval-k", "20", "--device", "cpu"]
+ERRORS = ["--error-images", "100", "--error-svi-steps", "100", "--error-inducing", "32"]
+
+
+def _train(tmp_path, out, *args) -> int:
+    return cli.main(["train", *SMALL, "--data-dir", str(data_dir()), "--out", str(tmp_path / out), *args])
+
+
+def _metrics(tmp_path, out) -> dict:
+    return json.loads((tmp_path / out / "metrics.json").read_text())
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+@pytest.fixture
+def vae(tmp_path):
+    assert _train(tmp_path, "vae", "--model", "vae", "--epochs", "1") == 0
+    return tmp_path / "vae"
+
+
+def test_the_error_fit_cache_follows_the_source_weights(tmp_path, vae):
+    """R4 fitted to a VAE trained further gives what a fit to a clean copy of that VAE gives."""
+    assert _train(tmp_path, "gp1", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    assert _train(tmp_path, "vae", "--model", "vae", "--epochs", "2", "--resume") == 0
+    shutil.copytree(vae, tmp_path / "clean")
+    assert _train(tmp_path, "gp2", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    assert _train(tmp_path, "gp3", "--model", "gp", "--init-from", str(tmp_path / "clean"), "--epochs", "0", *ERRORS) == 0
+    assert _metrics(tmp_path, "gp2")["test_ll"] == _metrics(tmp_path, "gp3")["test_ll"]
+    assert _metrics(tmp_path, "gp2")["test_ll"] != _metrics(tmp_path, "gp1")["test_ll"]
+    assert not list(vae.glob("*cache*")), "a fit wrote into its source run's folder"
+
+
+def test_a_damaged_fit_cache_is_recomputed(tmp_path, vae, monkeypatch):
+    assert _train(tmp_path, "gp1", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    caches = list((training.datasets.cache_dir() / "fits").glob("svi_errors_*.pt"))
+    assert caches
+    for cache in caches:
+        _truncate(cache)
+    assert _train(tmp_path, "gp2", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    assert _metrics(tmp_path, "gp2")["test_ll"] == _metrics(tmp_path, "gp1")["test_ll"]
+
+
+def test_divergence_that_stays_finite_exits_3_and_writes_no_metrics(tmp_path, capsys):
+    assert _train(tmp_path, "lr1", "--model", "vae", "--epochs", "3", "--lr", "1") == 3
+    err = capsys.readouterr().err
+    assert "diverged" in err and "Traceback" not in err
+    assert not (tmp_path / "lr1" / "metrics.json").exists()
+    checkpoint = tmp_path / "lr1" / "checkpoint.pt"
+    if checkpoint.exists():  # only finite epochs are ever checkpointed
+        saved = training.load_checkpoint(tmp_path / "lr1")
+        assert all(torch.isfinite(torch.tensor([h["valid_elbo"], h["train_loss"]])).all() for h in saved["history"])
+    else:
+        assert "nothing was saved" in err
+
+
+def test_a_checkpoint_without_a_finite_epoch_is_refused_by_evaluate(tmp_path, vae, capsys):
+    saved = torch.load(vae / "checkpoint.pt", weights_only=True)
+    saved["best_valid_elbo"] = float("nan")
+    torch.save(saved, vae / "checkpoint.pt")
+    assert cli.main(["evaluate", str(vae)]) == 2
+    assert "no trained parameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["evaluate", "resume", "init_from"])
+def test_a_truncated_checkpoint_is_named_with_exit_2(tmp_path, vae, capsys, how):
+    _truncate(vae / "checkpoint.pt")
+    if how == "evaluate":
+        code = cli.main(["evaluate", str(vae)])
+    elif how == "resume":
+        code = _train(tmp_path, "vae", "--model", "vae", "--epochs", "2", "--resume")
+    else:
+        code = _train(tmp_path, "gp", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS)
+    err = capsys.readouterr().err
+    assert code == 2 and "checkpoint.pt" in err and "Traceback" not in err, err
+
+
+def test_damaged_decompressed_data_is_refused_in_the_data_folder_and_redone_in_the_cache(tmp_path, capsys):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in (data_dir() / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(gz, raw)
+    assert _train(tmp_path, "a", "--model", "vae", "--epochs", "0", "--data-dir", str(tmp_path / "data")) == 0
+    cached = training.datasets.cache_dir() / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    _truncate(cached)
+    assert _train(tmp_path, "b", "--model", "vae", "--epochs", "0", "--data-dir", str(tmp_path / "data")) == 0
+    assert _metrics(tmp_path, "b")["test_ll"] == _metrics(tmp_path, "a")["test_ll"]
+    shutil.copy(cached, raw / cached.name)  # a decompressed file in the data folder itself ...
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(cached.parent / name, raw / name)
+    _truncate(raw / cached.name, 0.9)  # ... damaged
+    capsys.readouterr()
+    assert _train(tmp_path, "c", "--model", "vae", "--epochs", "0", "--data-dir", str(tmp_path / "data")) == 2
+    err = capsys.readouterr().err
+    assert "t10k-images-idx3-ubyte" in err and "damaged" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "gp", "--error-images", "5000"], "exceeds the 1000 training images"),
+    (["--model", "gp", "--gp-preset", "paper", "--gp-fit", "errors"], "gp_fit"),
+    (["--model", "gp", "--error-model", "knn", "--error-images", "100", "--error-neighbours", "500"], "error_neighbours"),
+    (["--model", "vae", "--lr-schedule", "plateau", "--lr-factor", "1.5"], "lr_factor"),
+])
+def test_options_that_cannot_all_hold_are_refused_before_any_work(tmp_path, capsys, args, message):
+    assert _train(tmp_path, "x", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_python_api_names_a_value_of_the_wrong_type():
+    with pytest.raises(ConfigError, match=r"epochs = '2' \(str\) must be int"):
+        TrainConfig(epochs="2")
+    with pytest.raises(ConfigError, match="lr = '1e-05'"):
+        TrainConfig(lr="1e-05")
+
+
+def test_evaluate_runs_every_measurement_asked_for(tmp_path, vae):
+    assert cli.main(["evaluate", str(vae), "--gaps", "--gap-subset", "3", "--eval-k", "5",
+                     "--k-curve", "2", "4", "--max-test", "3"]) == 0
+    assert (vae / "gaps.json").exists() and (vae / "k_curve.json").exists()
+
+
+def test_difficulty_against_a_run_without_gaps_names_the_missing_file(tmp_path, vae, capsys):
+    assert _train(tmp_path, "gp", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    assert cli.main(["evaluate", str(tmp_path / "gp"), "--difficulty", str(vae)]) == 2
+    assert "gaps.json does not exist" in capsys.readouterr().err
+
+
+def test_a_warm_started_run_resumes_after_its_source_is_gone(tmp_path, vae):
+    assert _train(tmp_path, "more", "--model", "vae", "--init-from", str(vae), "--epochs", "1") == 0
+    shutil.rmtree(vae)
+    assert _train(tmp_path, "more", "--model", "vae", "--init-from", str(vae), "--epochs", "2", "--resume") == 0
+    assert _metrics(tmp_path, "more")["epochs_done"] == 2
+
+
+def test_a_misspelled_papermill_parameter_stops_the_chapter(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "book" / "training.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-k", "python3", "-p", "epoch", "1", "-p", "models", "vae"],
+                          capture_output=True, text=True, env={**__import__("os").environ, "GPVAE_SMOKE": "1"})
+    assert done.returncode != 0 and "unknown parameter(s) ['epoch']" in done.stdout + done.stderr
