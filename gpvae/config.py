@@ -107,13 +107,25 @@ def option_specs():
         yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"], f.metadata["minimum"]
 
 
-def check_chapter_parameters(namespace: dict, declared: set[str]) -> None:
-    """Refuse names that papermill injected into a chapter but its parameters cell does not declare (a
-    misspelled ``-p epoch 1`` would otherwise only warn and leave the default in force). ``declared`` is
-    ``set(globals())`` taken at the end of the parameters cell; ``namespace`` the chapter's globals after
-    papermill's injected cell."""
-    unknown = sorted(name for name in set(namespace) - declared if not name.startswith("_") and name not in ("In", "Out"))
+def chapter_parameters(chapter: str) -> set[str]:
+    """The names assigned in the cell tagged ``parameters`` of ``book/<chapter>.ipynb``."""
+    import ast
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "book" / f"{chapter}.ipynb"
+    cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    return {t.id for cell in cells for s in ast.parse("".join(cell["source"])).body if isinstance(s, ast.Assign)
+            for t in s.targets if isinstance(t, ast.Name)}
+
+
+def check_chapter_parameters(namespace: dict, chapter: str) -> None:
+    """Refuse names that papermill injected into ``book/<chapter>.ipynb`` but its parameters cell does not
+    declare (a misspelled ``-p epoch 1`` would otherwise only warn and leave the default in force). Call it
+    first thing after the parameters, with the chapter's ``globals()``: then every other public,
+    non-callable name in it is an injected one."""
+    declared = chapter_parameters(chapter)
+    unknown = sorted(name for name in namespace if name not in declared and not name.startswith("_")
+                     and name not in ("In", "Out") and not callable(namespace[name]))
     if unknown:
-        known = sorted(name for name in declared if not name.startswith("_") and name not in ("In", "Out")
-                       and not callable(namespace.get(name)))
-        raise ConfigError(f"unknown parameter(s) {unknown}; this chapter's parameters are {', '.join(known)}")
+        raise ConfigError(f"unknown parameter(s) {unknown}; the parameters of {chapter} are {', '.join(sorted(declared))}")

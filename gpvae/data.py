@@ -1,4 +1,4 @@
-"""Datasets, splits and binarization, exactly as METHOD.md §4 fixes them.
+"""Datasets, splits and binarization, exactly as the specification (book/specification.md) §4 fixes them.
 
 Every dataset is read through torchvision's dataset classes and file formats and held in memory
 as tensors of shape (N, C, H, W):

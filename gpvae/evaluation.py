@@ -1,4 +1,4 @@
-"""The evaluation protocol of METHOD.md §4, identical for every model.
+"""The evaluation protocol of the specification (book/specification.md) §4, identical for every model.
 
 * Test log-likelihood: log p̂(x) = log (1/K) Σ_k p(x, z_k) / r(z_k | x), z_k ~ r, with r the model's
   own proposal and its exact density. K is split into chunks of :data:`SAMPLES_PER_CHUNK` so memory

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks shared by every model (same trunk, same decoder: METHOD.md §5).
+"""Encoder and decoder networks shared by every model (same trunk, same decoder: the specification (book/specification.md) §5).
 
 * ``mlp`` — the IWAE paper's one-stochastic-layer network for 28x28 binary images: two tanh hidden
   layers of 200 units each side. The encoder trunk ψ(x) is the last hidden layer (200 features).

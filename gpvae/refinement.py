@@ -1,4 +1,4 @@
-"""Stochastic variational inference on a diagonal Gaussian, as its own object (METHOD.md §4, §5).
+"""Stochastic variational inference on a diagonal Gaussian, as its own object (the specification (book/specification.md) §4, §5).
 
 :class:`GaussianRefinement` takes an objective (a per-example function of the Gaussian's mean and
 log-variance, (B, d) each, to *maximize*) and a starting point, and returns the parameters after T

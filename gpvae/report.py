@@ -99,6 +99,36 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
+AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "certified", "width", "n",
+               "seconds_per_image", "is_seconds_per_image", "decoder_sha256"]
+
+
+def load_ais(results_dir: str | Path) -> pd.DataFrame:
+    """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
+    on the same test subset [nats], their difference (the estimator gap), the certified T and its BDMC
+    width, and the cost of each estimator per image [s]."""
+    rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"], "is": r["is"]["mean"],
+             "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"], "steps": r["settings"]["steps"],
+             "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
+             "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
+             "decoder_sha256": r["decoder_sha256"]}
+            for r in (json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*/ais/*_seed*.json")))]
+    return pd.DataFrame(rows, columns=AIS_COLUMNS)
+
+
+BDMC_COLUMNS = ["dataset", "seed", "run", "steps", "lower", "upper", "width", "seconds"]
+
+
+def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
+    """One row per dataset, seed, run and T of the BDMC records: the mean forward (lower) and reverse
+    (upper) AIS estimates on the simulated images, their width [nats] and the seconds both took."""
+    rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "steps": s["settings"]["steps"],
+             "lower": s["lower_mean"], "upper": s["upper_mean"], "width": s["width"], "seconds": s["seconds"]}
+            for check in _measurements(results_dir, "bdmc") for run, result in check["runs"].items()
+            for s in result["sandwich"]]
+    return pd.DataFrame(rows, columns=BDMC_COLUMNS)
+
+
 def missing_measurements(grid: dict, name: str, rows: pd.DataFrame) -> str:
     """The grid's cells of measurement ``name`` without a record among ``rows`` (columns ``dataset``,
     ``seed``), as text: ``"mnist seeds 0, 1"``; empty when none is missing."""

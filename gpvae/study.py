@@ -1,4 +1,4 @@
-"""The GP-RF readings study (METHOD.md §3b): every reading on the same footing, declared here.
+"""The GP-RF readings study (the specification (book/specification.md) §3b): every reading on the same footing, declared here.
 
 ``python -m gpvae.study train|measure|bench|table [--configs a,b] [--seeds 0,1,2]`` trains the
 declared configurations (skipping finished runs, resuming interrupted ones), measures each on fixed

@@ -31,6 +31,10 @@ RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
 MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
                     "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate")}
+# Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
+# so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
+PER_RUN_MEASUREMENTS = ("ais",)
+GROUPED_MEASUREMENTS = tuple(name for name in MEASUREMENT_KEYS if name not in PER_RUN_MEASUREMENTS)
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
                  "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
@@ -246,6 +250,37 @@ def measurement_path(grid: dict, name: str, dataset: str, seed: int) -> Path:
     return Path(grid["results_dir"]) / dataset / name / f"seed{seed}.json"
 
 
+def run_measurement_path(grid: dict, name: str, dataset: str, run: str, seed: int) -> Path:
+    """The committed record of a per-run measurement (:data:`PER_RUN_MEASUREMENTS`) of one run."""
+    return Path(grid["results_dir"]) / dataset / name / f"{run}_seed{seed}.json"
+
+
+def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
+    """The (dataset, run, seed) cells of a per-run measurement: its runs present in the grid, with its
+    ``certificate`` or ``reference`` run present too."""
+    present = set(cells(grid))
+    result = []
+    for dataset in grid["datasets"]:
+        spec = measurement(grid, name, dataset)
+        if not spec:
+            continue
+        others = [spec[k] for k in ("reference", "certificate") if k in spec]
+        result += [(dataset, run, seed) for run in spec["runs"] for seed in grid["seeds"]
+                   if (dataset, run, seed) in present and all((dataset, o, seed) in present for o in others)]
+    return result
+
+
+def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: int, command: str) -> dict:
+    """The committed record of one run's per-run measurement: its ``RUN_DIR/<name>.json`` (values and
+    provenance), the settings and the job's wall time."""
+    folder = run_dir(grid, dataset, run, seed)
+    result = json.loads((folder / f"{name}.json").read_text())
+    result.pop("run_dir")
+    return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
+            name: measurement(grid, name, dataset), **result,
+            "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0], "command": command}
+
+
 def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: str) -> dict:
     """The committed record of a measurement of one dataset and seed: the settings and, per measured run,
     its ``RUN_DIR/<name>.json`` (values and provenance) and the job's wall time."""
@@ -418,8 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         grid = load_grid(args.grid)
         print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]
-                       + [str(measurement_path(grid, name, d, s)) for name in MEASUREMENT_KEYS
-                          for d, s in measurement_cells(grid, name) if d == args.dataset and s == args.seed]))
+                       + [str(measurement_path(grid, name, d, s)) for name in GROUPED_MEASUREMENTS
+                          for d, s in measurement_cells(grid, name) if d == args.dataset and s == args.seed]
+                       + [str(run_measurement_path(grid, name, d, r, s)) for name in PER_RUN_MEASUREMENTS
+                          for d, r, s in run_measurement_cells(grid, name) if d == args.dataset and s == args.seed]))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""GP-RF's readings (METHOD.md §3b) as switches: R2 amplitude, R3 freezing, R4 error regression and
+"""GP-RF's readings (the specification (book/specification.md) §3b) as switches: R2 amplitude, R3 freezing, R4 error regression and
 its kNN control, R5 refit rounds, natural gradients, many inducing points, presets, diagnostics."""
 import math
 

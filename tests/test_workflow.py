@@ -100,8 +100,8 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
     assert counts["k_curve"] == 2 * 3 * 3 and counts["difficulty"] == 3 * 3  # R4 (and its VAE), per dataset and seed
-    assert counts["bdmc"] == 3 * 3 and counts["ais"] == jobs  # the VAE's certificate; AIS of every run
-    assert counts["measurement_record"] == 4 * 3 * 3
+    assert counts["bdmc"] == 3 * 3 and counts["ais"] == counts["ais_record"] == jobs  # the certificate; every run
+    assert counts["measurement_record"] == 3 * 3 * 3
 
 
 def test_without_a_profile_the_workflow_says_how_to_run_it():
@@ -182,8 +182,8 @@ def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_
 @requires_data
 def test_ais_record_gives_r4_and_its_vae_one_number_at_the_certified_t(smoke_grid):
     _, root, _, _ = smoke_grid
-    check = json.loads((root / "results" / "mnist" / "ais" / "seed0.json").read_text())
-    vae, gp = check["runs"]["vae"], check["runs"]["gp"]
+    vae, gp = (json.loads((root / "results" / "mnist" / "ais" / f"{run}_seed0.json").read_text()) for run in ("vae", "gp"))
+    assert vae["run"] == "vae" and vae["ais"]["certificate"] == "vae" and vae["wall_seconds"] > 0
     assert vae["indices"] == gp["indices"] != list(range(5)) and vae["n"] == 5  # the seeded random subset
     assert vae["per_example"] == gp["per_example"] and vae["is"]["per_example"] != gp["is"]["per_example"]
     assert vae["certificate"] == {"steps": 2, "width": vae["certificate"]["width"], "max_width": 1000.0,
@@ -243,7 +243,7 @@ def test_targets_of_one_dataset_and_seed(capsys):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
-    assert len(paths) == 13 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
-    assert sum(p.endswith("_seed1.json") for p in paths) == 9
-    assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty", "bdmc", "ais")} \
-        <= set(paths)
+    assert len(paths) == 21 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
+    assert sum(p.endswith("_seed1.json") and "/ais/" not in p for p in paths) == 9
+    assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty", "bdmc")} <= set(paths)
+    assert sum("/ais/" in p for p in paths) == 9  # AIS of every run, recorded run by run

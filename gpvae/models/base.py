@@ -1,4 +1,4 @@
-"""The interface every model answers (METHOD.md §1, §4).
+"""The interface every model answers (the specification (book/specification.md) §1, §4).
 
 A model is a generative model log p_θ(x, z) = log N(z; 0, I) + log p_θ(x | z) together with a
 proposal r(z | x): a distribution that can be sampled (with reparameterization) and whose density

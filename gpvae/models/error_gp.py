@@ -1,4 +1,4 @@
-"""Reading R4 of GP-RF (METHOD.md §3b): regression of the amortized encoder's observed errors.
+"""Reading R4 of GP-RF (the specification (book/specification.md) §3b): regression of the amortized encoder's observed errors.
 
 Per-instance SVI on N training images gives q*(x_i) = N(μ*_i, diag exp ℓ*_i) and so the observed
 errors y_i = (μ*_i − μ_φ(x_i), ℓ*_i − ℓ_φ(x_i)) ∈ R^{2d}. A Gaussian-process regression with
@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 ERROR_MODELS = ("gp", "knn")
+INDUCING_PLACEMENTS = ("random", "kmeans")
+KMEANS_ITERATIONS = 20  # Lloyd iterations of the k-means placement of the inducing inputs
 HYPER_SUBSET = 2000  # observed errors behind the marginal-likelihood fit of the hyperparameters
 HYPER_STEPS = 100  # Adam steps on the hyperparameters
 HYPER_LR = 0.05
@@ -58,9 +60,13 @@ class ErrorRegressionGP(nn.Module):
     correction is 0 and the variance :data:`MIN_VARIANCE` (q̄ is then the encoder's Gaussian).
     """
 
-    def __init__(self, feature_dim: int, n_outputs: int, n_inducing: int, groups: int = 2):
+    def __init__(self, feature_dim: int, n_outputs: int, n_inducing: int, groups: int = 2,
+                 placement: str = "random", variance_rank: int = 0):
         super().__init__()
-        self.n_outputs, self.groups = n_outputs, groups
+        if groups not in (1, 2) or placement not in INDUCING_PLACEMENTS or not 0 <= variance_rank:
+            raise ValueError(f"error GP: groups 1 or 2, placement in {INDUCING_PLACEMENTS}, variance_rank >= 0")
+        self.n_outputs, self.groups, self.placement = n_outputs, groups, placement
+        self.variance_rank = min(variance_rank, n_inducing) if variance_rank else 0
         self.kernels = nn.ModuleList(gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=feature_dim))
                                      for _ in range(groups))
         self.likelihoods = nn.ModuleList(gpytorch.likelihoods.GaussianLikelihood() for _ in range(groups))
@@ -69,6 +75,8 @@ class ErrorRegressionGP(nn.Module):
         self.register_buffer("scale", torch.zeros(n_outputs))  # sd of the error per output (0: not fitted)
         self.register_buffer("alpha", torch.zeros(n_inducing, n_outputs))  # k_xm α: standardized mean
         self.register_buffer("extra", torch.zeros(groups, n_inducing, n_inducing))  # K_mm⁻¹ − Σ, per group
+        # with variance_rank r: E ≈ F Fᵀ, F (groups, M, r) from E's r leading eigenpairs (E is PSD)
+        self.register_buffer("factor", torch.zeros(groups, n_inducing, self.variance_rank))
         self.register_buffer("fitted", torch.tensor(False))
         for p in self.parameters():
             p.requires_grad_(False)  # fitted by :meth:`fit`, never by the ELBO's optimizer
@@ -85,6 +93,8 @@ class ErrorRegressionGP(nn.Module):
         y_std = (y - offset) / scale
         order = torch.randperm(len(x), generator=generator)
         inducing = x[order[:len(self.inducing)]]
+        if self.placement == "kmeans":
+            inducing = kmeans(x, inducing)
         subset = order[:HYPER_SUBSET]
         alphas, extras, summary = [], [], {}
         for g, cols in enumerate(self._group_slices()):
@@ -119,6 +129,12 @@ class ErrorRegressionGP(nn.Module):
         self.scale.copy_(scale)
         self.alpha.copy_(torch.cat(alphas, 1))
         self.extra.copy_(torch.stack(extras))
+        if self.variance_rank:
+            eigenvalues, eigenvectors = torch.linalg.eigh(torch.stack(extras))  # ascending
+            top = slice(-self.variance_rank, None)
+            self.factor.copy_(eigenvectors[..., top] * eigenvalues[..., top].clamp(min=0).sqrt().unsqueeze(-2))
+            summary["variance_rank"] = {"rank": self.variance_rank, "kept_trace_share": (
+                eigenvalues[..., top].clamp(min=0).sum(-1) / eigenvalues.clamp(min=0).sum(-1)).tolist()}
         self.fitted.fill_(True)
         with torch.no_grad():
             fitted_mean, _ = self.marginals(features[subset])
@@ -149,23 +165,52 @@ class ErrorRegressionGP(nn.Module):
             extra = chol_inv.T @ (eye - b_inv) @ chol_inv
         return alpha, extra
 
+    def kernel_matrix(self, features: torch.Tensor) -> torch.Tensor:
+        """k(x, Z) of every group in one batched pass: features (B, p) -> (groups, B, M). Each group's
+        scaled RBF s_g exp(−|x − z|²_ℓg / 2), as its GPyTorch kernel computes it."""
+        lengthscale = torch.stack([k.base_kernel.lengthscale for k in self.kernels])  # (G, 1, p)
+        outputscale = torch.stack([k.outputscale for k in self.kernels]).reshape(-1, 1, 1)
+        x, z = features / lengthscale, self.inducing / lengthscale  # (G, B, p), (G, M, p)
+        squared = x.pow(2).sum(-1, keepdim=True) - 2 * x @ z.transpose(-1, -2) + z.pow(2).sum(-1).unsqueeze(-2)
+        return outputscale * torch.exp(-0.5 * squared.clamp(min=0))
+
     def marginals(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted error (correction) and its variance: features (B, p) -> (B, 2d), (B, 2d)."""
-        means, variances = [], []
-        for g, cols in enumerate(self._group_slices()):
-            kernel = self.kernels[g]
-            k_xm = to_dense(kernel.forward(features, self.inducing))
-            means.append(k_xm @ self.alpha[:, cols])
-            prior = kernel.outputscale.expand(len(features))  # k(x, x) of a scaled RBF
-            var = prior - ((k_xm @ self.extra[g]) * k_xm).sum(-1)
-            variances.append(var.unsqueeze(-1).expand(-1, cols.stop - cols.start))
-        mean = self.offset + self.scale * torch.cat(means, -1)
-        var = self.scale.pow(2) * torch.cat(variances, -1)
-        return mean, var.clamp(min=MIN_VARIANCE)
+        k_xm = self.kernel_matrix(features)  # (G, B, M)
+        size = self.n_outputs // self.groups
+        alpha = self.alpha.reshape(len(self.inducing), self.groups, size).transpose(0, 1)  # (G, M, size)
+        mean = (k_xm @ alpha).transpose(0, 1).reshape(len(features), self.n_outputs)
+        prior = torch.stack([k.outputscale for k in self.kernels]).unsqueeze(-1)  # k(x, x) of a scaled RBF
+        if self.variance_rank:
+            reduction = (k_xm @ self.factor).pow(2).sum(-1)
+        else:
+            reduction = ((k_xm @ self.extra) * k_xm).sum(-1)
+        var = (prior - reduction).transpose(0, 1).repeat_interleave(size, dim=1)  # (B, 2d)
+        mean = self.offset + self.scale * mean
+        return mean, (self.scale.pow(2) * var).clamp(min=MIN_VARIANCE)
+
+    def macs_per_image(self, feature_dim: int) -> int:
+        """Multiply-adds of :meth:`marginals` per image, counted from the shapes."""
+        m, size = len(self.inducing), self.n_outputs // self.groups
+        kernel = m * feature_dim + m  # the cross term x zᵀ and the norms
+        variance = m * self.variance_rank if self.variance_rank else m * m + m
+        return self.groups * (kernel + m * size + variance)
 
     def summary(self) -> dict:
         return {f"error_gp_{('mean', 'log_variance')[g]}_outputscale": k.outputscale.item()
                 for g, k in enumerate(self.kernels)} if self.groups == 2 else {}
+
+
+def kmeans(x: torch.Tensor, start: torch.Tensor, iterations: int = KMEANS_ITERATIONS, chunk: int = 8192) -> torch.Tensor:
+    """Lloyd's k-means of the rows of ``x`` (N, p) from the centres ``start`` (M, p); a centre left
+    without points keeps its place. Deterministic given ``start``: (M, p)."""
+    centres = start.clone()
+    for _ in range(iterations):
+        nearest = torch.cat([torch.cdist(part, centres).argmin(-1) for part in x.split(chunk)])
+        sums = torch.zeros_like(centres).index_add_(0, nearest, x)
+        counts = torch.bincount(nearest, minlength=len(centres)).unsqueeze(-1)
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+    return centres
 
 
 class NearestNeighbourErrors(nn.Module):
@@ -193,6 +238,10 @@ class NearestNeighbourErrors(nn.Module):
         _, index = self.neighbour_distance(features)
         mean = self.errors[index].mean(1)
         return mean, torch.full_like(mean, MIN_VARIANCE)
+
+    def macs_per_image(self, feature_dim: int) -> int:
+        """Multiply-adds of :meth:`marginals` per image: the distances to every stored feature."""
+        return len(self.features) * feature_dim
 
     def summary(self) -> dict:
         return {}

@@ -1,4 +1,4 @@
-"""GP-RF: the random-function inference model (METHOD.md §3), built on GPyTorch.
+"""GP-RF: the random-function inference model (the specification (book/specification.md) §3), built on GPyTorch.
 
 The inference function F = (M, L): x ↦ R^{2d} is random. Each output is a Gaussian process on the
 encoder's features ψ(x) ∈ R^p,
@@ -64,7 +64,7 @@ from ..progress import progress
 from ..provenance import parameter_digest
 from ..refinement import Convergence, optimal_gaussian
 from .base import EncoderDecoderModel
-from .error_gp import ERROR_MODELS, ErrorRegressionGP, NearestNeighbourErrors
+from .error_gp import ERROR_MODELS, INDUCING_PLACEMENTS, ErrorRegressionGP, NearestNeighbourErrors
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
@@ -283,7 +283,7 @@ class InferenceFunctionGP(gpytorch.models.ApproximateGP):
 @dataclass
 class GPRFOptions:
     """Every switch of GP-RF, in one place: fields of :class:`gpvae.config.TrainConfig`, so CLI
-    options, papermill parameters and Python keywords. The readings of METHOD.md §3b:
+    options, papermill parameters and Python keywords. The readings of the specification (book/specification.md) §3b:
 
     * R1 — ``gp_fit="elbo"``, ``amplitude="learned"``, trained jointly (the :data:`PRESETS` ``paper``);
     * R2 — ``amplitude="fixed"`` or ``"floored"`` at ``amplitude_value``;
@@ -314,6 +314,14 @@ class GPRFOptions:
     error_images: int = option(10_000, "gp_fit errors: training images whose SVI errors are observed", minimum=1)
     error_inducing: int = option(512, "gp_fit errors: inducing inputs of the error GP's predictive", minimum=1)
     error_neighbours: int = option(10, "gp_fit errors with error_model knn: neighbours averaged", minimum=1)
+    error_kernel_groups: int = option(2, "gp_fit errors: kernels of the error GP, one per output group (mean and "
+                                      "log-variance errors) or one shared by all outputs", choices=(1, 2))
+    error_inducing_placement: str = option("random", "gp_fit errors: inducing inputs at a seeded random subset of the "
+                                           "observed features, or at their k-means centres", choices=INDUCING_PLACEMENTS)
+    error_variance_rank: int = option(0, "gp_fit errors: predictive variance through a rank-r factor of the M x M "
+                                      "correction matrix (0: the full matrix)", minimum=0)
+    quadrature_nodes: int = option(QUADRATURE_NODES, "Gauss-Hermite nodes of the marginal proposal's log-variance "
+                                   "integral", minimum=2)
     error_svi_steps: int = option(250, "gp_fit errors: most SVI steps per observed error (Adam, lr 1e-2)",
                                   minimum=100)
     error_svi_samples: int = option(4, "gp_fit errors: draws per SVI step", minimum=1)
@@ -333,8 +341,7 @@ class GPRF(EncoderDecoderModel):
     """Random-function inference model: encoder, decoder, and a GP over the inference function
     (a variational GP trained in the ELBO, or a GP regression of observed errors: ``gp_fit``)."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, quadrature_nodes: int = QUADRATURE_NODES,
-                 **options):
+    def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, **options):
         super().__init__(encoder, decoder)
         self.options = GPRFOptions(**options)
         validate(self.options)
@@ -346,11 +353,12 @@ class GPRF(EncoderDecoderModel):
                                           o.variational, o.amplitude, o.amplitude_value)
             self.initialization_images = o.inducing
         elif o.error_model == "gp":
-            self.gp = ErrorRegressionGP(encoder.feature_dim, n_outputs, min(o.error_inducing, o.error_images, n_train))
+            self.gp = ErrorRegressionGP(encoder.feature_dim, n_outputs, min(o.error_inducing, o.error_images, n_train),
+                                        o.error_kernel_groups, o.error_inducing_placement, o.error_variance_rank)
         else:
             self.gp = NearestNeighbourErrors(encoder.feature_dim, n_outputs, min(o.error_images, n_train),
                                              o.error_neighbours)
-        nodes, log_weights = gauss_hermite(quadrature_nodes)
+        nodes, log_weights = gauss_hermite(o.quadrature_nodes)
         self.register_buffer("quadrature_nodes", nodes, persistent=False)
         self.register_buffer("quadrature_log_weights", log_weights, persistent=False)
 

@@ -11,7 +11,7 @@ from .base import EncoderDecoderModel
 
 
 class VAE(EncoderDecoderModel):
-    """q_φ(z | x) = N(μ_φ(x), diag exp ℓ_φ(x)) from one encoder pass (METHOD.md §2).
+    """q_φ(z | x) = N(μ_φ(x), diag exp ℓ_φ(x)) from one encoder pass (the specification (book/specification.md) §2).
 
     The ELBO uses the analytic KL to the standard-normal prior and a Monte Carlo reconstruction term.
     """
