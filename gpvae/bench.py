@@ -10,7 +10,9 @@ alike. Reported times are medians in ms:
   on a frozen copy of the model so that inference-time caches stay valid, as they do at test time;
 * ``train_step_ms``: loss, backward pass and Adam step on a training batch;
 * ``peak_mem_mb``: peak memory allocated by tensors during one training step (CUDA: the caching
-  allocator's peak; CPU: the peak of the PyTorch profiler's allocation trace).
+  allocator's peak; CPU: the peak of the PyTorch profiler's allocation trace);
+* ``infer_macs_per_image``: multiply-adds per image of the inference above, counted from the shapes
+  (:func:`inference_macs`), beside the times.
 """
 from __future__ import annotations
 
@@ -79,6 +81,37 @@ def peak_memory_mb(fn, device: torch.device) -> float:
     return peak / 1e6
 
 
+def _layer_macs(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """Multiply-adds of one forward call of a Linear or convolution layer, from its shapes."""
+    if isinstance(module, torch.nn.Linear):
+        return output.numel() * module.in_features
+    if isinstance(module, torch.nn.Conv2d):
+        return output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+    if isinstance(module, torch.nn.ConvTranspose2d):
+        return inputs[0].numel() * module.out_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+    return 0
+
+
+def inference_macs(model, x: torch.Tensor) -> float:
+    """Multiply-adds per image of inference (the proposal, one draw, its log-density), counted from the
+    shapes: every Linear and convolution layer that runs (forward passes only: SA-VAE's backward passes
+    are not counted), plus an error GP's predictive by its shapes (``macs_per_image``)."""
+    total = [0]
+    layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + _layer_macs(m, i, o)))
+             for m in model.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            r = model.proposal(x)
+            r.log_prob(r.rsample())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    gp = getattr(model, "gp", None)
+    extra = gp.macs_per_image(model.encoder.feature_dim) if hasattr(gp, "macs_per_image") else 0
+    return total[0] / len(x) + extra
+
+
 def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     """Benchmark ``models`` (names of :data:`gpvae.models.MODELS`) with the options of ``config``.
 
@@ -128,11 +161,13 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
     for name in names:
         rows.append({"model": name, "infer_ms": statistics.median(times[name]["infer"]),
                      "train_step_ms": statistics.median(times[name]["train"]),
-                     "peak_mem_mb": peak_memory_mb(lambda: train_step(name), device)})
+                     "peak_mem_mb": peak_memory_mb(lambda: train_step(name), device),
+                     "infer_macs_per_image": inference_macs(built[name][2], x_test)})
     vae = rows[0]
     for row in rows:
         row["infer_ratio_to_vae"] = row["infer_ms"] / vae["infer_ms"]
         row["train_ratio_to_vae"] = row["train_step_ms"] / vae["train_step_ms"]
+        row["macs_ratio_to_vae"] = row["infer_macs_per_image"] / vae["infer_macs_per_image"]
     return {"dataset": config.dataset, "batch_size": config.batch_size, "repeats": repeats,
             "threads": torch.get_num_threads(), "options": config.to_dict(), **provenance(device),
             "reference": vae, "results": [r for r in rows if r["model"] in models]}
@@ -142,10 +177,12 @@ def format_table(report: dict) -> str:
     """The benchmark as a fixed-width text table with its protocol in the header."""
     head = (f"{report['dataset']}, batch {report['batch_size']}, {report['device']}, median of {report['repeats']} "
             f"interleaved repeats, commit {report['git_commit'][:12]}")
-    lines = [head, f"{'model':<8}{'infer ms':>10}{'x VAE':>8}{'train step ms':>15}{'x VAE':>8}{'peak MB':>10}"]
+    lines = [head, f"{'model':<8}{'infer ms':>10}{'x VAE':>8}{'MMAC/img':>10}{'x VAE':>8}{'train step ms':>15}{'x VAE':>8}"
+                   f"{'peak MB':>10}"]
     for r in report["results"]:
-        lines.append(f"{r['model']:<8}{r['infer_ms']:>10.3f}{r['infer_ratio_to_vae']:>8.2f}{r['train_step_ms']:>15.3f}"
-                     f"{r['train_ratio_to_vae']:>8.2f}{r['peak_mem_mb']:>10.1f}")
+        macs, ratio = r.get("infer_macs_per_image", float("nan")) / 1e6, r.get("macs_ratio_to_vae", float("nan"))
+        lines.append(f"{r['model']:<8}{r['infer_ms']:>10.3f}{r['infer_ratio_to_vae']:>8.2f}{macs:>10.3f}{ratio:>8.2f}"
+                     f"{r['train_step_ms']:>15.3f}{r['train_ratio_to_vae']:>8.2f}{r['peak_mem_mb']:>10.1f}")
     return "\n".join(lines)
 
 
