@@ -14,7 +14,7 @@ BOOK_BUILD = rm -rf _build/.jupyter_cache && $(BIN)/jupyter-book build . -n -W -
 # Debian's Chromium and its driver, for the browser test (tests/test_browser.py).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser test book results clean
+.PHONY: install browser test book results converged park clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,14 @@ results: install
 	  $(SNAKEMAKE_CPU) --config seeds=$$seed || exit $$?; \
 	done
 	$(SNAKEMAKE_CPU)
+
+# The converged MNIST grid (workflow/config/converged.yaml): hours on this machine; rerun to resume.
+# `make park` commits the checkpoints of unfinished runs so that a fresh clone resumes them.
+converged: install
+	$(BIN)/snakemake --profile workflow/profiles/converged
+
+park: install
+	$(BIN)/python -m gpvae.workflow park workflow/config/converged.yaml
 
 clean:
 	rm -rf _build runs

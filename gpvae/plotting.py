@@ -7,11 +7,14 @@ import seaborn as sns
 PALETTE = "colorblind"
 MODEL_LABELS = {"vae": "VAE", "iwae": "IWAE", "hf": "HF", "iaf": "IAF", "rme": "RME", "savae": "SA-VAE",
                 "vlae": "VLAE", "gp": "GP-RF (R4)", "gp_paper": "GP-RF (R1, literal)",
-                "vae_extra": "VAE +2 epochs (control)"}
+                "vae_extra": "VAE +2 epochs (control)", "gp_refit": "GP-RF (R5, decoder refit)",
+                "vae_continued": "VAE trained on (control)"}
 # GP-RF gets the strongest colours after the VAE's; grey (index 7) is left for reference lines
 _COLOUR_INDEX = {"vae": 0, "gp": 1, "gp_paper": 2, "iwae": 3, "hf": 4, "iaf": 5, "rme": 6, "savae": 8, "vlae": 9}
 MODEL_COLOURS = {run: sns.color_palette(PALETTE, 10)[i] for run, i in _COLOUR_INDEX.items()}
 MODEL_COLOURS["vae_extra"] = (0.25, 0.25, 0.25)  # a control, not a model of the comparison: dark grey
+MODEL_COLOURS["vae_continued"] = (0.45, 0.45, 0.45)
+MODEL_COLOURS["gp_refit"] = sns.color_palette("dark", 10)[1]  # R4's orange, darker: the same family
 
 
 def use_theme() -> None:
