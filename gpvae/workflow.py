@@ -342,7 +342,7 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
     gaps = json.loads((folder / "gaps.json").read_text())
     wall, rss = _wall_seconds(folder / "benchmark.tsv")
     keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "epochs_done",
-            "best_epoch", "valid_elbo", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
+            "best_epoch", "valid_elbo", "stopped", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
             "git_commit", "torch_version", "gpytorch_version", "device")
     finite = {k: metrics[k] for k in keys if k in metrics}
     if finite["valid_elbo"] is None or not math.isfinite(finite["valid_elbo"]):  # a post-hoc fit has no epoch
@@ -351,7 +351,8 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
             "note": grid["runs"][run].get("note"), **finite,
             "options": metrics["options"],
             "gaps": {k: gaps[k]["mean"] for k in ("log_px", "elbo_opt", "elbo_model", "approximation_gap",
-                                                   "amortization_gap")} | {"n": gaps["n"], "eval_k": gaps["eval_k"]},
+                                                   "amortization_gap")}
+                    | {"n": gaps["n"], "eval_k": gaps["eval_k"], "subset_seed": gaps.get("subset_seed")},
             "history": [{"epoch": h["epoch"], "valid_elbo": h["valid_elbo"], "seconds": h["seconds"]}
                         for h in metrics["history"]],
             "wall_seconds": wall, "max_rss_mb": rss, "command": command,

@@ -224,6 +224,21 @@ def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, 
 
 
 @requires_data
+def test_the_converged_chapter_renders_records_of_every_kind(smoke_grid, tmp_path):
+    """The chapter's tables, AIS verdicts and figures from real records (the smoke grid's), not only its
+    'no record yet' paths."""
+    import papermill
+
+    _, root, _, _ = smoke_grid
+    out = tmp_path / "converged.ipynb"
+    papermill.execute_notebook(str(REPO / "book" / "converged.ipynb"), str(out), progress_bar=False,
+                               parameters={"converged_dir": str(root / "results"), "small_dir": str(root / "results")})
+    text = json.dumps([cell.get("outputs", []) for cell in json.loads(out.read_text())["cells"]])
+    assert "GP-RF (R4)" in text and "estimator gap" in text and "by AIS" in text
+    assert "no AIS record yet" not in text and "No converged record yet" not in text
+
+
+@requires_data
 def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
     spec, root, command, env = smoke_grid
     again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
