@@ -52,6 +52,15 @@ def test_bdmc_sandwich_contains_the_exact_value_and_narrows_with_more_temperatur
     assert widths[1] < widths[0] / 3 and widths[1] < 0.3, widths
 
 
+def test_bdmc_forward_chains_are_independent_of_the_simulated_latents(exact_model):
+    """One chain and one temperature is importance sampling from the prior with one draw: far below
+    log p(x) on average. A chain started at the latent its image was drawn from would be far above."""
+    _, x = simulate(exact_model, 64, seed=0)
+    exact = exact_model.exact_log_marginal(x).mean().item()
+    result = bdmc(exact_model, 64, AISSettings(steps=1, chains=1, leapfrog=1, step_size=1e-3), batch_size=64)
+    assert result["lower_mean"] < exact - 1.0, (result["lower_mean"], exact)
+
+
 def test_hmc_leaves_the_exact_posterior_invariant(exact_model):
     x = exact_model.sample_data(16, seed=3)
     mean, cov = exact_model.exact_posterior(x)
