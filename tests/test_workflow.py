@@ -248,7 +248,7 @@ def test_the_converged_chapter_renders_records_of_every_kind(smoke_grid, tmp_pat
     _, root, _, _ = smoke_grid
     out = tmp_path / "converged.ipynb"
     papermill.execute_notebook(str(REPO / "book" / "converged.ipynb"), str(out), progress_bar=False,
-                               parameters={"converged_dir": str(root / "results"), "small_dir": str(root / "results")})
+                               parameters={"results_dir": str(root / "results")})
     text = json.dumps([cell.get("outputs", []) for cell in json.loads(out.read_text())["cells"]])
     assert "GP-RF (R4)" in text and "estimator gap" in text and "by AIS" in text
     assert "no AIS record yet" not in text and "No converged record yet" not in text
