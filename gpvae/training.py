@@ -337,7 +337,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
                "seed": config.seed, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "valid_elbo": state["best_valid_elbo"] if state["best_epoch"] else None,
-               "stopped": state["stopped"] or "cap", **result,
+               "stopped": state["stopped"] or ("cap" if state["epoch"] else None), **result,
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
                "n_parameters": sum(p.numel() for p in model.parameters()), "model_summary": model.summary(),
