@@ -280,6 +280,9 @@ def train(config: TrainConfig | None = None, **options) -> dict:
              "stopped": None}
     if ckpt_path.exists():
         saved = load_checkpoint(run_dir)
+        if "optimizer" not in saved:
+            raise RunFolderError(f"{ckpt_path} holds the committed weights of a finished run (no optimizer state): "
+                                 "it can be evaluated, not trained further; train into a new --out")
         _check_resumable(saved["config"], config, run_dir)
         model.load_state_dict(saved["model"])
         saved_optimizers = saved["optimizer"] if isinstance(saved["optimizer"], list) else [saved["optimizer"]]

@@ -136,12 +136,51 @@ def commit_weights(grid: dict, dataset: str, run: str, seed: int) -> Path:
     partial = target / f"{CHECKPOINT}.partial"
     torch.save({**slim, "model": best, "best_model": best}, partial)
     partial.replace(target / CHECKPOINT)
-    shutil.copy(folder / "metrics.json", target / "metrics.json")
+    for name in RESTORED_FILES:  # what the train and gaps jobs wrote: a fresh machine restores them (restore)
+        if (folder / name).exists():
+            shutil.copy(folder / name, target / name)
     parked = parked_checkpoint(grid, dataset, run, seed)
     if parked.exists():
         parked.unlink()
         parked.parent.rmdir()
     return target
+
+
+RESTORED_FILES = ("metrics.json", "training.ipynb", "benchmark.tsv", "gaps.json")
+
+
+def _warm_start_depth(grid: dict, run: str) -> int:
+    source = grid["runs"][run].get("warm_start")
+    return 0 if not source else 1 + _warm_start_depth(grid, source)
+
+
+def restore(grid: dict) -> list[Path]:
+    """On a fresh machine, put every finished run with a record and committed weights back into its run
+    folder (the weights' checkpoint and the files its train and gaps jobs wrote), dated before its record
+    and after the run it warm-starts from, so that Snakemake neither retrains nor re-measures it and its
+    later measurements (k_curve, ais, ...) read it. Returns the folders restored."""
+    import os
+    import shutil
+
+    done = []
+    records = {cell: record_path(grid, *cell) for cell in cells(grid)}
+    present = [cell for cell, path in records.items() if path.exists()]
+    if not present:
+        return done
+    base = min(records[cell].stat().st_mtime for cell in present) - 10_000
+    for dataset, run, seed in present:
+        folder, weights = run_dir(grid, dataset, run, seed), weights_dir(grid, dataset, run, seed)
+        if (folder / "metrics.json").exists() or not all((weights / f).exists() for f in ("checkpoint.pt", *RESTORED_FILES[:2])):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        when = base + 10 * _warm_start_depth(grid, run)
+        for name in ("checkpoint.pt", *RESTORED_FILES):
+            if (weights / name).exists():
+                shutil.copy(weights / name, folder / name)
+                stamp = when + (1 if name == "gaps.json" else 0)  # gaps after the training it measures
+                os.utime(folder / name, (stamp, stamp))
+        done.append(folder)
+    return done
 
 
 def park(grid: dict) -> list[Path]:

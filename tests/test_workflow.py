@@ -227,6 +227,31 @@ def test_committed_weights_evaluate_and_serve_warm_starts_on_a_fresh_machine(smo
 
 
 @requires_data
+def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke_grid, tmp_path):
+    spec, root, _, env = smoke_grid
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    (results / "mnist" / "k_curve" / "seed0.json").unlink()  # a measurement still to make on finished runs
+    fresh = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(results)}
+    config = tmp_path / "grid.yaml"
+    config.write_text(yaml.safe_dump(fresh))
+    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--cores", "1", "--rerun-triggers", "mtime", "-n"],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in plan.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts.get("train", 0) == 0 and counts.get("gaps", 0) == 0 and counts.get("record", 0) == 0, plan.stdout
+    assert counts["k_curve"] == 2 and counts["measurement_record"] == 1
+    assert "restored" in plan.stderr and (tmp_path / "runs" / "mnist" / "gp_seed0" / "metrics.json").exists()
+    with pytest.raises(Exception, match="committed weights of a finished run"):
+        from gpvae.training import train
+        from gpvae.config import TrainConfig
+        train(TrainConfig(**{**wf.load_grid(config)["runs"]["vae"], "out": str(tmp_path / "runs" / "mnist" / "vae_seed0"),
+                             "resume": True, "epochs": 2, "max_train": 1000, "max_test": 40, "eval_k": 8,
+                             "device": "cpu", "data_dir": str(data_dir())}))
+
+
+@requires_data
 def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, tmp_path):
     spec, root, _, _ = smoke_grid
     fresh = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
