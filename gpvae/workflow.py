@@ -155,8 +155,8 @@ def _warm_start_depth(grid: dict, run: str) -> int:
 
 
 def restore(grid: dict) -> list[Path]:
-    """On a fresh machine, put every finished run with a record and committed weights back into its run
-    folder (the weights' checkpoint and the files its train and gaps jobs wrote), dated before its record
+    """On a fresh machine, put every finished run with a record and committed weights, whose run folder has
+    no checkpoint, back into its run folder (the weights' checkpoint and the files its train and gaps jobs wrote), dated before its record
     and after the run it warm-starts from, so that Snakemake neither retrains nor re-measures it and its
     later measurements (k_curve, ais, ...) read it. Returns the folders restored."""
     import os
@@ -170,8 +170,8 @@ def restore(grid: dict) -> list[Path]:
     base = min(records[cell].stat().st_mtime for cell in present) - 10_000
     for dataset, run, seed in present:
         folder, weights = run_dir(grid, dataset, run, seed), weights_dir(grid, dataset, run, seed)
-        if (folder / "metrics.json").exists() or not all((weights / f).exists() for f in ("checkpoint.pt", *RESTORED_FILES[:2])):
-            continue
+        if (folder / "checkpoint.pt").exists() or not all((weights / f).exists() for f in ("checkpoint.pt", *RESTORED_FILES[:2])):
+            continue  # a run folder with a checkpoint is live (an interrupted job resumes from it): never overwritten
         folder.mkdir(parents=True, exist_ok=True)
         when = base + 10 * _warm_start_depth(grid, run)
         for name in ("checkpoint.pt", *RESTORED_FILES):
