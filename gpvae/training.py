@@ -442,12 +442,14 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
 
 
 def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed: int | None = None,
-            eval_k: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
+            eval_k: int | None = None, data_dir: str | None = None, device: str | None = None,
+            certificate: dict | None = None) -> dict:
     """log p(x) of a run's decoder by AIS from the prior (:func:`gpvae.evaluation.ais_log_likelihood`) on
     ``subset`` test images (the first, or drawn with ``subset_seed``), beside the protocol's importance-
     sampling estimate with the run's own proposal (K = ``eval_k``, default the run's) on the same images:
     their difference is the estimator gap. Writes and returns ``RUN_DIR/ais.json`` (per-image values,
-    indices, settings, acceptance, seconds, decoder digest, provenance)."""
+    indices, settings, acceptance, seconds, decoder digest, provenance, and the ``certificate`` that fixed T
+    when given)."""
     config, data, model, dev = load_run(run_dir, full_test=True, eval_k=eval_k, data_dir=data_dir, device=device)
     indices = _subset(data, subset, subset_seed, "--ais-subset")
     images = data.test[indices]
@@ -463,7 +465,7 @@ def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed
                      "per_example": [round(v, 4) for v in sampled.tolist()]},
               "estimator_gap": (ais_values - sampled.double()).mean().item(),
               "decoder_sha256": parameter_digest(model.decoder), "model": config.model, "dataset": config.dataset,
-              "run_dir": str(run_dir), **provenance(dev)}
+              "run_dir": str(run_dir), **provenance(dev), **({"certificate": certificate} if certificate else {})}
     _require_finite(result, f"AIS of {run_dir}")
     _write_json(Path(run_dir) / "ais.json", result)
     return result

@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -121,8 +123,6 @@ def source_dir(grid: dict, dataset: str, run: str, seed: int) -> Path:
 def commit_weights(grid: dict, dataset: str, run: str, seed: int) -> Path:
     """Write a finished run's best parameters (float32, no optimizer state) and its ``metrics.json`` to
     :func:`weights_dir`, and drop its parked checkpoint. Returns the folder."""
-    import shutil
-
     import torch
 
     from .training import CHECKPOINT, load_checkpoint
@@ -159,9 +159,6 @@ def restore(grid: dict) -> list[Path]:
     no checkpoint, back into its run folder (the weights' checkpoint and the files its train and gaps jobs wrote), dated before its record
     and after the run it warm-starts from, so that Snakemake neither retrains nor re-measures it and its
     later measurements (k_curve, ais, ...) read it. Returns the folders restored."""
-    import os
-    import shutil
-
     done = []
     records = {cell: record_path(grid, *cell) for cell in cells(grid)}
     present = [cell for cell, path in records.items() if path.exists()]
@@ -186,8 +183,6 @@ def restore(grid: dict) -> list[Path]:
 def park(grid: dict) -> list[Path]:
     """Copy the latest checkpoint of every started, unfinished run of the grid to
     :func:`parked_checkpoint`, so that a fresh machine resumes it (:func:`unpark`). Returns the copies."""
-    import shutil
-
     parked = []
     for dataset, run, seed in cells(grid):
         folder = run_dir(grid, dataset, run, seed)
@@ -203,8 +198,6 @@ def park(grid: dict) -> list[Path]:
 def unpark(grid: dict, dataset: str, run: str, seed: int) -> bool:
     """Before a training job: put the run's parked checkpoint into its folder when the folder has none.
     Returns whether it did."""
-    import shutil
-
     folder, parked = run_dir(grid, dataset, run, seed), parked_checkpoint(grid, dataset, run, seed)
     if parked.exists() and not (folder / "checkpoint.pt").exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -262,7 +255,7 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
     measurement's ``certificate`` run of the same dataset and seed, the seeded test subset, the
     protocol's K for the importance-sampling estimate beside it. Writes ``RUN_DIR/ais.json``."""
     from .evaluation import AISSettings
-    from .training import _write_json, ais_run, read_json
+    from .training import ais_run, read_json
 
     spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
     certificate_dir = run_dir(grid, dataset, spec["certificate"], seed)
@@ -270,11 +263,8 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
                                   bdmc_spec["max_width"])
     settings = AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=spec["leapfrog"])
     folder = run_dir(grid, dataset, run, seed)
-    result = ais_run(folder, settings, spec["subset"], spec["subset_seed"], evaluation(grid, dataset)["eval_k"],
-                     device=grid["device"])
-    result["certificate"] = {**certificate, "run": spec["certificate"]}
-    _write_json(folder / "ais.json", result)
-    return result
+    return ais_run(folder, settings, spec["subset"], spec["subset_seed"], evaluation(grid, dataset)["eval_k"],
+                   device=grid["device"], certificate={**certificate, "run": spec["certificate"]})
 
 
 def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
@@ -312,24 +302,25 @@ def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
 def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: int, command: str) -> dict:
     """The committed record of one run's per-run measurement: its ``RUN_DIR/<name>.json`` (values and
     provenance), the settings and the job's wall time."""
-    folder = run_dir(grid, dataset, run, seed)
-    result = json.loads((folder / f"{name}.json").read_text())
-    result.pop("run_dir")
     return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
-            name: measurement(grid, name, dataset), **result,
-            "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0], "command": command}
+            name: measurement(grid, name, dataset), **_measured(grid, name, dataset, run, seed), "command": command}
+
+
+def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
+    """A run's ``RUN_DIR/<name>.json`` without its folder, with the measuring job's wall time."""
+    from .training import read_json
+
+    folder = run_dir(grid, dataset, run, seed)
+    result = read_json(folder / f"{name}.json", f"run the grid's {name} job first")
+    result.pop("run_dir")
+    return {**result, "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0]}
 
 
 def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: str) -> dict:
     """The committed record of a measurement of one dataset and seed: the settings and, per measured run,
     its ``RUN_DIR/<name>.json`` (values and provenance) and the job's wall time."""
     spec = measurement(grid, name, dataset)
-    runs = {}
-    for run in spec["runs"]:
-        folder = run_dir(grid, dataset, run, seed)
-        result = json.loads((folder / f"{name}.json").read_text())
-        result.pop("run_dir")
-        runs[run] = {**result, "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0]}
+    runs = {run: _measured(grid, name, dataset, run, seed) for run in spec["runs"]}
     return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"], name: spec,
             "runs": runs, "command": command}
 
@@ -376,9 +367,11 @@ def _wall_seconds(benchmark_tsv: Path) -> tuple[float | None, float | None]:
 def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
     """The committed record of one finished cell: the protocol's numbers, the gap decomposition,
     the per-epoch validation ELBO, and provenance (commit, exact options, device, wall time, budget)."""
+    from .training import read_json
+
     folder = run_dir(grid, dataset, run, seed)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    gaps = json.loads((folder / "gaps.json").read_text())
+    metrics = read_json(folder / "metrics.json", "run the grid's train job first")
+    gaps = read_json(folder / "gaps.json", "run the grid's gaps job first")
     wall, rss = _wall_seconds(folder / "benchmark.tsv")
     keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "epochs_done",
             "best_epoch", "valid_elbo", "stopped", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
