@@ -50,6 +50,31 @@ def _timed(fn, device: torch.device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def interleaved_medians(tasks: dict[str, dict[str, object]], device: torch.device, repeats: int, seed: int) -> dict:
+    """Median milliseconds of every callable of ``tasks`` ({label: {what: fn}}), timed interleaved: each
+    of :data:`WARMUP` + ``repeats`` repeats runs every label once, in a fresh seeded random order (so that
+    no label always follows the same one), and each of its callables in turn. {label: {what: ms}}."""
+    labels = list(tasks)
+    times = {label: {what: [] for what in tasks[label]} for label in labels}
+    shuffle = torch.Generator().manual_seed(seed)
+    for repeat in progress(range(WARMUP + repeats), desc="bench", unit="repeat"):
+        for label in (labels[i] for i in torch.randperm(len(labels), generator=shuffle)):
+            for what, fn in tasks[label].items():
+                elapsed = _timed(fn, device)
+                if repeat >= WARMUP:
+                    times[label][what].append(elapsed)
+    return {label: {what: statistics.median(values) for what, values in timed.items()} for label, timed in times.items()}
+
+
+def load_average() -> list[float] | None:
+    """The machine's 1-, 5- and 15-minute load averages (None where the OS has none): beside a timing,
+    how busy the cores were."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """The profiler's C++ side logs to fd 2 on machines without a GPU; silence it while profiling."""
@@ -148,19 +173,12 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
         for optimizer in optimizers:
             optimizer.step()
 
-    times = {name: {"infer": [], "train": []} for name in names}
-    shuffle = torch.Generator().manual_seed(config.seed)
-    for repeat in progress(range(WARMUP + repeats), desc="bench", unit="repeat"):
-        order = torch.randperm(len(names), generator=shuffle)  # no model always follows the same one (caches)
-        for name in (names[i] for i in order):
-            infer_ms, train_ms = _timed(lambda: infer(name), device), _timed(lambda: train_step(name), device)
-            if repeat >= WARMUP:
-                times[name]["infer"].append(infer_ms)
-                times[name]["train"].append(train_ms)
+    medians = interleaved_medians({name: {"infer": lambda name=name: infer(name),
+                                          "train": lambda name=name: train_step(name)} for name in names},
+                                  device, repeats, config.seed)
     rows = []
     for name in names:
-        rows.append({"model": name, "infer_ms": statistics.median(times[name]["infer"]),
-                     "train_step_ms": statistics.median(times[name]["train"]),
+        rows.append({"model": name, "infer_ms": medians[name]["infer"], "train_step_ms": medians[name]["train"],
                      "peak_mem_mb": peak_memory_mb(lambda: train_step(name), device),
                      "infer_macs_per_image": inference_macs(built[name][2], x_test)})
     vae = rows[0]
@@ -169,7 +187,8 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
         row["train_ratio_to_vae"] = row["train_step_ms"] / vae["train_step_ms"]
         row["macs_ratio_to_vae"] = row["infer_macs_per_image"] / vae["infer_macs_per_image"]
     return {"dataset": config.dataset, "batch_size": config.batch_size, "repeats": repeats,
-            "threads": torch.get_num_threads(), "options": config.to_dict(), **provenance(device),
+            "threads": torch.get_num_threads(), "load_average": load_average(), "options": config.to_dict(),
+            **provenance(device),
             "reference": vae, "results": [r for r in rows if r["model"] in models]}
 
 

@@ -8,8 +8,10 @@ a model with options named like :class:`gpvae.config.TrainConfig`'s fields, plus
 ``k_curve`` (``runs``, ``eval_ks``, ``max_test``) evaluates those runs' log p̂(x) at several K on a test
 subset (:func:`gpvae.training.k_curve_run`); ``difficulty`` (``runs``, ``reference``) ranks each run's
 posterior-difficulty scores against the per-image amortization gap of the reference run's encoder
-(:func:`gpvae.training.difficulty_run`). This
-module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
+(:func:`gpvae.training.difficulty_run`); ``bdmc`` and ``ais`` certify and measure log p(x) by AIS
+(:func:`gpvae.training.bdmc_run`, :func:`gpvae.training.ais_run`); ``frontier`` (``runs``, ``settings``,
+``repeats``) fits each declared R4 setting to those VAE runs and measures its cost and accuracy
+(:func:`gpvae.frontier.frontier_run`). This module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
 finished run folder into a small committed record with its provenance; the Snakefile only wires
 files together.
 """
@@ -32,7 +34,8 @@ GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_di
 RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
 MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
-                    "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate")}
+                    "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate"),
+                    "frontier": ("runs", "settings", "repeats")}
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
 PER_RUN_MEASUREMENTS = ("ais",)
@@ -267,6 +270,15 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
                    device=grid["device"], certificate={**certificate, "run": spec["certificate"]})
 
 
+def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
+    """The grid's accuracy–cost frontier of R4 on one VAE run (the Snakefile's ``frontier`` job,
+    :func:`gpvae.frontier.frontier_run`). Writes ``RUN_DIR/frontier.json``."""
+    from .frontier import frontier_run
+
+    spec = measurement(grid, "frontier", dataset)
+    return frontier_run(run_dir(grid, dataset, run, seed), spec["settings"], spec["repeats"], device=grid["device"])
+
+
 def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
     """The (dataset, seed) pairs of a measurement whose runs are all in the grid (none skipped)."""
     present = set(cells(grid))
@@ -443,7 +455,8 @@ def _grid_argument(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job;
-    ``python -m gpvae.workflow ais GRID_JSON DATASET RUN SEED``: the Snakefile's AIS job;
+    ``python -m gpvae.workflow ais|frontier GRID_JSON DATASET RUN SEED``: the Snakefile's AIS and
+    frontier jobs;
     ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
     seed (``make results`` gives them priority, so that one dataset completes first)."""
     import argparse
@@ -464,11 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("dataset")
             one.add_argument("run")
             one.add_argument("seed", type=int)
-    ais_parser = commands.add_parser("ais")
-    ais_parser.add_argument("grid", help="the grid as JSON")
-    for name in ("dataset", "run"):
-        ais_parser.add_argument(name)
-    ais_parser.add_argument("seed", type=int)
+    for name in ("ais", "frontier"):
+        one = commands.add_parser(name)
+        one.add_argument("grid", help="the grid as JSON")
+        one.add_argument("dataset")
+        one.add_argument("run")
+        one.add_argument("seed", type=int)
     targets_parser = commands.add_parser("targets")
     targets_parser.add_argument("grid", help="grid file (YAML)")
     targets_parser.add_argument("dataset")
@@ -478,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
     elif args.command == "ais":
         ais_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
+    elif args.command == "frontier":
+        frontier_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
     elif args.command == "park":
         print("\n".join(f"parked {path}" for path in park(_grid_argument(args.grid))) or "nothing to park")
     elif args.command == "unpark":

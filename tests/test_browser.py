@@ -36,7 +36,7 @@ EXPECTED = {
     "book/training": (4, 1, 1),
     "book/baselines": (3, 2, 0),
     "book/random_function": (4, 5, 1),
-    "book/readings": (4, 6, 1),
+    "book/readings": (5, 6, 1),
     "book/amortization_gap": (2, 2, 1),
     "book/results": (3, 2, 1),
     "book/converged": (3, 1, 1),

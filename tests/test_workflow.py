@@ -105,7 +105,8 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
 
 
 def test_dry_run_of_the_converged_profile(tmp_path):
-    """The converged MNIST grid: 8 runs of one seed, each with its gaps, AIS and record; the VAE's BDMC."""
+    """The converged MNIST grid: 8 runs of one seed, each with its gaps, AIS and record; the VAE's BDMC;
+    R4's frontier on the VAE (one job)."""
     done = subprocess.run([*SNAKEMAKE, "--profile", "workflow/profiles/converged", "-n", "--directory", str(REPO),
                            "--config", f"runs_dir={tmp_path}/runs", f"results_dir={tmp_path}/results"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -113,7 +114,8 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 8 and counts["bdmc"] == 1
-    assert counts["k_curve"] == 4 and counts["difficulty"] == 2 and counts["measurement_record"] == 3
+    assert counts["k_curve"] == 4 and counts["difficulty"] == 2 and counts["frontier"] == 1
+    assert counts["measurement_record"] == 4  # k_curve, difficulty, bdmc, frontier
     converged = grid("converged")
     vae = wf.chapter_parameters(converged, "mnist", "vae", 0)
     assert vae["epochs"] == 1500 and vae["max_test"] is None and vae["options"]["patience"] == 50

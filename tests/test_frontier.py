@@ -1,0 +1,56 @@
+"""R4's accuracy–cost frontier: every setting fitted to one VAE's errors and measured against it."""
+import json
+
+import pytest
+
+from gpvae import cli, frontier, training
+from gpvae.config import TrainConfig
+
+from .conftest import data_dir, requires_data
+
+SETTINGS = {"full": {"error_images": 100, "error_svi_steps": 100, "error_inducing": 32},
+            "low_rank": {"error_images": 100, "error_svi_steps": 100, "error_inducing": 32, "error_kernel_groups": 1,
+                         "error_variance_rank": 4, "quadrature_nodes": 3},
+            "knn": {"error_images": 100, "error_svi_steps": 100, "error_model": "knn", "error_neighbours": 5}}
+
+
+@requires_data
+def test_the_frontier_measures_every_setting_against_the_vae_on_its_gap_subset(tmp_path):
+    vae = tmp_path / "vae"
+    training.train(TrainConfig(model="vae", dataset="mnist", epochs=1, max_train=1000, max_test=60, eval_k=20,
+                               device="cpu", data_dir=str(data_dir()), out=str(vae)))
+    assert cli.main(["evaluate", str(vae), "--gaps", "--gap-subset", "20", "--subset-seed", "3",
+                     "--eval-k", "20", "--data-dir", str(data_dir())]) == 0
+    gaps = json.loads((vae / "gaps.json").read_text())
+    result = frontier.frontier_run(vae, SETTINGS, repeats=2, data_dir=str(data_dir()))
+    assert json.loads((vae / "frontier.json").read_text())["settings"].keys() == {"vae", *SETTINGS}
+    rows = result["settings"]
+    assert result["indices"] == gaps["indices"] and result["n"] == 20
+    assert rows["vae"]["gap_closed"] == 0 and rows["vae"]["ratio_to_vae"] == {"100": 1.0, "1": 1.0}
+    assert set(rows["vae"]["spearman"]) == {"encoder_variance", "negative_elbo"}
+    for label in SETTINGS:
+        row = rows[label]
+        assert row["fit"]["error_model"] is not None and row["macs_per_image"] > 0
+        assert set(row["infer_ms"]) == {"100", "1"} and all(v > 0 for v in row["ratio_to_vae"].values())
+    # the share closed is measured, not assumed: its numerator is the setting's own ELBO on the VAE's images
+    assert rows["full"]["gap_closed"] != rows["knn"]["gap_closed"]
+    # one shape count per setting: a 1-kernel, rank-4 predictive on 32 inducing inputs counts fewer MACs
+    assert rows["low_rank"]["macs_per_image"] < rows["full"]["macs_per_image"]
+    assert rows["low_rank"]["variance_error"]["of_mean"] >= 0 and rows["full"]["variance_error"] is None
+    assert "neighbour_distance" in rows["knn"]["spearman"]
+    assert result["default"]["fastest"] in SETTINGS and result["default"]["closes_most"] in SETTINGS
+
+
+def _row(closed, ratio):
+    return {"gap_closed": closed, "ratio_to_vae": {"100": ratio}}
+
+
+@pytest.mark.parametrize("rows, chosen, reason", [
+    ({"a": _row(0.30, 1.4), "b": _row(0.40, 2.0), "c": _row(0.25, 1.1)}, "a", "closes 30%"),
+    ({"a": _row(0.10, 1.4), "b": _row(0.40, 2.0)}, None, "under 20%"),
+    ({"a": _row(0.30, 1.6)}, None, "no setting runs within 1.5x"),
+])
+def test_the_default_rule_holds_fails_or_finds_no_setting(rows, chosen, reason):
+    decision = frontier.choose_default({"vae": _row(0.0, 1.0), **rows})
+    assert decision["setting"] == chosen and reason in decision["reason"]
+    assert decision["closes_most"] == max(rows, key=lambda k: rows[k]["gap_closed"])
