@@ -133,7 +133,7 @@ def inference_macs(model, x: torch.Tensor) -> float:
         for hook in hooks:
             hook.remove()
     gp = getattr(model, "gp", None)
-    extra = gp.macs_per_image(model.encoder.feature_dim) if hasattr(gp, "macs_per_image") else 0
+    extra = gp.macs_per_image(model.error_input_dim) if hasattr(gp, "macs_per_image") else 0
     return total[0] / len(x) + extra
 
 

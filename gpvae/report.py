@@ -145,24 +145,6 @@ def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
     return table[~runs.isin(list(wf.controls(grid)))]
 
 
-def spread(values: pd.Series) -> pd.Series:
-    """Mean, sample sd and count of per-seed ``values`` (NaN dropped), shaped like a row of
-    :func:`paired_differences`, for :func:`verdict`."""
-    values = values.dropna()
-    return pd.Series({"mean": values.mean(), "sd": values.std(ddof=1) if len(values) > 1 else math.nan, "n": len(values)})
-
-
-def verdict(difference: pd.Series) -> str:
-    """The results chapter's criterion, fixed before the runs, for a paired difference (``mean``,
-    ``sd``, ``n`` over matched seeds): ``"holds"`` when positive by more than twice its sd over at
-    least two seeds, ``"fails"`` when negative by that margin, else ``"not resolved"``."""
-    if difference["n"] >= 2 and difference["mean"] > 2 * difference["sd"]:
-        return "holds"
-    if difference["n"] >= 2 and difference["mean"] < -2 * difference["sd"]:
-        return "fails"
-    return "not resolved"
-
-
 def missing(grid: dict, records: list[dict]) -> list[tuple[str, str, int]]:
     """The grid's (dataset, run, seed) cells without a record."""
     present = {(r["dataset"], r["run"], r["seed"]) for r in records}

@@ -11,6 +11,8 @@ from .conftest import data_dir, requires_data
 SETTINGS = {"full": {"error_images": 100, "error_svi_steps": 100, "error_inducing": 32},
             "low_rank": {"error_images": 100, "error_svi_steps": 100, "error_inducing": 32, "error_kernel_groups": 1,
                          "error_variance_rank": 4, "quadrature_nodes": 3},
+            "moments": {"error_images": 100, "error_svi_steps": 100, "error_inducing": 32,
+                        "error_inputs": "features_and_moments"},
             "knn": {"error_images": 100, "error_svi_steps": 100, "error_model": "knn", "error_neighbours": 5}}
 
 
@@ -36,6 +38,9 @@ def test_the_frontier_measures_every_setting_against_the_vae_on_its_gap_subset(t
     assert rows["full"]["gap_closed"] != rows["knn"]["gap_closed"]
     # one shape count per setting: a 1-kernel, rank-4 predictive on 32 inducing inputs counts fewer MACs
     assert rows["low_rank"]["macs_per_image"] < rows["full"]["macs_per_image"]
+    # the encoder's mean and log-variance as extra inputs: a wider kernel, and another fit of the same errors
+    assert rows["moments"]["macs_per_image"] > rows["full"]["macs_per_image"]
+    assert rows["moments"]["elbo"] != rows["full"]["elbo"]
     assert rows["low_rank"]["variance_error"]["of_mean"] >= 0 and rows["full"]["variance_error"] is None
     assert "neighbour_distance" in rows["knn"]["spearman"]
     assert result["default"]["fastest"] in SETTINGS and result["default"]["closes_most"] in SETTINGS

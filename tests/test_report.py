@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from gpvae import report
+from gpvae import report, verdicts
 from gpvae import workflow as wf
 
 
@@ -50,7 +50,7 @@ def test_mean_sd_text():
     (0.5, 0.2, 3, "holds"), (0.5, 0.3, 3, "not resolved"), (-0.7, 0.3, 2, "fails"), (2.0, math.nan, 1, "not resolved"),
 ])
 def test_verdict_needs_two_seeds_and_twice_the_sd(mean, sd, n, expected):
-    assert report.verdict(pd.Series({"mean": mean, "sd": sd, "n": n})) == expected
+    assert verdicts.paired(pd.Series({"mean": mean, "sd": sd, "n": n})) == expected
 
 
 def test_models_only_leaves_out_the_controls():
@@ -104,9 +104,9 @@ def test_difficulty_rows_per_score_with_the_partial_rho_for_the_run_s_own_scores
 
 
 def test_spread_is_a_verdict_row():
-    row = report.spread(pd.Series([0.5, 0.7, math.nan, 0.6]))
+    row = verdicts.spread(pd.Series([0.5, 0.7, math.nan, 0.6]))
     assert row["n"] == 3 and row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1)
-    assert report.verdict(row) == "holds" and math.isnan(report.spread(pd.Series([0.2]))["sd"])
+    assert verdicts.paired(row) == "holds" and math.isnan(verdicts.spread(pd.Series([0.2]))["sd"])
 
 
 def test_missing_measurements_are_the_grid_s_cells_without_a_record():

@@ -35,7 +35,7 @@ HYPER_STEPS = 100  # Adam steps on the hyperparameters
 HYPER_LR = 0.05
 INITIAL_NOISE = 0.5  # of the standardized errors
 JITTER = 1e-6  # added to K_mm (float64)
-MIN_VARIANCE = 1e-8
+MIN_VARIANCE = 1e-8  # floor on every predictive and latent variance of GP-RF
 
 
 def multi_output_log_marginal(kernel: gpytorch.kernels.Kernel, noise: torch.Tensor, x: torch.Tensor,
@@ -48,7 +48,9 @@ def multi_output_log_marginal(kernel: gpytorch.kernels.Kernel, noise: torch.Tens
     return -0.5 * white.pow(2).sum() - b * chol.diagonal().log().sum() - 0.5 * n * b * math.log(2 * math.pi)
 
 
-def _median_distance(x: torch.Tensor) -> torch.Tensor:
+def median_distance(x: torch.Tensor) -> torch.Tensor:
+    """The median heuristic for an RBF lengthscale: the median pairwise distance of the first 1,000 rows
+    of ``x`` (N, p), at least 1e-3: a scalar."""
     return torch.pdist(x[:1000]).median().clamp(min=1e-3)
 
 
@@ -102,7 +104,7 @@ class ErrorRegressionGP(nn.Module):
             params = [*kernel.parameters(), *likelihood.parameters()]
             for p in params:
                 p.requires_grad_(True)
-            kernel.base_kernel.lengthscale = _median_distance(x[subset]).expand(1, x.shape[-1])
+            kernel.base_kernel.lengthscale = median_distance(x[subset]).expand(1, x.shape[-1])
             kernel.outputscale = 1.0
             likelihood.noise = INITIAL_NOISE
             optimizer = torch.optim.Adam(params, lr=HYPER_LR)

@@ -1,7 +1,7 @@
 """Flow-based inference models on the shared encoder trunk: Householder flow and IAF.
 
 Both start from the encoder's diagonal Gaussian N(μ_φ(x), diag exp ℓ_φ(x)) and push its draws through
-invertible steps whose parameters the encoder also produces (:mod:`gpvae.flows`); the proposal's
+invertible steps whose parameters the encoder also produces (:mod:`gpvae.flow_layers`); the proposal's
 density is exact, so the one evaluation protocol applies unchanged. Trained on the single-sample
 ELBO, log p(x, z_T) − log r(z_T | x), as in both papers.
 """
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..distributions import diagonal_gaussian
-from ..flows import FlowProposal, IAFStep, householder_reflection
+from ..flow_layers import FlowProposal, IAFStep, householder_reflection
 from ..networks import Decoder, Encoder
 from .base import EncoderDecoderModel
 
@@ -61,7 +61,7 @@ class IAFVAE(EncoderDecoderModel):
     """VAE + inverse autoregressive flow (Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling 2016).
 
     The encoder trunk gives the initial Gaussian (μ, σ) and a context h = W ψ(x) + b of ``iaf_width``
-    units; ``iaf_steps`` MADE steps (:class:`~gpvae.flows.IAFStep`, ``iaf_width`` hidden units, each
+    units; ``iaf_steps`` MADE steps (:class:`~gpvae.flow_layers.IAFStep`, ``iaf_width`` hidden units, each
     conditioned on h) follow, with the order of the latent dimensions reversed between steps.
     Defaults: 2 steps of width 320, the paper's smallest MNIST IAF (its Table 2 goes up to 8 steps of
     width 1920, on a ResNet VAE; here the network is the shared MLP).

@@ -64,7 +64,8 @@ from ..progress import progress
 from ..provenance import parameter_digest
 from ..refinement import Convergence, optimal_gaussian
 from .base import EncoderDecoderModel
-from .error_gp import ERROR_MODELS, INDUCING_PLACEMENTS, ErrorRegressionGP, NearestNeighbourErrors
+from .error_gp import (ERROR_MODELS, INDUCING_PLACEMENTS, MIN_VARIANCE, ErrorRegressionGP, NearestNeighbourErrors,
+                       median_distance)
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
@@ -72,9 +73,9 @@ OBJECTIVES = ("expected", "marginal")
 VARIATIONAL_FAMILIES = ("shared", "meanfield", "full", "natural")
 AMPLITUDES = ("learned", "fixed", "floored")
 FITS = ("elbo", "errors")
+ERROR_INPUTS = ("features", "features_and_moments")
 INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
 KERNEL_LR_FACTOR = 0.1  # kernel hyperparameters learn 10x slower than the networks (NotPSDError guard)
-MIN_VARIANCE = 1e-8  # floor on predictive and latent variances
 DIAGNOSTIC_SAMPLES = 10  # draws per validation image behind the expected-minus-marginal ELBO diagnostic
 
 
@@ -115,11 +116,6 @@ class GroupSharedCholeskyVariationalDistribution(_VariationalDistribution):
     def forward(self) -> MultivariateNormal:
         chol = self.group_chol().repeat_interleave(self.group_size, 0)
         return MultivariateNormal(self.variational_mean, CholLinearOperator(TriangularLinearOperator(chol)))
-
-    def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
-        self.variational_mean.data.copy_(prior_dist.mean)
-        self.variational_mean.data.add_(torch.randn_like(prior_dist.mean), alpha=self.mean_init_std)
-        self.chol_variational_covar.data.copy_(torch.eye(self.num_inducing_points).expand_as(self.chol_variational_covar))
 
 
 class InferenceFunctionGP(gpytorch.models.ApproximateGP):
@@ -318,6 +314,8 @@ class GPRFOptions:
                                       "log-variance errors) or one shared by all outputs", choices=(1, 2))
     error_inducing_placement: str = option("random", "gp_fit errors: inducing inputs at a seeded random subset of the "
                                            "observed features, or at their k-means centres", choices=INDUCING_PLACEMENTS)
+    error_inputs: str = option("features", "gp_fit errors: inputs of the error model, the encoder's trunk features, "
+                               "or those and the encoder's own mean and log-variance", choices=ERROR_INPUTS)
     error_variance_rank: int = option(0, "gp_fit errors: predictive variance through a rank-r factor of the M x M "
                                       "correction matrix (0: the full matrix)", minimum=0)
     quadrature_nodes: int = option(QUADRATURE_NODES, "Gauss-Hermite nodes of the marginal proposal's log-variance "
@@ -353,10 +351,10 @@ class GPRF(EncoderDecoderModel):
                                           o.variational, o.amplitude, o.amplitude_value)
             self.initialization_images = o.inducing
         elif o.error_model == "gp":
-            self.gp = ErrorRegressionGP(encoder.feature_dim, n_outputs, min(o.error_inducing, o.error_images, n_train),
+            self.gp = ErrorRegressionGP(self.error_input_dim, n_outputs, min(o.error_inducing, o.error_images, n_train),
                                         o.error_kernel_groups, o.error_inducing_placement, o.error_variance_rank)
         else:
-            self.gp = NearestNeighbourErrors(encoder.feature_dim, n_outputs, min(o.error_images, n_train),
+            self.gp = NearestNeighbourErrors(self.error_input_dim, n_outputs, min(o.error_images, n_train),
                                              o.error_neighbours)
         nodes, log_weights = gauss_hermite(o.quadrature_nodes)
         self.register_buffer("quadrature_nodes", nodes, persistent=False)
@@ -369,6 +367,19 @@ class GPRF(EncoderDecoderModel):
     @property
     def fits_errors(self) -> bool:
         return self.options.gp_fit == "errors"
+
+    @property
+    def error_input_dim(self) -> int:
+        """Width of the error model's inputs (:meth:`error_inputs`)."""
+        extra = 2 * self.latent_dim if self.options.error_inputs == "features_and_moments" else 0
+        return self.encoder.feature_dim + extra
+
+    def error_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """The error model's inputs from trunk features (B, p): the features, or with ``error_inputs``
+        ``features_and_moments`` also the encoder's mean and log-variance, (B, p + 2d)."""
+        if self.options.error_inputs == "features":
+            return features
+        return torch.cat([features, self.encoder.head(features)], -1)
 
     def parameter_groups(self, lr: float) -> list[dict]:
         slow = list(self.gp.covar_module.parameters()) if not self.fits_errors else []
@@ -410,8 +421,7 @@ class GPRF(EncoderDecoderModel):
         features = self.encoder.features(x[:n_inducing])
         self.gp.inducing_points.copy_(features)
         if isinstance(self.gp.covar_module, gpytorch.kernels.ScaleKernel):
-            distance = torch.pdist(features[:1000]).median().clamp(min=1e-3)
-            self.gp.covar_module.base_kernel.lengthscale = distance.expand(1, features.shape[-1])
+            self.gp.covar_module.base_kernel.lengthscale = median_distance(features).expand(1, features.shape[-1])
 
     # --- reading R4/R5: the posterior over functions from observed errors -----------------------------
 
@@ -472,10 +482,12 @@ class GPRF(EncoderDecoderModel):
         return digest.hexdigest()[:32]
 
     def fit_to_data(self, x: torch.Tensor, seed: int, cache: Path | None = None) -> dict:
-        """``cache``: a folder for the observed errors (:meth:`observed_errors`)."""
-        """Observe the errors on the first ``error_images`` images of ``x`` (binarized) and fit the error model."""
+        """Observe the errors on the first ``error_images`` images of ``x`` (binarized) and fit the error
+        model; ``cache``: a folder for the observed errors (:meth:`observed_errors`)."""
         features, errors, record = self.observed_errors(x[:self.options.error_images], seed, cache)
-        fit = self.gp.fit(features, errors, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            inputs = self.error_inputs(features)
+        fit = self.gp.fit(inputs, errors, torch.Generator().manual_seed(seed))
         return {"svi": record, "error_model": fit}
 
     # --- the proposal and the objectives -----------------------------------------------------------------
@@ -484,7 +496,7 @@ class GPRF(EncoderDecoderModel):
         """Mean and variance of q(F(x)) for the 2d outputs: (B, 2d) each."""
         if not self.fits_errors:
             return self.gp.marginals(features)
-        correction, var = self.gp.marginals(features)
+        correction, var = self.gp.marginals(self.error_inputs(features))
         return self.encoder.head(features) + correction, var
 
     def latent_variance(self, variance_function: torch.Tensor) -> torch.Tensor:
@@ -536,7 +548,7 @@ class GPRF(EncoderDecoderModel):
         _, var_m, _, var_l = self.function_marginals(x)
         scores = {"mean_function_variance": var_m.mean(-1), "variance_function_variance": var_l.mean(-1)}
         if isinstance(self.gp, NearestNeighbourErrors):
-            scores["neighbour_distance"] = self.gp.neighbour_distance(self.encoder.features(x))[0].mean(-1)
+            scores["neighbour_distance"] = self.gp.neighbour_distance(self.error_inputs(self.encoder.features(x)))[0].mean(-1)
         return scores
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Normalizing-flow proposals: a diagonal Gaussian pushed through invertible steps, with exact density.
+"""Normalizing-flow layers and the flow proposal, the building blocks of :mod:`gpvae.models.flows`: a
+diagonal Gaussian pushed through invertible steps, with exact density.
 
 A step maps z (..., d) to (z', log|det ∂z'/∂z|) with shapes (..., d) and (...). The proposal's density
 is log r(z_T) = log N(z_0; μ, diag σ²) − Σ_t log|det J_t| (change of variables). Samples remember

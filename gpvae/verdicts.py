@@ -1,0 +1,118 @@
+"""The abstract's claims, each decided by one criterion fixed before the runs. The book's pages (the
+landing page, the results and readings chapters) call these functions and render their sentences;
+no page decides a claim on its own.
+
+Every criterion rests on seed-matched values and has three outcomes, :data:`HOLDS`, :data:`FAILS`
+and :data:`NOT_RESOLVED`:
+
+* **A paired difference** (:func:`paired`; per-seed values of one quantity for two runs, e.g. test
+  log p̂ of GP-RF minus a baseline's) holds when its mean is above zero by more than
+  :data:`MARGIN_SDS` sample sds over at least :data:`MIN_SEEDS` seeds, fails when below zero by that
+  margin, and is not resolved otherwise (one seed, or a mean within the margin).
+* **1. Likelihood** (:func:`likelihood`): GP-RF's test log-likelihood minus each model's, paired: the
+  claim holds when it holds against every model, fails when it fails against any, else not resolved.
+* **2. Speed** (:func:`speed`): one pass of GP-RF costs at most :data:`SPEED_TARGET` × the VAE's
+  inference time and less than SA-VAE's (benchmarks of record, one process): holds when both hold,
+  fails when either is measured false, not resolved without both timings.
+* **3. Difficulty** (:func:`ahead_of_baselines`): a score of the GP's (its predictive variance) as a
+  measure of posterior difficulty, per seed — its Spearman ρ with the per-image amortization gap,
+  or its AUROC for out-of-distribution inputs — holds when it beats chance (ρ = 0, AUROC = 0.5) and
+  every baseline score (the VAE's own encoder variance and negative ELBO), each as a paired
+  difference; fails when it is behind chance or a baseline; else not resolved.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pandas as pd
+
+HOLDS, FAILS, NOT_RESOLVED = "holds", "fails", "not resolved"
+MARGIN_SDS = 2.0  # a paired difference must clear zero by this many sample sds ...
+MIN_SEEDS = 2  # ... over at least this many seeds
+SPEED_TARGET = 1.5  # one pass of GP-RF at most this × the VAE's inference time (batch 100)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's outcome with what it rests on: ``details`` maps each comparison to its own outcome."""
+
+    claim: str
+    criterion: str
+    measured: str
+    outcome: str
+    details: dict[str, str] = field(default_factory=dict)
+
+    def sentence(self) -> str:
+        """The verdict as one Markdown sentence: claim, outcome, measurement, criterion."""
+        return f"{self.claim}: **{self.outcome}** — {self.measured} (criterion: {self.criterion})."
+
+    def breakdown(self) -> str:
+        """Each comparison's outcome: ``"chance: holds; the VAE's −ELBO: fails"``."""
+        return "; ".join(f"{name}: {outcome}" for name, outcome in self.details.items())
+
+
+def spread(values) -> pd.Series:
+    """Mean, sample sd and count of per-seed ``values`` (a sequence or a Series; NaN dropped), the row
+    that :func:`paired` reads."""
+    values = pd.Series(values, dtype=float).dropna()
+    return pd.Series({"mean": values.mean() if len(values) else math.nan,
+                      "sd": values.std(ddof=1) if len(values) > 1 else math.nan, "n": len(values)})
+
+
+def paired(difference: Mapping) -> str:
+    """The paired-difference criterion for a row with ``mean``, ``sd`` and ``n`` over matched seeds."""
+    n, mean, sd = difference["n"], difference["mean"], difference["sd"]
+    if n >= MIN_SEEDS and not math.isnan(sd) and mean > MARGIN_SDS * sd:
+        return HOLDS
+    if n >= MIN_SEEDS and not math.isnan(sd) and mean < -MARGIN_SDS * sd:
+        return FAILS
+    return NOT_RESOLVED
+
+
+def combined(outcomes: list[str]) -> str:
+    """Several criteria as one: holds when all hold, fails when any fails, else not resolved."""
+    if outcomes and all(o == HOLDS for o in outcomes):
+        return HOLDS
+    return FAILS if FAILS in outcomes else NOT_RESOLVED
+
+
+PAIRED_CRITERION = f"a seed-matched difference beyond {MARGIN_SDS:g} sds over at least {MIN_SEEDS} seeds"
+
+
+def likelihood(differences: pd.DataFrame, claim: str = "1. Higher test log-likelihood than every baseline") -> Verdict:
+    """Claim 1 from GP-RF's paired differences against each model (rows: models; ``mean``, ``sd``, ``n``)."""
+    details = {str(model): paired(row) for model, row in differences.iterrows()}
+    counts = {o: sum(v == o for v in details.values()) for o in (HOLDS, FAILS, NOT_RESOLVED)}
+    measured = (f"ahead of {counts[HOLDS]}, behind {counts[FAILS]} and not resolved against {counts[NOT_RESOLVED]} "
+                f"of {len(details)} models" if details else "no comparison recorded")
+    return Verdict(claim, f"ahead of every model, {PAIRED_CRITERION}", measured, combined(list(details.values())),
+                   details)
+
+
+def speed(gp_ratio: float | None, savae_ratio: float | None,
+          claim: str = "2. One pass at about the encoder's cost, much faster than SA-VAE") -> Verdict:
+    """Claim 2 from the inference times relative to the VAE's (same benchmark, batch 100)."""
+    criterion = f"inference at most {SPEED_TARGET:g}× the VAE's and below SA-VAE's"
+    if gp_ratio is None or savae_ratio is None:
+        return Verdict(claim, criterion, "no benchmark of record with both GP-RF and SA-VAE", NOT_RESOLVED)
+    details = {"within the target": HOLDS if gp_ratio <= SPEED_TARGET else FAILS,
+               "faster than SA-VAE": HOLDS if gp_ratio < savae_ratio else FAILS}
+    measured = f"GP-RF {gp_ratio:.2f}× the VAE's inference time, SA-VAE {savae_ratio:.1f}×"
+    return Verdict(claim, criterion, measured, combined(list(details.values())), details)
+
+
+def ahead_of_baselines(own, baselines: dict[str, object], chance: float = 0.0,
+                       claim: str = "3. The GP's variance measures posterior difficulty") -> Verdict:
+    """Claim 3 for one score: ``own`` and each of ``baselines`` are per-seed values (Series indexed by
+    seed, or {seed: value}); ``chance`` is the value of a score that knows nothing (ρ 0, AUROC 0.5)."""
+    own = pd.Series(own, dtype=float)
+    details = {"chance": paired(spread(own - chance))}
+    for name, values in baselines.items():
+        details[name] = paired(spread(own - pd.Series(values, dtype=float)))  # aligned by seed
+    stat = spread(own)
+    measured = f"{stat['mean']:.3f} over {int(stat['n'])} seed(s); " + "; ".join(
+        f"against {name}: {outcome}" for name, outcome in details.items())
+    return Verdict(claim, f"above chance ({chance:g}) and every baseline, {PAIRED_CRITERION}", measured,
+                   combined(list(details.values())), details)

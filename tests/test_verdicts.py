@@ -1,0 +1,56 @@
+"""Every claim's criterion: a case that holds, one that fails, one not resolved."""
+import math
+
+import pandas as pd
+import pytest
+
+from gpvae import verdicts
+from gpvae.verdicts import FAILS, HOLDS, NOT_RESOLVED
+
+
+@pytest.mark.parametrize("values, outcome", [
+    ([0.5, 0.6, 0.55], HOLDS), ([-0.5, -0.6, -0.55], FAILS),
+    ([0.5], NOT_RESOLVED),  # one seed resolves nothing, however large
+    ([0.1, -0.05, 0.2], NOT_RESOLVED),  # within two sds of zero
+    ([0.3, 0.3], HOLDS),  # sd 0: any positive mean clears the margin
+])
+def test_the_paired_criterion(values, outcome):
+    assert verdicts.paired(verdicts.spread(values)) == outcome
+
+
+def test_spread_drops_missing_seeds():
+    row = verdicts.spread([1.0, float("nan"), 3.0])
+    assert row["n"] == 2 and row["mean"] == 2.0 and math.isclose(row["sd"], math.sqrt(2))
+
+
+def _differences(**rows):
+    return pd.DataFrame({name: verdicts.spread(values) for name, values in rows.items()}).T
+
+
+def test_likelihood_holds_only_against_every_model_and_fails_against_any():
+    ahead = verdicts.likelihood(_differences(vae=[0.4, 0.5, 0.45], iwae=[0.2, 0.25, 0.22]))
+    assert ahead.outcome == HOLDS and ahead.details == {"vae": HOLDS, "iwae": HOLDS}
+    behind = verdicts.likelihood(_differences(vae=[0.4, 0.5, 0.45], iwae=[-0.2, -0.25, -0.22]))
+    assert behind.outcome == FAILS and "behind 1" in behind.measured
+    open_ = verdicts.likelihood(_differences(vae=[0.4, 0.5, 0.45], iwae=[0.3]))
+    assert open_.outcome == NOT_RESOLVED and "**not resolved**" in open_.sentence()
+    assert verdicts.likelihood(pd.DataFrame(columns=["mean", "sd", "n"])).outcome == NOT_RESOLVED
+
+
+def test_speed_needs_the_target_and_sa_vae():
+    assert verdicts.speed(1.2, 33.0).outcome == HOLDS
+    slow = verdicts.speed(4.8, 33.0)
+    assert slow.outcome == FAILS and slow.details == {"within the target": FAILS, "faster than SA-VAE": HOLDS}
+    assert verdicts.speed(1.2, None).outcome == NOT_RESOLVED
+
+
+def test_a_difficulty_score_must_beat_chance_and_every_baseline_seed_by_seed():
+    own = {0: 0.60, 1: 0.62, 2: 0.61}
+    assert verdicts.ahead_of_baselines(own, {"negative ELBO": {0: 0.50, 1: 0.51, 2: 0.52}}).outcome == HOLDS
+    behind = verdicts.ahead_of_baselines(own, {"negative ELBO": {0: 0.70, 1: 0.73, 2: 0.72}})
+    assert behind.outcome == FAILS and behind.details["chance"] == HOLDS
+    # matched by seed: the baseline of seed 2 is missing, so two pairs remain, and they straddle zero
+    mixed = verdicts.ahead_of_baselines(own, {"negative ELBO": {0: 0.55, 1: 0.66}})
+    assert mixed.outcome == NOT_RESOLVED
+    auroc = verdicts.ahead_of_baselines({0: 0.45, 1: 0.44}, {}, chance=0.5)
+    assert auroc.outcome == FAILS
