@@ -3,7 +3,9 @@
 Each setting of a declared grid ({label: options of :class:`~gpvae.models.gp.GPRFOptions`}) is fitted
 post hoc to the VAE of a run folder, as the grid's R4 run is (``init_from`` that run, no epochs): the
 observed errors of its first ``error_images`` training images come from the content-addressed SVI
-cache, so every setting regresses the same errors. Each is measured on the VAE's gap subset (the
+cache, so every setting regresses the same errors. A setting with another ``model`` (e.g. ``savae``)
+is that model's inference on the same VAE's networks, unfitted: SA-VAE's T SVI steps from the VAE's
+encoder, the semi-amortized point beside the one-pass ones. Each is measured on the VAE's gap subset (the
 images, per-image ELBO(q*) and amortization gap of its ``gaps.json``), beside the VAE itself:
 
 * ``gap_closed``: the share of the VAE's amortization gap that one pass closes,
@@ -83,10 +85,11 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
         if options is None:
             model, fit, cfg = vae, None, config
         else:
-            cfg = dataclasses.replace(config, model="gp", gp_fit="errors", init_from=str(run_dir), epochs=0,
-                                      freeze="none", **options)
+            options = {"model": "gp", **options}
+            gp_options = {"gp_fit": "errors"} if options["model"] == "gp" else {}
+            cfg = dataclasses.replace(config, init_from=str(run_dir), epochs=0, freeze="none", **gp_options, **options)
             model = new_model(cfg, data).to(dev)
-            fit = _fit_to_data(model, _fit_images(data, cfg, dev), cfg, 0, final=True)
+            fit = _fit_to_data(model, _fit_images(data, cfg, dev), cfg, 0, final=True) if cfg.model == "gp" else None
             models[label] = model
         model.eval()
         torch.manual_seed(cfg.seed)
@@ -95,7 +98,7 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
         own_elbo = elbo(model, images, cfg.batch_size, dev, n_samples=GAP_ELBO_SAMPLES)
         torch.manual_seed(cfg.seed)
         scores = (difficulty_scores(vae, images, GAP_ELBO_SAMPLES, cfg.batch_size, dev) if options is None
-                  else posterior_difficulty(model, images, cfg.batch_size, dev))
+                  else posterior_difficulty(model, images, cfg.batch_size, dev) if cfg.model == "gp" else {})
         rows[label] = {"options": options or {}, "test_ll": ll.mean().item(), "elbo": own_elbo.mean().item(),
                        "elbo_per_image": [round(v, 4) for v in own_elbo.tolist()],
                        "spearman": {name: spearman(values, gap.tolist()) for name, values in scores.items()},
@@ -131,7 +134,7 @@ def choose_default(rows: dict[str, dict], max_ratio: float = MAX_INFER_RATIO,
     """The stated rule for ``--model gp``'s default: among the GP settings at most ``max_ratio`` × the VAE's
     inference time (batch ``batch``), the one that closes the most of the gap, if it closes at least
     ``min_closed``. Returns {"setting": label or None, "fastest", "closes_most", "reason"}."""
-    gp = {label: row for label, row in rows.items() if label != "vae"}
+    gp = {label: row for label, row in rows.items() if label != "vae" and row["options"].get("model", "gp") == "gp"}
     if not gp:
         return {"setting": None, "fastest": None, "closes_most": None, "reason": "no GP setting was measured"}
     fastest = min(gp, key=lambda label: gp[label]["ratio_to_vae"][batch])
