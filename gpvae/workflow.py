@@ -71,6 +71,9 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
+    rule = grid.get("seed_rule")
+    if rule is not None and (set(rule) != {"extra_seeds", "within_nats", "of"} or set(rule["of"]) - set(grid["runs"])):
+        raise ConfigError(f"{path}: seed_rule needs exactly extra_seeds, within_nats and of (runs of the grid), got {rule}")
     for name, keys in MEASUREMENT_KEYS.items():
         for dataset in grid["datasets"] if grid.get(name) is not None else []:
             spec = measurement(grid, name, dataset)
@@ -88,9 +91,43 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
 
 
 def cells(grid: dict) -> list[tuple[str, str, int]]:
-    """Every (dataset, run, seed) of the grid, datasets' ``skip`` lists removed."""
-    return [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
-            if run not in (spec or {}).get("skip", []) for seed in grid["seeds"]]
+    """Every (dataset, run, seed) of the grid, datasets' ``skip`` lists removed, and the seeds its
+    ``seed_rule`` adds (:func:`rule_seeds`)."""
+    declared = [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
+                if run not in (spec or {}).get("skip", []) for seed in grid["seeds"]]
+    return declared + [cell for cell in rule_seeds(grid, declared) if cell not in declared]
+
+
+def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The cells a grid's ``seed_rule`` ({extra_seeds, within_nats, of}) adds, decided on the committed
+    records of the first seed: ``extra_seeds`` for every run whose test log p̂ is within ``within_nats`` of
+    a run of ``of`` (GP-RF's R4 or R5), for that run of ``of``, and for the runs either warm-starts from.
+    Until both records of a pair exist, the pair adds nothing."""
+    from .training import read_json
+
+    rule = grid.get("seed_rule")
+    if not rule:
+        return []
+    first = grid["seeds"][0]
+    added = []
+    for dataset in grid["datasets"]:
+        present = {run for d, run, seed in declared if d == dataset and seed == first}
+        test_ll = {}
+        for run in present:
+            path = record_path(grid, dataset, run, first)
+            if path.exists():
+                test_ll[run] = read_json(path, "a committed record")["test_ll"]
+        chosen = set()
+        for gp in (g for g in rule["of"] if g in test_ll):
+            close = {run for run, ll in test_ll.items() if run != gp and abs(ll - test_ll[gp]) < rule["within_nats"]}
+            chosen |= close | ({gp} if close else set())
+        while True:  # the runs they start from need the same seeds
+            sources = {grid["runs"][run].get("warm_start") for run in chosen} - {None} - chosen
+            if not sources:
+                break
+            chosen |= sources
+        added += [(dataset, run, seed) for run in grid["runs"] if run in chosen for seed in rule["extra_seeds"]]
+    return added
 
 
 def controls(grid: dict) -> dict[str, list[str]]:

@@ -104,6 +104,20 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     assert counts["measurement_record"] == 3 * 3 * 3
 
 
+def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_they_start_from(tmp_path):
+    converged = {**grid("converged"), "results_dir": str(tmp_path)}
+    assert wf.cells(converged) == [("mnist", run, 0) for run in converged["runs"]]  # no record: nothing added
+    for run, test_ll in {"vae": -88.56, "gp": -88.50, "iwae": -86.0, "savae": -88.1}.items():
+        path = wf.record_path(converged, "mnist", run, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"test_ll": test_ll}))
+    added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
+    # VAE and SA-VAE within a nat of R4, so R4 too; IWAE 2.5 nats away; SA-VAE's warm start is the VAE
+    assert added == {("mnist", run, seed) for run in ("vae", "gp", "savae") for seed in (1, 2)}
+    with pytest.raises(ConfigError, match="seed_rule"):
+        wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
+
+
 def test_dry_run_of_the_converged_profile(tmp_path):
     """The converged MNIST grid: 8 runs of one seed, each with its gaps, AIS and record; the VAE's BDMC;
     R4's frontier on the VAE (one job)."""
