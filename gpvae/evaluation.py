@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from .distributions import diagonal_gaussian
 from .models.base import LatentVariableModel
 from .objectives import gaussian_elbo
 from .progress import progress
@@ -24,6 +25,7 @@ SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1
 GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
 MOMENT_SAMPLES = 1000  # draws behind the SVI starting point of a proposal without closed-form moments
+OPTIMUM_IS_SEED = 7_000_003  # seed (plus the batch index) of the importance sampling from q*
 
 
 def test_subset(n_test: int, size: int, seed: int | None = None) -> torch.Tensor:
@@ -58,11 +60,15 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int, batch_si
     out = []
     for xb in _batches(x, batch_size, torch.device(device), f"log p(x), K={k}"):
         with torch.no_grad():
-            r = model.proposal(xb)
-            chunk_lse = [torch.logsumexp(model.log_weights(xb, n, proposal=r), 0)
-                         for n in _chunks(k, samples_per_chunk)]
-        out.append((torch.logsumexp(torch.stack(chunk_lse), 0) - math.log(k)).cpu())
+            out.append(_importance_estimate(model, xb, model.proposal(xb), k, samples_per_chunk).cpu())
     return torch.cat(out)
+
+
+def _importance_estimate(model: LatentVariableModel, xb: torch.Tensor, proposal, k: int,
+                         samples_per_chunk: int = SAMPLES_PER_CHUNK) -> torch.Tensor:
+    """log (1/K) Σ_k p(x, z_k) / r(z_k | x), z_k ~ ``proposal``, in chunks: (B,) nats."""
+    chunk_lse = [torch.logsumexp(model.log_weights(xb, n, proposal=proposal), 0) for n in _chunks(k, samples_per_chunk)]
+    return torch.logsumexp(torch.stack(chunk_lse), 0) - math.log(k)
 
 
 def elbo(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 100, device: torch.device | str = "cpu",
@@ -132,20 +138,27 @@ def _moments(proposal, n_samples: int = MOMENT_SAMPLES) -> tuple[torch.Tensor, t
 
 def optimal_elbo(model: LatentVariableModel, x: torch.Tensor, start, batch_size: int = 100,
                  device: torch.device | str = "cpu", convergence: Convergence = Convergence(),
-                 elbo_samples: int = GAP_ELBO_SAMPLES) -> tuple[torch.Tensor, list[dict]]:
+                 elbo_samples: int = GAP_ELBO_SAMPLES, importance_k: int = 0
+                 ) -> tuple[torch.Tensor, list[dict], torch.Tensor | None]:
     """ELBO(q*) per image of ``x`` (N,) on CPU, q* the best diagonal Gaussian found by SVI from
     ``start(xb)`` = (mean, log-variance) run to ``convergence``, each ELBO from ``elbo_samples`` draws;
-    and the SVI records of the batches."""
+    the SVI records of the batches; and with ``importance_k`` > 0 log p̂(x) by importance sampling
+    from q* with that many draws (N,) — an estimate that does not use the model's own proposal."""
     device = torch.device(device)
-    elbo_opt, records = [], []
+    elbo_opt, records, from_optimum = [], [], []
     for xb in _batches(x, batch_size, device, "SVI to q*"):
         with torch.no_grad():
             mean, log_var = start(xb)
         mean, log_var, record = optimal_gaussian(model, xb, mean, log_var, convergence)
         with torch.no_grad():
             elbo_opt.append(_chunked_mean(lambda n: gaussian_elbo(model, xb, mean, log_var, n), elbo_samples).cpu())
+            if importance_k:  # its own seeded stream: the SVI and ELBO draws stay as they were without it
+                with torch.random.fork_rng(devices=[xb.device] if xb.device.type == "cuda" else []):
+                    torch.manual_seed(OPTIMUM_IS_SEED + len(records))
+                    optimum = diagonal_gaussian(mean, log_var)
+                    from_optimum.append(_importance_estimate(model, xb, optimum, importance_k).cpu())
         records.append(record)
-    return torch.cat(elbo_opt), records
+    return torch.cat(elbo_opt), records, torch.cat(from_optimum) if importance_k else None
 
 
 def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
@@ -158,16 +171,19 @@ def amortization_gaps(model: LatentVariableModel, x: torch.Tensor, k: int, batch
     log p̂ with ``k`` importance samples of the model's proposal, q* the best diagonal Gaussian found
     by SVI from the proposal's mean and variance (:func:`_moments`), run to ``convergence``; every ELBO averages
     ``elbo_samples`` draws. Where q_model is richer than a diagonal Gaussian (GP-RF's marginal q̄,
-    flows, VLAE's full covariance, RME's mixture) its amortization gap may be negative. Values in
-    nats, per example and averaged.
+    flows, VLAE's full covariance, RME's mixture) its amortization gap may be negative. Beside them,
+    ``log_px_from_optimum``: log p̂(x) by importance sampling from q* with the same K, a second estimate
+    that does not use the model's proposal (two models with one decoder share it up to SVI's
+    convergence). Values in nats, per example and averaged.
     """
     device = torch.device(device)
     log_px = log_likelihood(model, x, k, batch_size, device)
     elbo_model = elbo(model, x, batch_size, device, n_samples=elbo_samples)
-    elbo_opt, records = optimal_elbo(model, x, lambda xb: _moments(model.proposal(xb)), batch_size, device,
-                                     convergence, elbo_samples)
+    elbo_opt, records, log_px_optimum = optimal_elbo(model, x, lambda xb: _moments(model.proposal(xb)), batch_size,
+                                                     device, convergence, elbo_samples, importance_k=k)
     values = {"log_px": log_px, "elbo_opt": elbo_opt, "elbo_model": elbo_model,
-              "approximation_gap": log_px - elbo_opt, "amortization_gap": elbo_opt - elbo_model}
+              "approximation_gap": log_px - elbo_opt, "amortization_gap": elbo_opt - elbo_model,
+              "log_px_from_optimum": log_px_optimum}
     result = {name: {"mean": v.mean().item(), "per_example": v.tolist()} for name, v in values.items()}
     result.update(eval_k=k, n=len(x), elbo_samples=elbo_samples,
                   svi={"window": convergence.window, "tolerance": convergence.tolerance,

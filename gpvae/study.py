@@ -111,7 +111,7 @@ def _optimal_elbo(model, x, folder: Path) -> torch.Tensor:
     if cache.exists():
         return torch.load(cache, weights_only=True)
     torch.manual_seed(0)
-    values, _ = optimal_elbo(model, x, lambda xb: model.encoder(xb))
+    values, *_ = optimal_elbo(model, x, lambda xb: model.encoder(xb))
     torch.save(values, cache)
     return values
 

@@ -432,7 +432,7 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
             "note": grid["runs"][run].get("note"), **finite,
             "options": metrics["options"],
             "gaps": {k: gaps[k]["mean"] for k in ("log_px", "elbo_opt", "elbo_model", "approximation_gap",
-                                                   "amortization_gap")}
+                                                   "amortization_gap", "log_px_from_optimum") if gaps.get(k)}
                     | {"n": gaps["n"], "eval_k": gaps["eval_k"], "subset_seed": gaps.get("subset_seed")},
             "history": [{"epoch": h["epoch"], "valid_elbo": h["valid_elbo"], "seconds": h["seconds"]}
                         for h in metrics["history"]],

@@ -115,3 +115,18 @@ def test_savae_proposal_is_the_refined_gaussian_and_beats_the_encoder():
         amortized = gaussian_elbo(model, x, *model.encoder(x), n_samples=500).mean()
     assert refined > amortized + 1.0, (refined, amortized)
     assert math.isfinite(model.proposal(x).log_prob(torch.zeros(16, 3)).sum().item())
+
+
+def test_importance_sampling_from_q_star_recovers_log_p_x_and_leaves_the_gaps_as_they_were():
+    from gpvae.evaluation import optimal_elbo
+
+    model = _diagonal_posterior_model()
+    x = model.sample_data(6, seed=7)
+    start = lambda xb: (lambda r: (r.mean.detach(), r.variance.log().detach()))(model.proposal(xb))  # noqa: E731
+    torch.manual_seed(2)
+    elbo_opt, _, from_optimum = optimal_elbo(model, x, start, batch_size=3, elbo_samples=200, importance_k=2000)
+    # q* is the exact posterior here, so every importance weight is p(x): the estimate is exact
+    assert_all_close(from_optimum, model.exact_log_marginal(x).float(), atol=0.02, what="IS from q* vs exact log p(x)")
+    torch.manual_seed(2)
+    without, _, none = optimal_elbo(model, x, start, batch_size=3, elbo_samples=200)
+    assert none is None and torch.equal(without, elbo_opt), "importance sampling from q* changed the other draws"
