@@ -16,6 +16,7 @@ from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
 from .evaluation import AISSettings
+from .protocol import AIS_SUBSET, GAP_SUBSET
 from .models.gp import PRESETS
 from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
                        train)
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write per-example log-likelihoods, ELBOs and (GP-RF) posterior difficulty")
     evaluate.add_argument("--gaps", action="store_true",
                           help="gap decomposition (approximation and amortization gaps) on a test subset, to gaps.json")
-    evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=100,
-                          help="test images in the gap decomposition (default: 100)")
+    evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=GAP_SUBSET,
+                          help=f"test images in the gap decomposition (default: {GAP_SUBSET})")
     evaluate.add_argument("--difficulty", metavar="REFERENCE_RUN",
                           help="rank the run's posterior difficulty against the per-image amortization gap of "
                                "REFERENCE_RUN's encoder (its gaps.json), beside that run's own scores; to difficulty.json")
@@ -77,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ais-steps", type=_typed(int, 1), metavar="T",
                           help="log p(x) by AIS from the prior with T temperatures on --ais-subset test images, "
                                "beside the IS estimate (K = --eval-k) on the same images, to ais.json")
-    evaluate.add_argument("--ais-subset", type=_typed(int, 1), default=500,
-                          help="test images of the AIS measurement (default: 500)")
+    evaluate.add_argument("--ais-subset", type=_typed(int, 1), default=AIS_SUBSET,
+                          help=f"test images of the AIS measurement (default: {AIS_SUBSET})")
     evaluate.add_argument("--subset-seed", type=_typed(int, 0),
                           help="draw the --gap-subset / --ais-subset images at random with this seed "
                                "(default: the first images)")

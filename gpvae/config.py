@@ -5,6 +5,7 @@ papermill parameter of the training chapter and a keyword of :func:`gpvae.traini
 """
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from .data import DATASETS
@@ -17,6 +18,7 @@ from .models.gp import PRESETS, GPRFOptions
 from .networks import NETWORKS
 from .options import ConfigError, validate
 from .options import option as _opt
+from .protocol import EVAL_K
 
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "encoder", "decoder", "both")
@@ -72,7 +74,7 @@ class TrainConfig(GPRFOptions):
     out: str | None = _opt(None, "run folder (default: runs/MODEL_DATASET_seedSEED)")
     max_train: int | None = _opt(None, "use only the first N training images", minimum=1)
     max_test: int | None = _opt(None, "evaluate only the first N test images", minimum=1)
-    eval_k: int = _opt(5000, "importance samples K of the test log-likelihood", minimum=1)
+    eval_k: int = _opt(EVAL_K, "importance samples K of the test log-likelihood", minimum=1)
     resume: bool = _opt(False, "continue the run in --out from its last checkpoint")
 
     def __post_init__(self):
@@ -117,6 +119,19 @@ def chapter_parameters(chapter: str) -> set[str]:
     cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
     return {t.id for cell in cells for s in ast.parse("".join(cell["source"])).body if isinstance(s, ast.Assign)
             for t in s.targets if isinstance(t, ast.Name)}
+
+
+def chapter_scale(namespace: dict, smoke: dict, full: dict) -> str:
+    """A chapter's scale: ``smoke`` with ``GPVAE_SMOKE=1`` (the book build and CI), else ``full`` (the
+    same names); each of its names that is ``None`` in ``namespace`` (the chapter's ``globals()``, after
+    its parameters) takes that scale's value, a value given by papermill stays. Returns the scale's name."""
+    if set(smoke) != set(full):
+        raise ValueError(f"the two scales name different values: {sorted(set(smoke) ^ set(full))}")
+    scale = "smoke" if os.environ.get("GPVAE_SMOKE", "0") == "1" else "full"
+    for name, value in (smoke if scale == "smoke" else full).items():
+        if namespace.get(name) is None:
+            namespace[name] = value
+    return scale
 
 
 def check_chapter_parameters(namespace: dict, chapter: str) -> None:

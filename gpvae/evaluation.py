@@ -17,14 +17,13 @@ from .distributions import diagonal_gaussian
 from .models.base import LatentVariableModel
 from .objectives import gaussian_elbo
 from .progress import progress
+from .protocol import GAP_ELBO_SAMPLES, MOMENT_SAMPLES
 from .refinement import Convergence, optimal_gaussian
 
 from .ais import AISSettings, ais_log_likelihood, bdmc  # noqa: F401  (AIS is part of the protocol)
 
 SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1
-GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
-MOMENT_SAMPLES = 1000  # draws behind the SVI starting point of a proposal without closed-form moments
 OPTIMUM_IS_SEED = 7_000_003  # seed (plus the batch index) of the importance sampling from q*
 
 

@@ -36,12 +36,12 @@ from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amor
                          spearman, test_subset)
 from .models import LatentVariableModel, build_model
 from .progress import progress
+from .protocol import GAP_EVAL_K, GAP_SUBSET
 from .provenance import parameter_digest, provenance, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
-GAP_EVAL_K = 5000  # importance samples of log p̂(x) in the gap decomposition, unless told otherwise
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations (more if the model asks)
 DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-epoch model diagnostics
 DIVERGENCE_FACTOR = 10.0  # |loss| per image beyond 10x the untrained validation ELBO's magnitude: diverged
@@ -375,11 +375,11 @@ def _subset(data: datasets.ImageData, size: int, subset_seed: int | None, what: 
         raise ConfigError(f"{what}: {err}") from None
 
 
-def gaps_run(run_dir: str | Path, gap_subset: int = 100, eval_k: int | None = None, data_dir: str | None = None,
+def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | None = None, data_dir: str | None = None,
              device: str | None = None, subset_seed: int | None = None) -> dict:
     """Gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) of a run's best model on
     ``gap_subset`` test images (the first ones, or drawn with ``subset_seed``), with K = ``eval_k``
-    (default 5000); writes ``RUN_DIR/gaps.json`` with the images' ``indices``."""
+    (default :data:`gpvae.protocol.GAP_EVAL_K`); writes ``RUN_DIR/gaps.json`` with the images' ``indices``."""
     config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device,
                                         full_test=True)
     indices = _subset(data, gap_subset, subset_seed, "--gap-subset")

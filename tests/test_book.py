@@ -45,3 +45,18 @@ def test_training_chapter_refuses_an_unknown_option(tmp_path):
         papermill.execute_notebook(str(REPO / "book" / "training.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"models": "vae", "max_train": 100, "runs_dir": str(tmp_path),
                                                "options": {"no_such_option": 1}}, progress_bar=False)
+
+
+def test_a_chapter_scale_fills_only_the_values_left_none(monkeypatch):
+    from gpvae.config import chapter_scale
+
+    namespace = {"epochs": None, "eval_k": 7}
+    monkeypatch.setenv("GPVAE_SMOKE", "1")
+    assert chapter_scale(namespace, smoke=dict(epochs=2, eval_k=100), full=dict(epochs=200, eval_k=5000)) == "smoke"
+    assert namespace == {"epochs": 2, "eval_k": 7}  # papermill's value stays
+    monkeypatch.setenv("GPVAE_SMOKE", "0")
+    namespace = {"epochs": None, "eval_k": None}
+    assert chapter_scale(namespace, smoke=dict(epochs=2, eval_k=100), full=dict(epochs=200, eval_k=5000)) == "full"
+    assert namespace == {"epochs": 200, "eval_k": 5000}
+    with pytest.raises(ValueError, match="different values"):
+        chapter_scale({}, smoke=dict(epochs=2), full=dict(eval_k=1))
