@@ -16,8 +16,8 @@ from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
 from .evaluation import AISSettings
+from .gp.options import PRESETS
 from .protocol import AIS_SUBSET, GAP_SUBSET
-from .models.gp import PRESETS
 from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
                        train)
 

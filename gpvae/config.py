@@ -9,12 +9,12 @@ import os
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from .data import DATASETS
-from .models import MODELS
+from .models import MODELS  # before .gp: the registry imports GP-RF, whose models build on .models.base
+from .gp.options import PRESETS, GPRFOptions
 from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
 from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
 from .models.rme import MIXTURE_COMPONENTS, SCHEDULES
 from .models.vlae import LAPLACE_ITERATIONS
-from .models.gp import PRESETS, GPRFOptions
 from .networks import NETWORKS
 from .options import ConfigError, validate
 from .options import option as _opt
@@ -28,7 +28,7 @@ LR_SCHEDULES = ("constant", "plateau")
 @dataclass
 class TrainConfig(GPRFOptions):
     """Everything that determines a training run (and so its metrics). GP-RF's switches are declared
-    with the model (:class:`gpvae.models.gp.GPRFOptions`) and inherited here."""
+    with the model (:class:`gpvae.gp.options.GPRFOptions`) and inherited here."""
 
     model: str = _opt("vae", "inference model", choices=tuple(MODELS))
     dataset: str = _opt("mnist", "dataset", choices=DATASETS)

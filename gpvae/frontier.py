@@ -1,6 +1,6 @@
 """The accuracy–cost frontier of GP-RF's error regression (reading R4) on one trained VAE.
 
-Each setting of a declared grid ({label: options of :class:`~gpvae.models.gp.GPRFOptions`}) is fitted
+Each setting of a declared grid ({label: options of :class:`~gpvae.gp.options.GPRFOptions`}) is fitted
 post hoc to the VAE of a run folder, as the grid's R4 run is (``init_from`` that run, no epochs): the
 observed errors of its first ``error_images`` training images come from the content-addressed SVI
 cache, so every setting regresses the same errors. A setting with another ``model`` (e.g. ``savae``)
@@ -33,7 +33,7 @@ import torch
 from .bench import inference_macs, interleaved_medians, load_average
 from .evaluation import GAP_ELBO_SAMPLES, difficulty_scores, elbo, log_likelihood, posterior_difficulty, spearman
 from .provenance import provenance
-from .training import _fit_images, _fit_to_data, _write_json, load_run, new_model, read_json
+from .training import _fit_to_data, _write_json, load_run, new_model, read_json
 from .verdicts import SPEED_TARGET
 
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
@@ -89,7 +89,8 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
             gp_options = {"gp_fit": "errors"} if options["model"] == "gp" else {}
             cfg = dataclasses.replace(config, init_from=str(run_dir), epochs=0, freeze="none", **gp_options, **options)
             model = new_model(cfg, data).to(dev)
-            fit = _fit_to_data(model, _fit_images(data, cfg, dev), cfg, 0, final=True) if cfg.model == "gp" else None
+            fit = (_fit_to_data(model, model.fit_images(data, cfg.seed).to(dev), cfg, 0, final=True)
+                   if model.fits_after_training else None)
             models[label] = model
         model.eval()
         torch.manual_seed(cfg.seed)

@@ -1,7 +1,7 @@
 """Declaring options once: a dataclass field with its help text, choices and minimum.
 
 Every option of :class:`gpvae.config.TrainConfig` (and of the option groups that models declare next
-to their code, such as :class:`gpvae.models.gp.GPRFOptions`) is made with :func:`option`, so the CLI,
+to their code, such as :class:`gpvae.gp.options.GPRFOptions`) is made with :func:`option`, so the CLI,
 the papermill parameters and the Python keywords are generated from one declaration.
 """
 from __future__ import annotations

@@ -115,12 +115,12 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
 def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True) -> LatentVariableModel:
     """The model of ``config`` for ``data``, seeded with ``config.seed``; a ``fresh`` one is also
     warm-started (``init_from``) and initialized from the first training images (on CPU)."""
-    _check_against_data(config, data)
     torch.manual_seed(config.seed)
     try:
         model = build_model(config, data.image_shape, data.likelihood, n_train=len(data.train))
     except ValueError as err:  # a model that cannot take this dataset's likelihood or shape
         raise ConfigError(f"--model {config.model} with --dataset {config.dataset}: {err}") from None
+    _check_against_data(config, data, model)
     if fresh:
         if config.init_from:
             _warm_start(model, config.init_from)
@@ -134,11 +134,11 @@ def new_model(config: TrainConfig, data: datasets.ImageData, fresh: bool = True)
     return model
 
 
-def _check_against_data(config: TrainConfig, data: datasets.ImageData) -> None:
-    """Refuse, before any work, options that the data cannot honour (they would otherwise be cut silently)."""
-    if config.model == "gp" and config.gp_fit == "errors" and config.error_images > len(data.train):
-        raise ConfigError(f"--error-images {config.error_images} exceeds the {len(data.train)} training images of "
-                          f"{config.dataset}{f' (--max-train {config.max_train})' if config.max_train else ''}")
+def _check_against_data(config: TrainConfig, data: datasets.ImageData, model: LatentVariableModel) -> None:
+    """Refuse, before any work, options that the data cannot honour (they would otherwise be cut silently):
+    the model's (:meth:`~gpvae.models.LatentVariableModel.check_data`) and the test set's."""
+    limited = f" (--max-train {config.max_train})" if config.max_train else ""
+    model.check_data(len(data.train), f"{config.dataset}{limited}")
     if config.max_test is not None and config.max_test > len(data.test):
         raise ConfigError(f"--max-test {config.max_test} exceeds the {len(data.test)} test images of {config.dataset}")
 
@@ -193,12 +193,6 @@ def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> flo
         total, steps = total + loss.item(), steps + 1
         bar.set_postfix(loss=f"{loss.item():.2f}")
     return total / max(steps, 1)
-
-
-def _fit_images(data: datasets.ImageData, config: TrainConfig, device: torch.device) -> torch.Tensor:
-    """The training images every data fit of a run sees (the first ``error_images``), binarized once
-    with the run's seed."""
-    return data.training_batch(data.train[:config.error_images], torch.Generator().manual_seed(config.seed)).to(device)
 
 
 def _diagnostic_images(data: datasets.ImageData, config: TrainConfig, device: torch.device) -> tuple:
@@ -295,7 +289,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         state = {k: saved.get(k, default) for k, default in state.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     fit_epochs = model.data_fit_epochs(config.epochs)
-    fit_images = _fit_images(data, config, device) if fit_epochs or model.fits_after_training else None
+    fit_images = model.fit_images(data, config.seed).to(device) if fit_epochs or model.fits_after_training else None
     diagnostic_images = _diagnostic_images(data, config, device)
 
     if state["epoch"] < config.epochs and state["initial_valid_elbo"] is None and not state["history"]:

@@ -4,7 +4,7 @@ import torch
 from linear_operator import to_dense
 
 from gpvae.config import TrainConfig
-from gpvae.models.error_gp import ErrorRegressionGP, kmeans
+from gpvae.gp.error_regression import ErrorRegressionGP, kmeans
 
 from .conftest import assert_all_close
 

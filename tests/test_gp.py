@@ -13,13 +13,15 @@ from gpvae import objectives, training
 from gpvae.config import TrainConfig
 from gpvae.distributions import GaussHermiteMarginal, gauss_hermite
 from gpvae.evaluation import log_likelihood
-from gpvae.models import GPRF, VAE, LinearGaussian, build_model
+from gpvae.gp import ErrorRegressionGPRF, VariationalGPRF
+from gpvae.models import GPRF, MODELS, VAE, LinearGaussian, build_model
 from gpvae.models.linear_gaussian import LinearGaussianDecoder
 from gpvae.networks import Encoder
 
-from .conftest import assert_all_close, data_dir, requires_data
+from .conftest import REPO, assert_all_close, data_dir, requires_data
 
 FAMILIES = ("shared", "meanfield", "full", "natural")
+CONVERGED_R4 = REPO / "results" / "workflow" / "converged" / "mnist" / "weights" / "gp_seed0" / "checkpoint.pt"
 
 
 def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="expected", link="lognormal"):
@@ -37,6 +39,27 @@ def _perturbed_gp(variational, kernel="rbf", dtype=torch.float64, objective="exp
         if kernel == "rbf":
             model.gp.covar_module.outputscale = 0.5
     return model, x
+
+
+@pytest.mark.parametrize("gp_fit, reading", [("elbo", VariationalGPRF), ("errors", ErrorRegressionGPRF)])
+def test_gprf_builds_the_reading_that_gp_fit_names(gp_fit, reading):
+    exact = LinearGaussian(data_dim=6, latent_dim=2, noise_std=0.7, seed=3)
+    model = GPRF(Encoder(nn.Identity(), feature_dim=6, latent_dim=2), LinearGaussianDecoder(exact), n_train=100,
+                 gp_fit=gp_fit, inducing=8, error_images=50, error_inducing=8)
+    assert type(model) is reading and isinstance(model, GPRF) and MODELS["gp"] is GPRF
+    config = TrainConfig(model="gp", gp_fit=gp_fit, inducing=8, latent_dim=2)
+    assert type(build_model(config, (1, 28, 28), "bernoulli", n_train=100)) is reading
+    with pytest.raises(ValueError, match="gp_fit"):
+        GPRF(model.encoder, model.decoder, n_train=100, gp_fit="sometimes")
+
+
+@pytest.mark.skipif(not CONVERGED_R4.exists(), reason="the committed converged R4 checkpoint is absent")
+def test_the_committed_r4_checkpoint_loads_strictly():
+    saved = torch.load(CONVERGED_R4, map_location="cpu", weights_only=False)
+    model = build_model(TrainConfig(**saved["config"]), (1, 28, 28), "bernoulli", n_train=50000)
+    assert isinstance(model, ErrorRegressionGPRF)
+    model.load_state_dict(saved["best_model"])  # strict: every key, and no other
+    assert bool(model.gp.fitted)
 
 
 @pytest.mark.parametrize("variational", FAMILIES)

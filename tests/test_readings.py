@@ -10,8 +10,8 @@ from gpvae import training
 from gpvae.config import ConfigError, TrainConfig
 from gpvae.distributions import diagonal_gaussian
 from gpvae.models import build_model
-from gpvae.models.error_gp import ErrorRegressionGP, NearestNeighbourErrors, multi_output_log_marginal
-from gpvae.models.gp import INITIAL_OUTPUTSCALE
+from gpvae.gp.error_regression import ErrorRegressionGP, NearestNeighbourErrors, multi_output_log_marginal
+from gpvae.gp.options import INITIAL_OUTPUTSCALE
 
 from .conftest import assert_all_close, data_dir, requires_data
 

@@ -76,9 +76,18 @@ class LatentVariableModel(nn.Module):
         and validation images (none by default)."""
         return {}
 
+    def check_data(self, n_train: int, source: str) -> None:
+        """Refuse (:class:`~gpvae.options.ConfigError`), before any work, options that the ``n_train``
+        training images of ``source`` (the data as the run names it) cannot honour; nothing by default."""
+
     def data_fit_epochs(self, epochs: int) -> list[int]:
         """Epochs (0-based) before which :meth:`fit_to_data` runs (none by default)."""
         return []
+
+    def fit_images(self, data, seed: int) -> torch.Tensor:
+        """The binarized training images that every :meth:`fit_to_data` of a run sees, chosen from
+        ``data`` (a :class:`~gpvae.data.ImageData`) and binarized once with the run's ``seed``."""
+        raise NotImplementedError
 
     def fit_to_data(self, x: torch.Tensor, seed: int, cache=None) -> dict:
         """Fit a part of the model that is not trained by gradient steps to binarized training images

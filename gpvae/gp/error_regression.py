@@ -27,8 +27,8 @@ from linear_operator import to_dense
 import torch
 from torch import nn
 
-ERROR_MODELS = ("gp", "knn")
-INDUCING_PLACEMENTS = ("random", "kmeans")
+from .options import INDUCING_PLACEMENTS
+
 KMEANS_ITERATIONS = 20  # Lloyd iterations of the k-means placement of the inducing inputs
 HYPER_SUBSET = 2000  # observed errors behind the marginal-likelihood fit of the hyperparameters
 HYPER_STEPS = 100  # Adam steps on the hyperparameters

@@ -1,0 +1,76 @@
+"""GP-RF's switches (:class:`GPRFOptions`), their choices and the named configurations (:data:`PRESETS`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..distributions import QUADRATURE_NODES
+from ..options import option
+
+KERNELS = ("rbf", "linear")
+VARIANCE_LINKS = ("lognormal", "squared")
+OBJECTIVES = ("expected", "marginal")
+VARIATIONAL_FAMILIES = ("shared", "meanfield", "full", "natural")
+AMPLITUDES = ("learned", "fixed", "floored")
+FITS = ("elbo", "errors")
+ERROR_INPUTS = ("features", "features_and_moments")
+ERROR_MODELS = ("gp", "knn")
+INDUCING_PLACEMENTS = ("random", "kmeans")
+INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
+
+
+@dataclass
+class GPRFOptions:
+    """Every switch of GP-RF, in one place: fields of :class:`gpvae.config.TrainConfig`, so CLI
+    options, papermill parameters and Python keywords. The readings of the specification (book/specification.md) §3b:
+
+    * R1 — ``gp_fit="elbo"``, ``amplitude="learned"``, trained jointly (the :data:`PRESETS` ``paper``);
+    * R2 — ``amplitude="fixed"`` or ``"floored"`` at ``amplitude_value``;
+    * R3 — ``init_from`` a trained run with ``freeze`` (options of the training, not of the model);
+    * R4 — ``gp_fit="errors"``: GP regression of SVI errors (``error_*``; ``error_model="knn"`` is the control);
+    * R5 — ``refit_rounds`` rounds of ``refit_epochs`` epochs with the corrected proposal, refitting between;
+    * capacity and optimisation — ``inducing``, ``variational="natural"`` (natural gradients, ``ngd_lr``).
+    """
+
+    kernel: str = option("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
+    inducing: int = option(128, "GP-RF inducing points M (gp_fit elbo)", minimum=1)
+    variance_link: str = option("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma",
+                                choices=VARIANCE_LINKS)
+    objective: str = option("expected", "GP-RF objective: expected ELBO over F, or ELBO of the marginal",
+                            choices=OBJECTIVES)
+    variational: str = option("shared", "GP-RF q(v): covariance shared per output group, diagonal, full per "
+                              "output, or full with natural parameters trained by natural gradients",
+                              choices=VARIATIONAL_FAMILIES)
+    amplitude: str = option("learned", "GP-RF kernel amplitude (prior variance of the encoder's error): learned, "
+                            "fixed at amplitude_value, or floored at it (reading R2)", choices=AMPLITUDES)
+    amplitude_value: float = option(INITIAL_OUTPUTSCALE, "GP-RF kernel amplitude: initial, fixed or floor value",
+                                    minimum=1e-8)
+    ngd_lr: float = option(0.1, "GP-RF natural-gradient step size for q(v) (variational natural)", minimum=0.0)
+    gp_fit: str = option("errors", "GP-RF posterior over functions: regression of observed SVI errors on training "
+                         "images (reading R4, the study's best), or a variational GP in the ELBO (R1-R3)", choices=FITS)
+    error_model: str = option("gp", "gp_fit errors: GP regression, or the k-nearest-neighbour control",
+                              choices=ERROR_MODELS)
+    error_images: int = option(10_000, "gp_fit errors: training images whose SVI errors are observed", minimum=1)
+    error_inducing: int = option(512, "gp_fit errors: inducing inputs of the error GP's predictive", minimum=1)
+    error_neighbours: int = option(10, "gp_fit errors with error_model knn: neighbours averaged", minimum=1)
+    error_kernel_groups: int = option(2, "gp_fit errors: kernels of the error GP, one per output group (mean and "
+                                      "log-variance errors) or one shared by all outputs", choices=(1, 2))
+    error_inducing_placement: str = option("random", "gp_fit errors: inducing inputs at a seeded random subset of the "
+                                           "observed features, or at their k-means centres", choices=INDUCING_PLACEMENTS)
+    error_inputs: str = option("features", "gp_fit errors: inputs of the error model, the encoder's trunk features, "
+                               "or those and the encoder's own mean and log-variance", choices=ERROR_INPUTS)
+    error_variance_rank: int = option(0, "gp_fit errors: predictive variance through a rank-r factor of the M x M "
+                                      "correction matrix (0: the full matrix)", minimum=0)
+    quadrature_nodes: int = option(QUADRATURE_NODES, "Gauss-Hermite nodes of the marginal proposal's log-variance "
+                                   "integral", minimum=2)
+    error_svi_steps: int = option(250, "gp_fit errors: most SVI steps per observed error (Adam, lr 1e-2)",
+                                  minimum=100)
+    error_svi_samples: int = option(4, "gp_fit errors: draws per SVI step", minimum=1)
+    refit_rounds: int = option(0, "gp_fit errors: rounds of training with the corrected proposal, the error model "
+                               "refitted before each (reading R5)", minimum=0)
+    refit_epochs: int = option(5, "gp_fit errors: epochs per refit round (the last rounds x refit_epochs epochs)",
+                               minimum=1)
+
+
+# Named configurations: ``--gp-preset paper`` is the paper's wording read literally (reading R1).
+PRESETS = {"paper": dict(gp_fit="elbo", objective="expected", amplitude="learned", amplitude_value=INITIAL_OUTPUTSCALE,
+                         inducing=128, variational="shared", kernel="rbf", variance_link="lognormal")}
