@@ -385,14 +385,14 @@ def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
     for key in ("note", "control_for"):
         spec.pop(key, None)
     settings = evaluation(grid, dataset)
-    params = {"models": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
+    params = {"model": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
               "max_train": spec.pop("max_train", None), "max_test": settings["max_test"],
               "eval_k": settings["eval_k"], "seed": seed, "device": grid["device"],
               "out": str(run_dir(grid, dataset, run, seed))}
     if warm_start:
         spec["init_from"] = str(source_dir(grid, dataset, warm_start, seed))
     params["options"] = spec
-    TrainConfig(**{"model": params["models"], **{k: v for k, v in params.items() if k not in ("models", "options")},
+    TrainConfig(**{**{k: v for k, v in params.items() if k != "options"},
                    **spec})
     return params
 
@@ -475,11 +475,11 @@ def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
     for run in dict.fromkeys(r for d, r, _ in cells(grid) if d == dataset):
         params = chapter_parameters(grid, dataset, run, grid["seeds"][0])
         options = {k: v for k, v in params["options"].items() if k not in BENCH_SKIPPED}
-        architecture = json.dumps([params["models"], options], sort_keys=True)
+        architecture = json.dumps([params["model"], options], sort_keys=True)
         if architecture in timed:
             continue
         timed.add(architecture)
-        config = TrainConfig(model=params["models"], dataset=dataset, device=grid["device"], data_dir=data_dir,
+        config = TrainConfig(model=params["model"], dataset=dataset, device=grid["device"], data_dir=data_dir,
                              **options)
         reports[run] = bench([config.model], config, grid["bench"]["repeats"])
     return reports

@@ -43,7 +43,7 @@ def test_training_chapter_refuses_an_unknown_option(tmp_path):
 
     with pytest.raises(papermill.PapermillExecutionError, match="unknown options"):
         papermill.execute_notebook(str(REPO / "book" / "training.ipynb"), str(tmp_path / "out.ipynb"),
-                                   parameters={"models": "vae", "max_train": 100, "runs_dir": str(tmp_path),
+                                   parameters={"model": "vae", "max_train": 100, "runs_dir": str(tmp_path),
                                                "options": {"no_such_option": 1}}, progress_bar=False)
 
 

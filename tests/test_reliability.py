@@ -155,6 +155,6 @@ def test_a_warm_started_run_resumes_after_its_source_is_gone(tmp_path, vae):
 
 def test_a_misspelled_papermill_parameter_stops_the_chapter(tmp_path):
     done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "book" / "training.ipynb"),
-                           str(tmp_path / "out.ipynb"), "-k", "python3", "-p", "epoch", "1", "-p", "models", "vae"],
+                           str(tmp_path / "out.ipynb"), "-k", "python3", "-p", "epoch", "1", "-p", "model", "vae"],
                           capture_output=True, text=True, env={**__import__("os").environ, "GPVAE_SMOKE": "1"})
     assert done.returncode != 0 and "unknown parameter(s) ['epoch']" in done.stdout + done.stderr

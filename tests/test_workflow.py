@@ -41,7 +41,7 @@ def test_the_cpu_grid_controls_for_the_extra_epochs_of_the_warm_started_models()
     for run in wf.controls(cpu)["vae_extra"]:  # the same schedule as the models it controls for
         compared = wf.chapter_parameters(cpu, "omniglot", run, 2)
         assert (control["epochs"], control["options"]["init_from"]) == (compared["epochs"], compared["options"]["init_from"])
-    assert control["models"] == "vae" and control["options"] == {"init_from": "runs/workflow/cpu/omniglot/vae_seed2"}
+    assert control["model"] == "vae" and control["options"] == {"init_from": "runs/workflow/cpu/omniglot/vae_seed2"}
 
 
 def test_bench_times_each_architecture_once(monkeypatch):
@@ -59,7 +59,7 @@ def test_chapter_parameters_warm_start_and_overrides():
     assert gp["options"]["error_images"] == 2000 and gp["epochs"] == 0  # the dataset's override, the run's epochs
     assert gp["max_train"] == 20000 and gp["max_test"] == 500 and gp["eval_k"] == 500
     vae = wf.chapter_parameters(cpu, "mnist", "vae", 0)
-    assert vae == {"models": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
+    assert vae == {"model": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
                    "eval_k": 1000, "seed": 0, "device": "cpu", "out": "runs/workflow/cpu/mnist/vae_seed0",
                    "options": {}}
     assert wf.chapter_parameters(grid("gpu"), "mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
