@@ -217,7 +217,41 @@ def restore(grid: dict) -> list[Path]:
                 stamp = when + (1 if name == "gaps.json" else 0)  # gaps after the training it measures
                 os.utime(folder / name, (stamp, stamp))
         done.append(folder)
+    for dataset, run, seed in present:
+        restore_measurements(grid, dataset, run, seed)
     return done
+
+
+RECORD_ONLY_KEYS = ("run", "seed", "profile", "budget", "wall_seconds", "command")  # what a record adds to a measurement
+
+
+def restore_measurements(grid: dict, dataset: str, run: str, seed: int) -> list[Path]:
+    """Write back ``RUN_DIR/<name>.json`` of a finished run (its folder has ``metrics.json``) for every
+    measurement whose committed record holds it and whose file is missing, dated like the run's other
+    files, so that Snakemake does not measure it again (an AIS of 500 images, a BDMC certificate).
+    Returns the files written."""
+    from .training import read_json
+
+    folder = run_dir(grid, dataset, run, seed)
+    if not (folder / "metrics.json").exists():
+        return []
+    written = []
+    for name in MEASUREMENT_KEYS:
+        target = folder / f"{name}.json"
+        path = (run_measurement_path(grid, name, dataset, run, seed) if name in PER_RUN_MEASUREMENTS
+                else measurement_path(grid, name, dataset, seed))
+        if target.exists() or not path.exists():
+            continue
+        saved = read_json(path, "a committed record")
+        measured = saved if name in PER_RUN_MEASUREMENTS else saved.get("runs", {}).get(run)
+        if measured is None:
+            continue
+        values = {k: v for k, v in measured.items() if k not in (*RECORD_ONLY_KEYS, name)}
+        target.write_text(json.dumps({**values, "run_dir": str(folder)}, indent=1))
+        stamp = (folder / "metrics.json").stat().st_mtime + 2  # after the run and its gaps, before the record
+        os.utime(target, (stamp, stamp))
+        written.append(target)
+    return written
 
 
 def park(grid: dict) -> list[Path]:

@@ -259,6 +259,12 @@ def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke
     assert counts.get("train", 0) == 0 and counts.get("gaps", 0) == 0 and counts.get("record", 0) == 0, plan.stdout
     assert counts["k_curve"] == 2 and counts["measurement_record"] == 1
     assert "restored" in plan.stderr and (tmp_path / "runs" / "mnist" / "gp_seed0" / "metrics.json").exists()
+    # measured once: AIS and its certificate come back from their records, not from a second measurement
+    assert counts.get("ais", 0) == 0 and counts.get("bdmc", 0) == 0, plan.stdout
+    restored = json.loads((tmp_path / "runs" / "mnist" / "vae_seed0" / "ais.json").read_text())
+    committed = json.loads(wf.run_measurement_path(fresh, "ais", "mnist", "vae", 0).read_text())
+    assert restored["per_example"] == committed["per_example"] and "sandwich" in json.loads(
+        (tmp_path / "runs" / "mnist" / "vae_seed0" / "bdmc.json").read_text())
     with pytest.raises(Exception, match="committed weights of a finished run"):
         from gpvae.training import train
         from gpvae.config import TrainConfig
