@@ -192,6 +192,26 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
             "reference": vae, "results": [r for r in rows if r["model"] in models]}
 
 
+def ais_cost(run_dir: str | Path, settings, images: int, eval_k: int, repeats: int, device: str | None = None,
+             seed: int = 0) -> dict:
+    """Seconds per image of AIS from the prior (``settings``, an :class:`~gpvae.ais.AISSettings`) against
+    the protocol's importance sampling with ``eval_k`` samples, on the first ``images`` test images of a
+    run's model, timed interleaved in one process (:func:`interleaved_medians`), and their ratio."""
+    from .evaluation import ais_log_likelihood, log_likelihood
+    from .training import load_run
+
+    config, data, model, dev = load_run(run_dir, device=device)
+    x = data.test[:images]
+    tasks = {"ais": {"run": lambda: ais_log_likelihood(model, x, settings, config.batch_size, dev, seed)},
+             "is": {"run": lambda: log_likelihood(model, x, eval_k, config.batch_size, dev)}}
+    medians = interleaved_medians(tasks, dev, repeats, seed)
+    per_image = {name: medians[name]["run"] / 1e3 / images for name in tasks}
+    return {"run_dir": str(run_dir), "model": config.model, "images": images, "eval_k": eval_k,
+            "settings": dataclasses.asdict(settings), "repeats": repeats, "ais_seconds_per_image": per_image["ais"],
+            "is_seconds_per_image": per_image["is"], "ratio": per_image["ais"] / per_image["is"],
+            "threads": torch.get_num_threads(), "load_average": load_average(), **provenance(dev)}
+
+
 def format_table(report: dict) -> str:
     """The benchmark as a fixed-width text table with its protocol in the header."""
     head = (f"{report['dataset']}, batch {report['batch_size']}, {report['device']}, median of {report['repeats']} "

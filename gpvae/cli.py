@@ -1,4 +1,4 @@
-"""Command line: ``python -m gpvae train|evaluate|bench ...``.
+"""Command line: ``python -m gpvae train|evaluate|bdmc|bench|bench-ais ...``.
 
 Options of ``train`` are generated from :class:`gpvae.config.TrainConfig`, so the CLI, papermill
 parameters and the Python API share one set of names. Exit codes: 0 success, 2 usage or data error
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .bench import bench, format_table, write_json
+from .bench import ais_cost, bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
     bench.add_argument("--json", help="also write the report as JSON to this path")
     _add_config_options(bench, skip={"model", "epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from"})
+    bench_ais = commands.add_parser("bench-ais", help="seconds per image of AIS against the protocol's importance "
+                                                      "sampling on a trained run, side by side in one process")
+    bench_ais.add_argument("run_dir", help="run folder written by train (--out)")
+    bench_ais.add_argument("--ais-steps", type=_typed(int, 1), default=AISSettings().steps, metavar="T",
+                           help=f"AIS temperatures T (default: {AISSettings().steps})")
+    bench_ais.add_argument("--images", type=_typed(int, 1), default=20, help="test images timed (default: 20)")
+    bench_ais.add_argument("--eval-k", type=_typed(int, 1), default=1000, help="importance samples K (default: 1000)")
+    bench_ais.add_argument("--repeats", type=_typed(int, 1), default=3, help="timed repeats of each (default: 3)")
+    bench_ais.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
+    bench_ais.add_argument("--json", help="also write the report as JSON to this path")
+    _add_ais_options(bench_ais)
     return parser
 
 
@@ -191,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                               args.data_dir, args.device)
             print("\n".join(f"T = {s['settings']['steps']:>5}: sandwich [{s['lower_mean']:.3f}, {s['upper_mean']:.3f}] "
                              f"nats, width {s['width']:.3f}, {s['seconds']:.0f} s" for s in result["sandwich"]))
+        elif args.command == "bench-ais":
+            report = ais_cost(args.run_dir, _ais_settings(args, args.ais_steps), args.images, args.eval_k, args.repeats,
+                              args.device)
+            print(f"AIS T = {args.ais_steps}: {report['ais_seconds_per_image']:.3f} s/image; IS K = {args.eval_k}: "
+                  f"{report['is_seconds_per_image']:.4f} s/image; AIS / IS = {report['ratio']:.1f} "
+                  f"({args.images} images, median of {args.repeats} interleaved repeats, {report['device']})")
+            if args.json:
+                write_json(report, args.json)
         else:
             options = {k: v for k, v in vars(args).items() if k not in ("command", "models", "repeats", "json")}
             report = bench(args.models, TrainConfig(**options), args.repeats)

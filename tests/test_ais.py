@@ -132,3 +132,20 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
     assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--bdmc-images", "4"]) == 0
     sandwich = json.loads((tmp_path / "vae" / "bdmc.json").read_text())["sandwich"]
     assert [s["settings"]["steps"] for s in sandwich] == [5, 20] and all(math.isfinite(s["width"]) for s in sandwich)
+
+
+@requires_data
+def test_the_ais_cost_benchmark_times_both_estimators_on_a_trained_run(tmp_path):
+    from gpvae import training
+    from gpvae.config import TrainConfig
+
+    out = tmp_path / "vae"
+    training.train(TrainConfig(model="vae", dataset="mnist", epochs=1, max_train=500, max_test=10, eval_k=5,
+                               latent_dim=4, device="cpu", data_dir=str(data_dir()), out=str(out)))
+    report = tmp_path / "ais_cost.json"
+    assert cli.main(["bench-ais", str(out), "--ais-steps", "20", "--images", "3", "--eval-k", "50", "--repeats", "1",
+                     "--json", str(report)]) == 0
+    cost = json.loads(report.read_text())
+    assert cost["ais_seconds_per_image"] > 0 and cost["is_seconds_per_image"] > 0
+    assert cost["ratio"] == pytest.approx(cost["ais_seconds_per_image"] / cost["is_seconds_per_image"])
+    assert cost["settings"]["steps"] == 20 and cost["images"] == 3
