@@ -341,6 +341,24 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
                    device=grid["device"], certificate={**certificate, "run": spec["certificate"]})
 
 
+AIS_COST_IMAGES, AIS_COST_REPEATS = 20, 3  # test images and interleaved repeats of the AIS cost benchmark
+
+
+def ais_cost_measurement(grid: dict, dataset: str) -> dict:
+    """AIS at the certified T against the protocol's IS, seconds per image on the certificate run of the
+    first seed (:func:`gpvae.bench.ais_cost`): the Snakefile's ``ais_cost`` job, which holds every core."""
+    from .bench import ais_cost
+    from .evaluation import AISSettings
+    from .training import read_json
+
+    spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
+    folder = run_dir(grid, dataset, spec["certificate"], grid["seeds"][0])
+    certificate = certified_steps(read_json(folder / "bdmc.json", "run the grid's bdmc job first"), bdmc_spec["max_width"])
+    settings = AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=spec["leapfrog"])
+    return {**ais_cost(folder, settings, AIS_COST_IMAGES, evaluation(grid, dataset)["eval_k"], AIS_COST_REPEATS,
+                       device=grid["device"]), "certificate": certificate, "dataset": dataset}
+
+
 def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
     """The grid's accuracy–cost frontier of R4 on one VAE run (the Snakefile's ``frontier`` job,
     :func:`gpvae.frontier.frontier_run`). Writes ``RUN_DIR/frontier.json``."""
@@ -525,7 +543,7 @@ def _grid_argument(text: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gpvae.workflow bench GRID_JSON DATASET OUT``: the Snakefile's benchmark job;
+    """``python -m gpvae.workflow bench|ais_cost GRID_JSON DATASET OUT``: the Snakefile's benchmark jobs;
     ``python -m gpvae.workflow ais|frontier GRID_JSON DATASET RUN SEED``: the Snakefile's AIS and
     frontier jobs;
     ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
@@ -536,10 +554,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m gpvae.workflow")
     commands = parser.add_subparsers(dest="command", required=True)
-    bench_parser = commands.add_parser("bench")
-    bench_parser.add_argument("grid", help="the grid as JSON")
-    bench_parser.add_argument("dataset")
-    bench_parser.add_argument("out")
+    for name in ("bench", "ais_cost"):
+        one = commands.add_parser(name)
+        one.add_argument("grid", help="the grid as JSON")
+        one.add_argument("dataset")
+        one.add_argument("out")
     for name, what in (("park", "commit the latest checkpoint of every unfinished run of the grid"),
                        ("unpark", "restore one run's parked checkpoint into its folder")):
         one = commands.add_parser(name, help=what)
@@ -561,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         _write_json(Path(args.out), bench_grid(check_grid(json.loads(args.grid)), args.dataset))
+    elif args.command == "ais_cost":
+        grid = check_grid(json.loads(args.grid))
+        _write_json(Path(args.out), {**ais_cost_measurement(grid, args.dataset),
+                                     "command": f"snakemake --profile workflow/profiles/{grid['profile']} {args.out}"})
     elif args.command == "ais":
         ais_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
     elif args.command == "frontier":

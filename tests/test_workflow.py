@@ -101,6 +101,7 @@ def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
     assert counts["k_curve"] == 2 * 3 * 3 and counts["difficulty"] == 3 * 3  # R4 (and its VAE), per dataset and seed
     assert counts["bdmc"] == 3 * 3 and counts["ais"] == counts["ais_record"] == jobs  # the certificate; every run
+    assert counts["ais_cost"] == 3  # AIS against IS, per dataset, holding the machine
     assert counts["measurement_record"] == 3 * 3 * 3
 
 
@@ -130,6 +131,7 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 8 and counts["bdmc"] == 1
     assert counts["k_curve"] == 4 and counts["difficulty"] == 2 and counts["frontier"] == 1
     assert counts["measurement_record"] == 4  # k_curve, difficulty, bdmc, frontier
+    assert counts["ais_cost"] == 1
     converged = grid("converged")
     vae = wf.chapter_parameters(converged, "mnist", "vae", 0)
     assert vae["epochs"] == 1500 and vae["max_test"] is None and vae["options"]["patience"] == 50
@@ -222,6 +224,8 @@ def test_ais_record_gives_r4_and_its_vae_one_number_at_the_certified_t(smoke_gri
                                   "certified": True, "run": "vae"}
     assert vae["settings"]["steps"] == 2 and vae["estimator_gap"] == pytest.approx(
         sum(vae["per_example"]) / 5 - sum(vae["is"]["per_example"]) / 5, abs=1e-3)
+    cost = json.loads((root / "results" / "mnist" / "ais_cost.json").read_text())
+    assert cost["ratio"] > 0 and cost["certificate"]["steps"] == vae["certificate"]["steps"] and cost["command"]
     sandwich = json.loads((root / "results" / "mnist" / "bdmc" / "seed0.json").read_text())["runs"]["vae"]["sandwich"]
     assert [s["settings"]["steps"] for s in sandwich] == [2, 4]
 
