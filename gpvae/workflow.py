@@ -341,7 +341,7 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
                    device=grid["device"], certificate={**certificate, "run": spec["certificate"]})
 
 
-AIS_COST_IMAGES, AIS_COST_REPEATS = 20, 3  # test images and interleaved repeats of the AIS cost benchmark
+AIS_COST_IMAGES, AIS_COST_REPEATS = 100, 3  # one batch of test images (as the AIS jobs run them), interleaved repeats
 
 
 def ais_cost_measurement(grid: dict, dataset: str) -> dict:
