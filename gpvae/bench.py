@@ -117,6 +117,16 @@ def _layer_macs(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) ->
     return 0
 
 
+def inference_pass(model, x: torch.Tensor):
+    """The inference being timed, as a callable: the proposal r(z | x), one draw per example and its exact
+    log-density, without gradients."""
+    def run():
+        with torch.no_grad():
+            r = model.proposal(x)
+            r.log_prob(r.rsample())
+    return run
+
+
 def inference_macs(model, x: torch.Tensor) -> float:
     """Multiply-adds per image of inference (the proposal, one draw, its log-density), counted from the
     shapes: every Linear and convolution layer that runs (forward passes only: SA-VAE's backward passes
@@ -126,9 +136,7 @@ def inference_macs(model, x: torch.Tensor) -> float:
     hooks = [m.register_forward_hook(lambda m, i, o: total.__setitem__(0, total[0] + _layer_macs(m, i, o)))
              for m in model.modules() if isinstance(m, layers)]
     try:
-        with torch.no_grad():
-            r = model.proposal(x)
-            r.log_prob(r.rsample())
+        inference_pass(model, x)()
     finally:
         for hook in hooks:
             hook.remove()
@@ -158,10 +166,7 @@ def bench(models: list[str], config: TrainConfig, repeats: int = 50) -> dict:
         built[name] = (model, model.optimizers(config.lr), frozen)
 
     def infer(name):
-        model = built[name][2]
-        with torch.no_grad():
-            r = model.proposal(x_test)
-            r.log_prob(r.rsample())
+        inference_pass(built[name][2], x_test)()
 
     def train_step(name):
         model, optimizers, _ = built[name]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .bench import inference_macs, interleaved_medians, load_average
+from .bench import inference_macs, inference_pass, interleaved_medians, load_average
 from .evaluation import GAP_ELBO_SAMPLES, difficulty_scores, elbo, log_likelihood, posterior_difficulty, spearman
 from .provenance import provenance
 from .training import _fit_to_data, _write_json, load_run, new_model, read_json
@@ -39,14 +39,6 @@ from .verdicts import SPEED_TARGET
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
 MAX_INFER_RATIO = SPEED_TARGET  # the default is the setting closing most of the gap within this time × the VAE's
 MIN_GAP_CLOSED = 0.2  # ... and only if it closes at least this share (issue 21's target)
-
-
-def _infer(model, x: torch.Tensor):
-    def run():
-        with torch.no_grad():
-            r = model.proposal(x)
-            r.log_prob(r.rsample())
-    return run
 
 
 def _variance_error(model, x: torch.Tensor) -> dict | None:
@@ -114,7 +106,7 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
     timing = {}
     for batch in BATCH_SIZES:
         x = images[:batch].to(dev)
-        medians = interleaved_medians({label: {"infer": _infer(m, x)} for label, m in frozen.items()}, dev, repeats,
+        medians = interleaved_medians({label: {"infer": inference_pass(m, x)} for label, m in frozen.items()}, dev, repeats,
                                       config.seed)
         timing[str(batch)] = {"load_average": load_average(), "threads": torch.get_num_threads()}
         for label, row in rows.items():
