@@ -14,7 +14,7 @@ BOOK_BUILD = rm -rf _build/.jupyter_cache && $(BIN)/jupyter-book build . -n -W -
 # Debian's Chromium and its driver, for the browser test (tests/test_browser.py).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser test book results converged park clean
+.PHONY: install browser test book results converged study park clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ results: install
 # `make park` commits the checkpoints of unfinished runs so that a fresh clone resumes them.
 converged: install
 	$(BIN)/snakemake --profile workflow/profiles/converged
+
+# The GP-RF readings study (workflow/config/study.yaml): about 4.5 CPU-hours here; rerun to resume.
+study: install
+	$(BIN)/snakemake --profile workflow/profiles/study
 
 park: install
 	$(BIN)/python -m gpvae.workflow park workflow/config/converged.yaml

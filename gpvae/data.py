@@ -104,6 +104,22 @@ def binarize_once(x: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
 
 
+def out_of_distribution(name: str, like: ImageData, images: int, seed: int,
+                        data_dir: str | Path | None = None) -> torch.Tensor:
+    """``images`` test images of dataset ``name`` for a model of ``like`` (N, C, H, W): the first of a
+    permutation seeded with ``seed``, in ``like``'s observation space (8-bit images binarized once with
+    seed 0, in that order, for a Bernoulli model). Raises ValueError where no such view exists (another
+    image shape; binary images for an 8-bit model)."""
+    other = load(name, data_dir)
+    if other.image_shape != like.image_shape:
+        raise ValueError(f"{name} images are {other.image_shape}, the model's {like.name} images {like.image_shape}")
+    if like.likelihood == "logistic" and other.likelihood == "bernoulli":
+        raise ValueError(f"{name} is binary; a model of 8-bit {like.name} images has no view of it")
+    pick = torch.randperm(len(other.test), generator=torch.Generator().manual_seed(seed))[:images]
+    x = other.test[pick]
+    return binarize_once(x / 255.0, 0) if like.likelihood == "bernoulli" and other.likelihood == "logistic" else x
+
+
 def load(name: str, data_dir: str | Path | None = None, download: bool = False) -> ImageData:
     """Load dataset ``name`` (one of :data:`DATASETS`) from ``data_dir`` (default :func:`default_data_dir`)."""
     if name not in DATASETS:

@@ -220,3 +220,13 @@ def auroc(in_scores, out_scores) -> float:
     from scipy.stats import mannwhitneyu
     a, b = torch.as_tensor(out_scores).numpy(), torch.as_tensor(in_scores).numpy()
     return float(mannwhitneyu(a, b).statistic / (len(a) * len(b)))
+
+
+def roc_curve(in_scores, out_scores, points: int = 51) -> dict[str, list[float]]:
+    """False- and true-positive rates of "score above threshold means out-of-distribution" at ``points``
+    thresholds (quantiles of all scores, highest first), with (0, 0) and (1, 1) added: for plotting; the
+    AUROC is :func:`auroc`, exact."""
+    a, b = torch.as_tensor(in_scores, dtype=torch.float64), torch.as_tensor(out_scores, dtype=torch.float64)
+    thresholds = torch.quantile(torch.cat([a, b]), torch.linspace(1, 0, points, dtype=torch.float64))
+    rates = lambda v: [float(f"{(v > t).double().mean().item():.4g}") for t in thresholds]
+    return {"fpr": [0.0] + rates(a) + [1.0], "tpr": [0.0] + rates(b) + [1.0]}

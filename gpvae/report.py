@@ -72,6 +72,17 @@ def _measurements(results_dir: str | Path, name: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob(f"*/{name}/seed*.json"))]
 
 
+def _finished(check: dict) -> list[tuple[str, dict]]:
+    """The (run, result) pairs of a measurement record, without the runs whose training diverged."""
+    return [(run, result) for run, result in check["runs"].items() if "diverged" not in result]
+
+
+def _run_measurements(results_dir: str | Path, name: str) -> list[dict]:
+    """The records of a per-run measurement (``<dataset>/<name>/<run>_seed<s>.json``) of runs that did not diverge."""
+    records = (json.loads(p.read_text()) for p in sorted(Path(results_dir).glob(f"*/{name}/*_seed*.json")))
+    return [r for r in records if "diverged" not in r]
+
+
 K_CURVE_COLUMNS = ["dataset", "seed", "run", "eval_k", "test_ll", "decoder_sha256"]
 
 
@@ -80,7 +91,7 @@ def load_k_curves(results_dir: str | Path) -> pd.DataFrame:
     record's test subset, and the digest of the run's decoder."""
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "eval_k": point["eval_k"],
              "test_ll": point["test_ll"], "decoder_sha256": result["decoder_sha256"]}
-            for check in _measurements(results_dir, "k_curve") for run, result in check["runs"].items()
+            for check in _measurements(results_dir, "k_curve") for run, result in _finished(check)
             for point in result["curve"]]
     return pd.DataFrame(rows, columns=K_CURVE_COLUMNS)
 
@@ -94,7 +105,7 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     the reference's negative ELBO (NaN for the reference's scores)."""
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "score": score, "spearman": rho,
              "partial_spearman": result["partial_spearman_given_negative_elbo"].get(score, math.nan), "n": result["n"]}
-            for check in _measurements(results_dir, "difficulty") for run, result in check["runs"].items()
+            for check in _measurements(results_dir, "difficulty") for run, result in _finished(check)
             for score, rho in result["spearman_with_gap"].items()]
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
@@ -112,8 +123,21 @@ def load_ais(results_dir: str | Path) -> pd.DataFrame:
              "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
              "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
              "decoder_sha256": r["decoder_sha256"]}
-            for r in (json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*/ais/*_seed*.json")))]
+            for r in _run_measurements(results_dir, "ais")]
     return pd.DataFrame(rows, columns=AIS_COLUMNS)
+
+
+OOD_COLUMNS = ["dataset", "seed", "run", "ood", "score", "auroc", "n"]
+
+
+def load_ood(results_dir: str | Path) -> pd.DataFrame:
+    """One row per dataset, seed, run, out-of-distribution set and difficulty score of the ood records
+    (``<dataset>/ood/<run>_seed<s>.json``): the AUROC of "a higher score means another dataset"."""
+    rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ood": ood, "score": score, "auroc": value,
+             "n": r["n"]}
+            for r in _run_measurements(results_dir, "ood") for ood, scores in r["auroc"].items()
+            for score, value in scores.items()]
+    return pd.DataFrame(rows, columns=OOD_COLUMNS)
 
 
 BDMC_COLUMNS = ["dataset", "seed", "run", "steps", "lower", "upper", "width", "seconds"]
@@ -124,7 +148,7 @@ def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
     (upper) AIS estimates on the simulated images, their width [nats] and the seconds both took."""
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "steps": s["settings"]["steps"],
              "lower": s["lower_mean"], "upper": s["upper_mean"], "width": s["width"], "seconds": s["seconds"]}
-            for check in _measurements(results_dir, "bdmc") for run, result in check["runs"].items()
+            for check in _measurements(results_dir, "bdmc") for run, result in _finished(check)
             for s in result["sandwich"]]
     return pd.DataFrame(rows, columns=BDMC_COLUMNS)
 
@@ -156,3 +180,68 @@ def mean_sd(mean: float, sd: float, digits: int = 2) -> str:
     if mean is None or math.isnan(mean):
         return "–"
     return f"{mean:.{digits}f}" + ("" if sd is None or math.isnan(sd) else f" ± {sd:.{digits}f}")
+
+
+def spread(values: dict[int, float]) -> dict:
+    """Mean, sample sd (None for one value), count and the per-seed ``values`` of ``{seed: value}``."""
+    seeds = sorted(values)
+    numbers = [values[s] for s in seeds]
+    return {"mean": sum(numbers) / len(numbers), "sd": float(pd.Series(numbers).std(ddof=1)) if len(numbers) > 1 else None,
+            "n": len(numbers), "seeds": seeds, "values": numbers}
+
+
+# The difficulty scores a readings row shows, by label: the run's own (the kNN control's neighbour distance,
+# else the GP's predictive variance of the mean function; the control's GP variances are constant) and the
+# VAE's own two, the baselines.
+OWN_SCORES = ("neighbour_distance", "mean_function_variance")
+BASELINE_SCORES = {"encoder": "encoder_variance", "elbo": "negative_elbo"}
+
+
+def own_score(scores) -> str | None:
+    """The run's own difficulty score among ``scores`` (names): the first of :data:`OWN_SCORES` present."""
+    return next((name for name in OWN_SCORES if name in set(scores)), None)
+
+
+def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae") -> dict[str, dict]:
+    """The readings study's table of one dataset from a profile's records: per run, over its seeds, the
+    :func:`spread` of ``test_ll``, ``test_elbo``, ``amortization_gap`` and ``fraction_closed`` (1 − its gap /
+    the ``reference``'s gap of the same seed); ``spearman_gp|encoder|elbo`` with the reference encoder's
+    per-image gap (difficulty records; the reference's row holds its baselines); ``auroc_<set>_gp|encoder|elbo``
+    (ood records); ``infer_ratio_to_vae`` (``bench.json``). A run whose every seed diverged has ``diverged``."""
+    records = [r for r in load_records(results_dir) if r["dataset"] == dataset]
+    gap_of = {(r["run"], r["seed"]): r["gaps"]["amortization_gap"] for r in records if "gaps" in r}
+    difficulty = load_difficulty(results_dir).query("dataset == @dataset")
+    ood = load_ood(results_dir).query("dataset == @dataset")
+    bench_path = Path(results_dir) / dataset / "bench.json"
+    bench = json.loads(bench_path.read_text()) if bench_path.exists() else {}
+    table = {}
+    for run in dict.fromkeys(r["run"] for r in records):
+        mine = [r for r in records if r["run"] == run]
+        done = [r for r in mine if "diverged" not in r]
+        if not done:
+            table[run] = {"run": run, "seeds": [r["seed"] for r in mine], "diverged": mine[0]["diverged"]}
+            continue
+        row = {"run": run, "seeds": [r["seed"] for r in done]}
+        for key in ("test_ll", "test_elbo"):
+            row[key] = spread({r["seed"]: r[key] for r in done})
+        row["amortization_gap"] = spread({r["seed"]: gap_of[run, r["seed"]] for r in done})
+        closed = {r["seed"]: 1 - gap_of[run, r["seed"]] / gap_of[reference, r["seed"]] for r in done
+                  if (reference, r["seed"]) in gap_of}
+        if closed:
+            row["fraction_closed"] = spread(closed)
+        ranked = difficulty[difficulty["run"] == run] if run != reference else \
+            difficulty[difficulty["score"].isin(BASELINE_SCORES.values())].drop_duplicates(["seed", "score"])
+        flagged_by = ood[ood["run"] == run]
+        scores = {"gp": own_score([*ranked["score"], *flagged_by["score"]]), **BASELINE_SCORES}
+        for label, score in scores.items():
+            chosen = ranked[ranked["score"] == score]
+            if len(chosen):
+                row[f"spearman_{label}"] = spread(dict(zip(chosen["seed"], chosen["spearman"])))
+            for name in flagged_by["ood"].unique():
+                flagged = flagged_by[(flagged_by["ood"] == name) & (flagged_by["score"] == score)]
+                if len(flagged):
+                    row[f"auroc_{name}_{label}"] = spread(dict(zip(flagged["seed"], flagged["auroc"])))
+        if run in bench:
+            row["infer_ratio_to_vae"] = bench[run]["results"][0]["infer_ratio_to_vae"]
+        table[run] = row
+    return table

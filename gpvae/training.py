@@ -31,9 +31,9 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from . import data as datasets
 from .config import ConfigError, TrainConfig
-from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, bdmc,
+from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, auroc, bdmc,
                          difficulty_scores, elbo, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
-                         spearman, test_subset)
+                         roc_curve, spearman, test_subset)
 from .models import LatentVariableModel, build_model
 from .progress import progress
 from .protocol import GAP_EVAL_K, GAP_SUBSET
@@ -42,6 +42,7 @@ from .provenance import parameter_digest, provenance, resolve_device
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 PER_EXAMPLE = "per_example.json"
+DIVERGED = "diverged.json"  # written when training diverges: the message, options and provenance
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations (more if the model asks)
 DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-epoch model diagnostics
 DIVERGENCE_FACTOR = 10.0  # |loss| per image beyond 10x the untrained validation ELBO's magnitude: diverged
@@ -288,6 +289,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         state = {k: saved.get(k, default) for k, default in state.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DIVERGED).unlink(missing_ok=True)  # a divergence of an earlier attempt is not this one's
     fit_epochs = model.data_fit_epochs(config.epochs)
     fit_images = model.fit_images(data, config.seed).to(device) if fit_epochs or model.fits_after_training else None
     diagnostic_images = _diagnostic_images(data, config, device)
@@ -310,7 +312,10 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         except TrainingDiverged as err:
             kept = (f"the checkpoint of epoch {state['epoch']} (the last good one) is kept in {run_dir}"
                     if state["epoch"] else "no epoch completed, so nothing was saved")
-            raise TrainingDiverged(f"{err}; {kept}") from None
+            _write_json(run_dir / DIVERGED, {"diverged": str(err), "model": config.model, "dataset": config.dataset,
+                                             "options": config.to_dict(), "seed": config.seed,
+                                             "epochs_done": state["epoch"], **origin})
+            raise TrainingDiverged(f"{err}; {kept} and the divergence in {run_dir / DIVERGED}") from None
         if valid_elbo > state["best_valid_elbo"]:
             state.update(best_valid_elbo=valid_elbo, best_epoch=epoch + 1,
                          best_model=copy.deepcopy(model.state_dict()))
@@ -432,6 +437,35 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
     _write_json(Path(run_dir) / "difficulty.json", result)
+    return result
+
+
+def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int | None, ood_seed: int,
+            elbo_samples: int, data_dir: str | None = None, device: str | None = None) -> dict:
+    """Do a run's difficulty scores (:func:`gpvae.evaluation.difficulty_scores`: the GP's predictive
+    variances where the model has them, the encoder's variance, the negative ELBO from ``elbo_samples``
+    draws) flag images of other datasets? ``images`` test images of the run's dataset (the first, or drawn
+    with ``subset_seed``) against ``images`` of each of ``sets`` (:func:`gpvae.data.out_of_distribution`,
+    seed ``ood_seed``). Writes and returns ``RUN_DIR/ood.json``: per set and score the AUROC of "higher
+    means out of distribution" and ROC points."""
+    config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
+    inside = data.test[_subset(data, images, subset_seed, "ood images")]
+    try:
+        outside = {name: datasets.out_of_distribution(name, data, images, ood_seed, data_dir) for name in sets}
+    except ValueError as err:
+        raise ConfigError(f"ood of {run_dir}: {err}") from None
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    scores_in = difficulty_scores(model, inside, elbo_samples, config.batch_size, dev)
+    auc, roc = {}, {}
+    for name, x in outside.items():
+        scores_out = difficulty_scores(model, x, elbo_samples, config.batch_size, dev)
+        auc[name] = {k: auroc(scores_in[k], scores_out[k]) for k in scores_in}
+        roc[name] = {k: roc_curve(scores_in[k], scores_out[k]) for k in scores_in}
+    result = {"n": images, "subset_seed": subset_seed, "sets": list(sets), "ood_seed": ood_seed,
+              "elbo_samples": elbo_samples, "auroc": auc, "roc": roc, "seconds": time.perf_counter() - started,
+              "model": config.model, "dataset": config.dataset, "run_dir": str(run_dir), **provenance(dev)}
+    _write_json(Path(run_dir) / "ood.json", result)
     return result
 
 

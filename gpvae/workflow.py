@@ -11,9 +11,11 @@ posterior-difficulty scores against the per-image amortization gap of the refere
 (:func:`gpvae.training.difficulty_run`); ``bdmc`` and ``ais`` certify and measure log p(x) by AIS
 (:func:`gpvae.training.bdmc_run`, :func:`gpvae.training.ais_run`); ``frontier`` (``runs``, ``settings``,
 ``repeats``) fits each declared R4 setting to those VAE runs and measures its cost and accuracy
-(:func:`gpvae.frontier.frontier_run`). This module turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a
-finished run folder into a small committed record with its provenance; the Snakefile only wires
-files together.
+(:func:`gpvae.frontier.frontier_run`); ``ood`` (``runs``, ``images``, ``subset_seed``, ``sets``, ``ood_seed``,
+``elbo_samples``) scores in- and out-of-distribution test images by every difficulty score
+(:func:`gpvae.training.ood_run`). A run or a dataset may name its own ``seeds`` (of the grid's). This module
+turns a (dataset, run, seed) cell into the training chapter's papermill parameters and a finished run
+folder into a small committed record with its provenance; the Snakefile only wires files together.
 """
 from __future__ import annotations
 
@@ -31,14 +33,15 @@ from .config import ConfigError, TrainConfig
 CHAPTER = "book/training.ipynb"
 GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
              "evaluation", "bench", "datasets", "runs")
-RUN_ONLY_KEYS = ("warm_start", "control_for", "note")
+RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds")
 MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
                     "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate"),
-                    "frontier": ("runs", "settings", "repeats")}
+                    "frontier": ("runs", "settings", "repeats"),
+                    "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
-PER_RUN_MEASUREMENTS = ("ais",)
+PER_RUN_MEASUREMENTS = ("ais", "ood")
 GROUPED_MEASUREMENTS = tuple(name for name in MEASUREMENT_KEYS if name not in PER_RUN_MEASUREMENTS)
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
@@ -66,6 +69,8 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
         if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
             raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
+        if not isinstance(spec.get("seeds", []), list) or not all(isinstance(s, int) for s in spec.get("seeds", [])):
+            raise ConfigError(f"{path}: run {name!r}: seeds takes a list of integers (default: the grid's seeds)")
         if not isinstance(spec.get("control_for", []), list):
             raise ConfigError(f"{path}: run {name!r}: control_for takes a list of runs")
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
@@ -90,11 +95,18 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
     return grid
 
 
+def run_seeds(grid: dict, dataset: str, run: str) -> list[int]:
+    """The seeds of a run on a dataset: the grid's, less those that the run's own ``seeds`` or the dataset's
+    ``seeds`` leave out (a reading studied on one seed while the VAE has three)."""
+    limits = [spec.get("seeds") for spec in (grid["runs"][run], grid["datasets"][dataset] or {})]
+    return [seed for seed in grid["seeds"] if all(own is None or seed in own for own in limits)]
+
+
 def cells(grid: dict) -> list[tuple[str, str, int]]:
-    """Every (dataset, run, seed) of the grid, datasets' ``skip`` lists removed, and the seeds its
-    ``seed_rule`` adds (:func:`rule_seeds`)."""
+    """Every (dataset, run, seed) of the grid (each run with :func:`run_seeds`), datasets' ``skip`` lists
+    removed, and the seeds its ``seed_rule`` adds (:func:`rule_seeds`)."""
     declared = [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
-                if run not in (spec or {}).get("skip", []) for seed in grid["seeds"]]
+                if run not in (spec or {}).get("skip", []) for seed in run_seeds(grid, dataset, run)]
     return declared + [cell for cell in rule_seeds(grid, declared) if cell not in declared]
 
 
@@ -284,7 +296,7 @@ def record_path(grid: dict, dataset: str, run: str, seed: int) -> Path:
     return Path(grid["results_dir"]) / dataset / f"{run}_seed{seed}.json"
 
 
-DATASET_ONLY_KEYS = ("skip", "evaluation", "overrides", *MEASUREMENT_KEYS)
+DATASET_ONLY_KEYS = ("skip", "seeds", "evaluation", "overrides", *MEASUREMENT_KEYS)
 
 
 def evaluation(grid: dict, dataset: str) -> dict:
@@ -359,6 +371,16 @@ def ais_cost_measurement(grid: dict, dataset: str) -> dict:
                        device=grid["device"]), "certificate": certificate, "dataset": dataset}
 
 
+def ood_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
+    """The grid's out-of-distribution measurement of one run (the Snakefile's ``ood`` job,
+    :func:`gpvae.training.ood_run`). Writes ``RUN_DIR/ood.json``."""
+    from .training import ood_run
+
+    spec = measurement(grid, "ood", dataset)
+    return ood_run(run_dir(grid, dataset, run, seed), spec["sets"], spec["images"], spec["subset_seed"],
+                   spec["ood_seed"], spec["elbo_samples"], device=grid["device"])
+
+
 def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
     """The grid's accuracy–cost frontier of R4 on one VAE run (the Snakefile's ``frontier`` job,
     :func:`gpvae.frontier.frontier_run`). Writes ``RUN_DIR/frontier.json``."""
@@ -368,11 +390,18 @@ def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
     return frontier_run(run_dir(grid, dataset, run, seed), spec["settings"], spec["repeats"], device=grid["device"])
 
 
-def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
-    """The (dataset, seed) pairs of a measurement whose runs are all in the grid (none skipped)."""
+def measured_at(grid: dict, name: str, dataset: str, seed: int) -> list[str]:
+    """The runs of a grouped measurement that the grid has at ``seed`` (a run may be declared with fewer
+    seeds than another, :func:`run_seeds`)."""
     present = set(cells(grid))
-    return [(dataset, seed) for dataset in grid["datasets"] if measurement(grid, name, dataset) for seed in grid["seeds"]
-            if all((dataset, run, seed) in present for run in measured_runs(measurement(grid, name, dataset)))]
+    return [run for run in measurement(grid, name, dataset)["runs"] if (dataset, run, seed) in present]
+
+
+def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
+    """The (dataset, seed) pairs of a grouped measurement: those with at least one of its runs measured
+    (:func:`run_measurement_cells`); the record holds the runs present (:func:`measured_at`)."""
+    pairs = {(dataset, seed) for dataset, _, seed in run_measurement_cells(grid, name)}
+    return [(dataset, seed) for dataset in grid["datasets"] for seed in grid["seeds"] if (dataset, seed) in pairs]
 
 
 def measurement_path(grid: dict, name: str, dataset: str, seed: int) -> Path:
@@ -386,7 +415,7 @@ def run_measurement_path(grid: dict, name: str, dataset: str, run: str, seed: in
 
 
 def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
-    """The (dataset, run, seed) cells of a per-run measurement: its runs present in the grid, with its
+    """The (dataset, run, seed) cells a measurement measures: its runs present in the grid, with its
     ``certificate`` or ``reference`` run present too."""
     present = set(cells(grid))
     result = []
@@ -395,7 +424,7 @@ def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
         if not spec:
             continue
         others = [spec[k] for k in ("reference", "certificate") if k in spec]
-        result += [(dataset, run, seed) for run in spec["runs"] for seed in grid["seeds"]
+        result += [(dataset, run, seed) for run in spec["runs"] for seed in run_seeds(grid, dataset, run)
                    if (dataset, run, seed) in present and all((dataset, o, seed) in present for o in others)]
     return result
 
@@ -421,7 +450,7 @@ def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: 
     """The committed record of a measurement of one dataset and seed: the settings and, per measured run,
     its ``RUN_DIR/<name>.json`` (values and provenance) and the job's wall time."""
     spec = measurement(grid, name, dataset)
-    runs = {run: _measured(grid, name, dataset, run, seed) for run in spec["runs"]}
+    runs = {run: _measured(grid, name, dataset, run, seed) for run in measured_at(grid, name, dataset, seed)}
     return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"], name: spec,
             "runs": runs, "command": command}
 
@@ -434,7 +463,7 @@ def chapter_parameters(grid: dict, dataset: str, run: str, seed: int) -> dict:
     data = {k: v for k, v in data_spec.items() if k not in DATASET_ONLY_KEYS}
     spec = {**data, **grid["runs"][run], **data_spec.get("overrides", {}).get(run, {})}
     warm_start = spec.pop("warm_start", None)
-    for key in ("note", "control_for"):
+    for key in ("note", "control_for", "seeds"):
         spec.pop(key, None)
     settings = evaluation(grid, dataset)
     params = {"model": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
@@ -465,13 +494,39 @@ def _wall_seconds(benchmark_tsv: Path) -> tuple[float | None, float | None]:
     return as_float(row.get("s")), as_float(row.get("max_rss"))
 
 
+def diverged(folder: str | Path, output: str | Path | None = None) -> bool:
+    """Whether the run in ``folder`` diverged. After a failed training job (no ``output``): when the
+    training wrote ``diverged.json``, make it the run's ``metrics.json`` (a divergence is a result). For a
+    later job of a diverged run: write ``output`` saying so. Returns whether the run diverged."""
+    from .training import DIVERGED, METRICS, _write_json, read_json
+
+    folder = Path(folder)
+    if output is None:
+        if not (folder / DIVERGED).exists():
+            return False
+        _write_json(folder / METRICS, read_json(folder / DIVERGED, "a training's divergence"))
+        return True
+    metrics = read_json(folder / METRICS, "run the grid's train job first")
+    if "diverged" not in metrics:
+        return False
+    _write_json(Path(output), {"diverged": metrics["diverged"], "run_dir": str(folder)})
+    return True
+
+
 def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
     """The committed record of one finished cell: the protocol's numbers, the gap decomposition,
-    the per-epoch validation ELBO, and provenance (commit, exact options, device, wall time, budget)."""
+    the per-epoch history (validation ELBO and the model's diagnostics), the data fits, and provenance
+    (commit, exact options, device, wall time, budget); for a run that diverged, its ``diverged`` message
+    in place of the numbers."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
     metrics = read_json(folder / "metrics.json", "run the grid's train job first")
+    head = {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
+            "note": grid["runs"][run].get("note")}
+    if "diverged" in metrics:
+        kept = ("model", "diverged", "epochs_done", "options", "git_commit", "torch_version", "gpytorch_version", "device")
+        return {**head, **{k: metrics[k] for k in kept if k in metrics}, "command": command}
     gaps = read_json(folder / "gaps.json", "run the grid's gaps job first")
     wall, rss = _wall_seconds(folder / "benchmark.tsv")
     keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "epochs_done",
@@ -480,14 +535,11 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
     finite = {k: metrics[k] for k in keys if k in metrics}
     if finite["valid_elbo"] is None or not math.isfinite(finite["valid_elbo"]):  # a post-hoc fit has no epoch
         finite["valid_elbo"] = None
-    return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
-            "note": grid["runs"][run].get("note"), **finite,
-            "options": metrics["options"],
+    return {**head, **finite, "options": metrics["options"],
             "gaps": {k: gaps[k]["mean"] for k in ("log_px", "elbo_opt", "elbo_model", "approximation_gap",
                                                    "amortization_gap", "log_px_from_optimum") if gaps.get(k)}
                     | {"n": gaps["n"], "eval_k": gaps["eval_k"], "subset_seed": gaps.get("subset_seed")},
-            "history": [{"epoch": h["epoch"], "valid_elbo": h["valid_elbo"], "seconds": h["seconds"]}
-                        for h in metrics["history"]],
+            "history": metrics["history"], "fits": metrics.get("fits", []),
             "wall_seconds": wall, "max_rss_mb": rss, "command": command,
             "notebook": str(folder / "training.ipynb")}
 
@@ -495,9 +547,9 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
 def flat_record(record: dict) -> dict:
     """``record`` with its gap decomposition lifted to the top: ``approximation_gap``,
     ``amortization_gap`` [nats] and ``gap_n`` (test images it was computed on)."""
-    gaps = record["gaps"]
-    return {**record, "approximation_gap": gaps["approximation_gap"], "amortization_gap": gaps["amortization_gap"],
-            "gap_n": gaps["n"]}
+    gaps = record.get("gaps", {})  # none for a run that diverged
+    return {**record, "approximation_gap": gaps.get("approximation_gap"), "amortization_gap": gaps.get("amortization_gap"),
+            "gap_n": gaps.get("n")}
 
 
 def table_rows(records: list[dict]) -> list[dict]:
@@ -513,18 +565,20 @@ def write_table(records: list[dict], path: str | Path) -> None:
         writer.writerows(table_rows(records))
 
 
-BENCH_SKIPPED = ("epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from", "freeze")
+BENCH_SKIPPED = ("epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from", "freeze", "lr")
 
 
 def bench_grid(grid: dict, dataset: str, data_dir: str | None = None) -> dict:
     """Inference and training-step cost of every architecture among the runs of ``dataset`` beside
-    the VAE, in one process (:func:`gpvae.bench.bench`): ``{run: report}``. Warm starts and freezing
-    are training schedules, not architectures, so they are left out, and a run whose model and options
-    repeat an earlier run's (a control such as ``vae_extra``) is not timed again."""
+    the VAE, in one process (:func:`gpvae.bench.bench`): ``{run: report}``. Warm starts, freezing and
+    the learning rate are training schedules, not architectures, so they are left out, and a run whose
+    model and options repeat another's (a control such as ``vae_extra``) is not timed again: of those, the
+    run named after its model (``vae``) is timed, else the first."""
     from .bench import bench
 
     reports, timed = {}, set()
-    for run in dict.fromkeys(r for d, r, _ in cells(grid) if d == dataset):
+    runs = list(dict.fromkeys(r for d, r, _ in cells(grid) if d == dataset))
+    for run in sorted(runs, key=lambda r: r != grid["runs"][r]["model"]):  # stable: the grid's order otherwise
         params = chapter_parameters(grid, dataset, run, grid["seeds"][0])
         options = {k: v for k, v in params["options"].items() if k not in BENCH_SKIPPED}
         architecture = json.dumps([params["model"], options], sort_keys=True)
@@ -544,8 +598,8 @@ def _grid_argument(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gpvae.workflow bench|ais_cost GRID_JSON DATASET OUT``: the Snakefile's benchmark jobs;
-    ``python -m gpvae.workflow ais|frontier GRID_JSON DATASET RUN SEED``: the Snakefile's AIS and
-    frontier jobs;
+    ``python -m gpvae.workflow ais|frontier|ood GRID_JSON DATASET RUN SEED``: the Snakefile's AIS,
+    frontier and out-of-distribution jobs;
     ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
     seed (``make results`` gives them priority, so that one dataset completes first)."""
     import argparse
@@ -567,12 +621,16 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("dataset")
             one.add_argument("run")
             one.add_argument("seed", type=int)
-    for name in ("ais", "frontier"):
+    for name in ("ais", "frontier", "ood"):
         one = commands.add_parser(name)
         one.add_argument("grid", help="the grid as JSON")
         one.add_argument("dataset")
         one.add_argument("run")
         one.add_argument("seed", type=int)
+    one = commands.add_parser("diverged", help="after a failed training job, record its divergence (exit 0) or "
+                                                "fail (exit 1); with OUTPUT, write it for a later job of a diverged run")
+    one.add_argument("run_dir")
+    one.add_argument("output", nargs="?")
     targets_parser = commands.add_parser("targets")
     targets_parser.add_argument("grid", help="grid file (YAML)")
     targets_parser.add_argument("dataset")
@@ -588,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         ais_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
     elif args.command == "frontier":
         frontier_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
+    elif args.command == "ood":
+        ood_measurement(check_grid(json.loads(args.grid)), args.dataset, args.run, args.seed)
+    elif args.command == "diverged":
+        return 0 if diverged(args.run_dir, args.output) else 1
     elif args.command == "park":
         print("\n".join(f"parked {path}" for path in park(_grid_argument(args.grid))) or "nothing to park")
     elif args.command == "unpark":

@@ -1,5 +1,6 @@
 """GP-RF's readings (the specification (book/specification.md) §3b) as switches: R2 amplitude, R3 freezing, R4 error regression and
 its kNN control, R5 refit rounds, natural gradients, many inducing points, presets, diagnostics."""
+import json
 import math
 
 import gpytorch
@@ -13,7 +14,8 @@ from gpvae.models import build_model
 from gpvae.gp.error_regression import ErrorRegressionGP, NearestNeighbourErrors, multi_output_log_marginal
 from gpvae.gp.options import INITIAL_OUTPUTSCALE
 
-from .conftest import assert_all_close, data_dir, requires_data
+
+from .conftest import REPO, assert_all_close, data_dir, requires_data
 
 
 def _gp(**options):
@@ -297,21 +299,51 @@ def test_a_gp_covariance_leaving_the_psd_cone_is_a_divergence(tmp_path, monkeypa
                                    out=str(tmp_path / "gp")))
 
 
-def test_every_study_configuration_is_a_valid_run_and_roc_points_match_the_auroc():
-    from gpvae import study
-    from gpvae.evaluation import auroc
+def test_the_study_grid_reproduces_the_options_of_every_committed_study_record():
+    # the readings study moved from gpvae/study.py into workflow/config/study.yaml: each cell's configuration
+    # is the one its record was trained with (options added since keep their defaults; a VAE ignores GP options)
+    from gpvae import workflow as wf
 
-    for name, (_, seeds) in study.CONFIGS.items():
-        for seed in seeds:
-            config = study.config_of(name, seed)
-            assert config.out.endswith(f"{name}_seed{seed}") and config.eval_k == study.EVAL_K
+    grid = wf.load_grid(REPO / "workflow" / "config" / "study.yaml")
+    cells = wf.cells(grid)
+    assert len(cells) == 23 and ("omniglot", "r4_gp", 1) not in cells and ("mnist", "r4_gp", 2) in cells
+    for dataset, run, seed in cells:
+        params = wf.chapter_parameters(grid, dataset, run, seed)
+        config = TrainConfig(**{k: v for k, v in params.items() if k != "options"}, **params["options"]).to_dict()
+        record = json.loads(wf.record_path({**grid, "results_dir": str(REPO / grid["results_dir"])}, dataset, run,
+                                           seed).read_text())
+        ignored = {"out", "init_from", "data_dir", "resume", *(() if config["model"] == "gp" else ("gp_fit",))}
+        differ = {k: (v, config[k]) for k, v in record["options"].items() if k not in ignored and config[k] != v}
+        assert not differ, (dataset, run, seed, differ)
+
+
+def test_roc_points_match_the_auroc():
+    from gpvae.evaluation import auroc, roc_curve
+
     torch.manual_seed(0)
     inside, outside = torch.randn(400), torch.randn(300) + 1.0
-    curve = study.roc_curve(inside.tolist(), outside.tolist(), points=401)
+    curve = roc_curve(inside.tolist(), outside.tolist(), points=401)
     area = sum((f1 - f0) * (t1 + t0) / 2 for f0, f1, t0, t1 in zip(curve["fpr"], curve["fpr"][1:], curve["tpr"],
                                                                     curve["tpr"][1:]))
     assert abs(area - auroc(inside, outside)) < 0.01
     assert abs(auroc(inside, outside) - 0.76) < 0.05  # Φ(1/√2) for unit-variance Gaussians one apart
+
+
+def test_the_readings_table_from_the_study_records():
+    from gpvae import report
+
+    table = report.readings_table(REPO / "results" / "workflow" / "study", "mnist")
+    assert table["r3_posthoc_ngd"]["diverged"].startswith("non-finite loss")
+    vae, r4 = table["vae"], table["r4_gp"]
+    assert vae["test_ll"]["seeds"] == r4["test_ll"]["seeds"] == [0, 1, 2]
+    assert vae["fraction_closed"]["values"] == [0.0, 0.0, 0.0]
+    r4_records = [json.loads((REPO / f"results/workflow/study/mnist/{run}_seed0.json").read_text())
+                  for run in ("r4_gp", "vae")]
+    assert r4["fraction_closed"]["values"][0] == pytest.approx(
+        1 - r4_records[0]["gaps"]["amortization_gap"] / r4_records[1]["gaps"]["amortization_gap"])
+    assert r4["spearman_gp"]["n"] == 3 and "spearman_gp" not in table["r1_paper"]  # R1 trains its own encoder
+    assert set(vae) >= {"spearman_encoder", "spearman_elbo", "auroc_omniglot_elbo"}  # the baselines' row
+    assert "infer_ratio_to_vae" in r4
 
 
 def test_partial_spearman_removes_what_the_control_already_ranks():

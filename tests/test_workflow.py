@@ -89,20 +89,33 @@ def test_seeds_from_the_command_line():
         assert wf.check_grid({**cpu, "seeds": given})["seeds"] == expected
 
 
-@pytest.mark.parametrize("profile, jobs", [("cpu", 87), ("gpu", 78), ("slurm", 78)])
-def test_dry_run_of_each_profile(profile, jobs, tmp_path):
-    # the whole plan: empty run and record folders (the committed records would be skipped)
+def dry_run_counts(profile: str, tmp_path: Path) -> dict[str, int]:
+    """Jobs per rule of a profile's whole plan: empty run and record folders (the committed records would
+    be skipped)."""
     done = subprocess.run([*SNAKEMAKE, "--profile", f"workflow/profiles/{profile}", "-n", "--directory", str(REPO),
                            "--config", f"runs_dir={tmp_path}/runs", f"results_dir={tmp_path}/results"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    return {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+@pytest.mark.parametrize("profile, jobs", [("cpu", 87), ("gpu", 78), ("slurm", 78)])
+def test_dry_run_of_each_profile(profile, jobs, tmp_path):
+    counts = dry_run_counts(profile, tmp_path)
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
     assert counts["k_curve"] == 2 * 3 * 3 and counts["difficulty"] == 3 * 3  # R4 (and its VAE), per dataset and seed
-    assert counts["bdmc"] == 3 * 3 and counts["ais"] == counts["ais_record"] == jobs  # the certificate; every run
+    assert counts["bdmc"] == 3 * 3 and counts["ais"] == counts["run_measurement_record"] == jobs  # the certificate; every run
     assert counts["ais_cost"] == 3  # AIS against IS, per dataset, holding the machine
     assert counts["measurement_record"] == 3 * 3 * 3
+
+
+def test_dry_run_of_the_study_profile(tmp_path):
+    # the readings study is a grid of the same Snakefile: every run trained, measured and recorded
+    counts = dry_run_counts("study", tmp_path)
+    assert counts["train"] == counts["gaps"] == counts["record"] == counts["ood"] == 23
+    assert counts["run_measurement_record"] == 23 and counts["bench"] == 2  # ood per run; each dataset's bench
+    assert counts["difficulty"] == 7 + 3 + 3 + 3 and counts["measurement_record"] == 4  # mnist seeds 0-2, omniglot
 
 
 def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_they_start_from(tmp_path):
@@ -122,12 +135,7 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
 def test_dry_run_of_the_converged_profile(tmp_path):
     """The converged MNIST grid: 8 runs of one seed, each with its gaps, AIS and record; the VAE's BDMC;
     R4's frontier on the VAE (one job)."""
-    done = subprocess.run([*SNAKEMAKE, "--profile", "workflow/profiles/converged", "-n", "--directory", str(REPO),
-                           "--config", f"runs_dir={tmp_path}/runs", f"results_dir={tmp_path}/results"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = dry_run_counts("converged", tmp_path)
     assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 8 and counts["bdmc"] == 1
     assert counts["k_curve"] == 4 and counts["difficulty"] == 2 and counts["frontier"] == 1
     assert counts["measurement_record"] == 4  # k_curve, difficulty, bdmc, frontier
@@ -179,8 +187,9 @@ def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
     injected = next(c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     assert '"init_from"' in "".join(injected["source"])
     rows = list(csv.DictReader((root / "results" / "runs.csv").open()))
-    assert [(r["run"], r["seed"]) for r in rows] == [("gp", "0"), ("vae", "0"), ("vae", "9")]
-    assert float(rows[1]["test_ll"]) == pytest.approx(vae["test_ll"])
+    assert [(r["run"], r["seed"]) for r in rows] == [("diverges", "0"), ("gp", "0"), ("vae", "0"), ("vae", "9")]
+    assert rows[0]["test_ll"] == ""  # a diverged run has no numbers
+    assert float(rows[2]["test_ll"]) == pytest.approx(vae["test_ll"])
     bench = json.loads((root / "results" / "mnist" / "bench.json").read_text())
     assert set(bench) == {"vae", "gp"} and bench["gp"]["results"][0]["model"] == "gp"
 
@@ -211,6 +220,50 @@ def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_
                                             "negative_elbo"}
     assert set(gp["partial_spearman_given_negative_elbo"]) == {"mean_function_variance", "variance_function_variance"}
     assert gp["scores_of_reference"] == ["encoder_variance", "negative_elbo"] and gp["wall_seconds"] > 0
+
+
+@requires_data
+def test_ood_record_scores_the_images_of_other_datasets_by_every_difficulty_score(smoke_grid):
+    _, root, _, _ = smoke_grid
+    vae, gp = (json.loads((root / "results" / "mnist" / "ood" / f"{run}_seed0.json").read_text()) for run in ("vae", "gp"))
+    assert gp["ood"]["sets"] == ["fashion_mnist", "omniglot"] and gp["n"] == 6 and gp["wall_seconds"] > 0
+    assert set(gp["auroc"]) == set(gp["roc"]) == {"fashion_mnist", "omniglot"}
+    assert set(gp["auroc"]["omniglot"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
+                                            "negative_elbo"}
+    assert set(vae["auroc"]["omniglot"]) == {"encoder_variance", "negative_elbo"}
+    assert all(0 <= v <= 1 for scores in gp["auroc"].values() for v in scores.values())
+    # R4 keeps its VAE's encoder: the encoder's variance is one score, so one AUROC
+    assert gp["auroc"]["omniglot"]["encoder_variance"] == vae["auroc"]["omniglot"]["encoder_variance"]
+    curve = gp["roc"]["fashion_mnist"]["negative_elbo"]
+    assert curve["fpr"][0] == curve["tpr"][0] == 0.0 and curve["fpr"][-1] == curve["tpr"][-1] == 1.0
+
+
+@requires_data
+def test_a_diverged_training_is_a_record_and_its_later_jobs_say_so(smoke_grid):
+    _, root, _, _ = smoke_grid
+    record = json.loads((root / "results" / "mnist" / "diverges_seed0.json").read_text())
+    assert record["diverged"].startswith("non-finite loss") and "test_ll" not in record
+    assert record["options"]["lr"] == 1e6 and {"git_commit", "device", "command", "budget"} <= set(record)
+    assert not (root / "results" / "mnist" / "weights" / "diverges_seed0").exists()  # nothing to evaluate
+    ood = json.loads((root / "results" / "mnist" / "ood" / "diverges_seed0.json").read_text())
+    assert ood["diverged"] == record["diverged"] and "auroc" not in ood
+
+
+def test_a_training_that_failed_without_diverging_fails_its_job(tmp_path):
+    assert not wf.diverged(tmp_path)  # no diverged.json: the job's error stands
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_ll": -90.0}))
+    assert not wf.diverged(tmp_path, tmp_path / "gaps.json") and not (tmp_path / "gaps.json").exists()
+
+
+def test_runs_and_datasets_may_name_fewer_seeds_and_grouped_measurements_hold_the_runs_present():
+    study = grid("study")
+    assert wf.run_seeds(study, "mnist", "r4_gp") == [0, 1, 2] and wf.run_seeds(study, "mnist", "r1_paper") == [0]
+    assert wf.run_seeds(study, "omniglot", "r4_gp") == [0]
+    assert wf.measurement_cells(study, "difficulty") == [("mnist", 0), ("mnist", 1), ("mnist", 2), ("omniglot", 0)]
+    assert wf.measured_at(study, "difficulty", "mnist", 1) == ["r3_posthoc", "r4_gp", "r4_knn"]
+    assert wf.run_seeds({**study, "seeds": [1]}, "mnist", "r1_paper") == []  # --config seeds=1: R1 has none
+    with pytest.raises(ConfigError, match="seeds takes a list"):
+        wf.check_grid({**study, "runs": {**study["runs"], "vae": {"model": "vae", "seeds": 0}}})
 
 
 @requires_data
@@ -329,3 +382,19 @@ def test_targets_of_one_dataset_and_seed(capsys):
     assert sum(p.endswith("_seed1.json") and "/ais/" not in p for p in paths) == 9
     assert {f"results/workflow/cpu/fashion_mnist/{m}/seed1.json" for m in ("k_curve", "difficulty", "bdmc")} <= set(paths)
     assert sum("/ais/" in p for p in paths) == 9  # AIS of every run, recorded run by run
+
+
+def test_every_committed_record_follows_the_schema_of_its_kind():
+    # results/README.md: one schema for the runs of every profile (converted study records included)
+    base = {"dataset", "run", "seed", "profile", "budget", "command", "options", "git_commit", "device"}
+    records = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "workflow").glob("*/*/*_seed*.json"))]
+    assert {r["profile"] for r in records} == {"cpu", "converged", "study"}
+    for record in records:
+        assert base <= set(record), (record["profile"], record["run"], base - set(record))
+        if "diverged" not in record:
+            assert {"test_ll", "test_elbo", "eval_k", "n_test", "history", "gaps"} <= set(record)
+            assert {"elbo_opt", "elbo_model", "amortization_gap", "n"} <= set(record["gaps"])
+    for path in sorted((REPO / "results" / "workflow").glob("*/*/ood/*_seed*.json")):
+        ood = json.loads(path.read_text())
+        assert {"dataset", "run", "seed", "ood", "command"} <= set(ood) and ("diverged" in ood or set(ood["auroc"]) == set(
+            ood["ood"]["sets"]))
