@@ -184,8 +184,8 @@ def mean_sd(mean: float, sd: float, digits: int = 2) -> str:
 
 def spread(values: dict[int, float]) -> dict:
     """Mean, sample sd (None for one value), count and the per-seed ``values`` of ``{seed: value}``."""
-    seeds = sorted(values)
-    numbers = [values[s] for s in seeds]
+    seeds = sorted(int(s) for s in values)  # plain Python numbers: the book glues them as text
+    numbers = [float(values[s]) for s in seeds]
     return {"mean": sum(numbers) / len(numbers), "sd": float(pd.Series(numbers).std(ddof=1)) if len(numbers) > 1 else None,
             "n": len(numbers), "seeds": seeds, "values": numbers}
 
