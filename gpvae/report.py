@@ -190,6 +190,12 @@ def spread(values: dict[int, float]) -> dict:
             "n": len(numbers), "seeds": seeds, "values": numbers}
 
 
+def per_seed(cell: dict | None) -> dict[int, float]:
+    """``{seed: value}`` of a :func:`spread` cell (e.g. one entry of a :func:`readings_table` row); empty
+    when the quantity was not measured."""
+    return dict(zip(cell["seeds"], cell["values"])) if isinstance(cell, dict) and "values" in cell else {}
+
+
 # The difficulty scores a readings row shows, by label: the run's own (the kNN control's neighbour distance,
 # else the GP's predictive variance of the mean function; the control's GP variances are constant) and the
 # VAE's own two, the baselines.

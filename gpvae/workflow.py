@@ -76,6 +76,10 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
+    for name, spec in grid["datasets"].items():
+        seeds = (spec or {}).get("seeds", [])
+        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+            raise ConfigError(f"{path}: dataset {name!r}: seeds takes a list of integers (default: the grid's seeds)")
     rule = grid.get("seed_rule")
     if rule is not None and (set(rule) != {"extra_seeds", "within_nats", "of"} or set(rule["of"]) - set(grid["runs"])):
         raise ConfigError(f"{path}: seed_rule needs exactly extra_seeds, within_nats and of (runs of the grid), got {rule}")
@@ -127,8 +131,9 @@ def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[s
         test_ll = {}
         for run in present:
             path = record_path(grid, dataset, run, first)
-            if path.exists():
-                test_ll[run] = read_json(path, "a committed record")["test_ll"]
+            record = read_json(path, "a committed record") if path.exists() else {}
+            if "test_ll" in record:  # a diverged run has no likelihood to be within a nat of
+                test_ll[run] = record["test_ll"]
         chosen = set()
         for gp in (g for g in rule["of"] if g in test_ll):
             close = {run for run, ll in test_ll.items() if run != gp and abs(ll - test_ll[gp]) < rule["within_nats"]}
@@ -391,10 +396,9 @@ def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
 
 
 def measured_at(grid: dict, name: str, dataset: str, seed: int) -> list[str]:
-    """The runs of a grouped measurement that the grid has at ``seed`` (a run may be declared with fewer
-    seeds than another, :func:`run_seeds`)."""
-    present = set(cells(grid))
-    return [run for run in measurement(grid, name, dataset)["runs"] if (dataset, run, seed) in present]
+    """The runs of a grouped measurement at ``seed``: its cells of that dataset and seed
+    (:func:`run_measurement_cells`; a run may be declared with fewer seeds than another, :func:`run_seeds`)."""
+    return [run for d, run, s in run_measurement_cells(grid, name) if (d, s) == (dataset, seed)]
 
 
 def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
@@ -538,7 +542,8 @@ def record(grid: dict, dataset: str, run: str, seed: int, command: str) -> dict:
     return {**head, **finite, "options": metrics["options"],
             "gaps": {k: gaps[k]["mean"] for k in ("log_px", "elbo_opt", "elbo_model", "approximation_gap",
                                                    "amortization_gap", "log_px_from_optimum") if gaps.get(k)}
-                    | {"n": gaps["n"], "eval_k": gaps["eval_k"], "subset_seed": gaps.get("subset_seed")},
+                    | {"n": gaps["n"], "eval_k": gaps["eval_k"], "subset_seed": gaps.get("subset_seed"),
+                       "q_star_converged": all(batch["converged"] for batch in gaps["svi"]["batches"])},
             "history": metrics["history"], "fits": metrics.get("fits", []),
             "wall_seconds": wall, "max_rss_mb": rss, "command": command,
             "notebook": str(folder / "training.ipynb")}

@@ -128,6 +128,12 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
     added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
     # VAE and SA-VAE within a nat of R4, so R4 too; IWAE 2.5 nats away; SA-VAE's warm start is the VAE
     assert added == {("mnist", run, seed) for run in ("vae", "gp", "savae") for seed in (1, 2)}
+    # a diverged run has no likelihood: it adds no seeds, and reading the grid does not fail on it
+    wf.record_path(converged, "mnist", "savae", 0).write_text(json.dumps({"diverged": "loss NaN at epoch 3"}))
+    added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
+    assert added == {("mnist", run, seed) for run in ("vae", "gp") for seed in (1, 2)}
+    with pytest.raises(ConfigError, match="dataset 'mnist': seeds"):
+        wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
     with pytest.raises(ConfigError, match="seed_rule"):
         wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
 
@@ -179,7 +185,7 @@ def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
     for record in (vae, gp):
         assert {"git_commit", "device", "options", "budget", "wall_seconds", "command", "gaps"} <= set(record)
         assert record["n_test"] == 40 and record["eval_k"] == 8 and record["gaps"]["n"] == 4
-        assert record["wall_seconds"] > 0
+        assert record["wall_seconds"] > 0 and isinstance(record["gaps"]["q_star_converged"], bool)
     assert gp["options"]["init_from"] == str(root / "runs" / "mnist" / "vae_seed0") and gp["valid_elbo"] is None
     assert len(vae["history"]) == 1 and vae["options"]["max_train"] == 1000
     # the executed chapter is the run's record: its parameters cell carries the run's parameters
@@ -385,15 +391,28 @@ def test_targets_of_one_dataset_and_seed(capsys):
 
 
 def test_every_committed_record_follows_the_schema_of_its_kind():
-    # results/README.md: one schema for the runs of every profile (converted study records included)
+    # results/README.md: one schema for the runs of every profile (converted study and hand-run records included;
+    # a run by hand has gaps only where it was decomposed)
     base = {"dataset", "run", "seed", "profile", "budget", "command", "options", "git_commit", "device"}
-    records = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "workflow").glob("*/*/*_seed*.json"))]
-    assert {r["profile"] for r in records} == {"cpu", "converged", "study"}
+    workflow = REPO / "results" / "workflow"
+    records = [json.loads(p.read_text()) for p in sorted(workflow.glob("*/*/*_seed*.json"))]
+    hand = {p.name for p in workflow.glob("hand_*")}
+    assert {r["profile"] for r in records} == {"cpu", "converged", "study"} | hand - {"hand_bench"}
+    assert not list(REPO.glob("results/*/*/metrics.json")), "a run folder outside results/workflow/: convert it"
     for record in records:
         assert base <= set(record), (record["profile"], record["run"], base - set(record))
+        assert record["profile"] not in hand or {"path", "measured_at"} <= set(record["converted_from"])
         if "diverged" not in record:
-            assert {"test_ll", "test_elbo", "eval_k", "n_test", "history", "gaps"} <= set(record)
-            assert {"elbo_opt", "elbo_model", "amortization_gap", "n"} <= set(record["gaps"])
+            assert {"test_ll", "test_elbo", "eval_k", "n_test", "history"} <= set(record)
+            assert "gaps" in record or record["profile"] in hand, (record["profile"], record["run"])
+            assert "gaps" not in record or {"elbo_opt", "elbo_model", "amortization_gap", "n"} <= set(record["gaps"])
+    for path in sorted(workflow.glob("*/*/evaluation/*_seed*.json")):
+        evaluation = json.loads(path.read_text())
+        assert {"dataset", "run", "seed", "evaluation", "per_image", "model_summary", "command"} <= set(evaluation)
+        assert all(len(v) == evaluation["evaluation"]["n_test"] for v in evaluation["per_image"].values())
+    for path in sorted(workflow.glob("*/*/bench.json")):
+        assert all({"results", "device", "threads", "repeats", "git_commit"} <= set(report)
+                   for report in json.loads(path.read_text()).values()), path
     for path in sorted((REPO / "results" / "workflow").glob("*/*/ood/*_seed*.json")):
         ood = json.loads(path.read_text())
         assert {"dataset", "run", "seed", "ood", "command"} <= set(ood) and ("diverged" in ood or set(ood["auroc"]) == set(
