@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import verdicts
 from . import workflow as wf
 
 VALUES = ("test_ll", "test_elbo", "test_bpd", "approximation_gap", "amortization_gap", "wall_seconds",
@@ -183,11 +184,18 @@ def mean_sd(mean: float, sd: float, digits: int = 2) -> str:
 
 
 def spread(values: dict[int, float]) -> dict:
-    """Mean, sample sd (None for one value), count and the per-seed ``values`` of ``{seed: value}``."""
-    seeds = sorted(int(s) for s in values)  # plain Python numbers: the book glues them as text
+    """:func:`gpvae.verdicts.spread` of ``{seed: value}`` as plain Python numbers (the book glues them as
+    text; sd None for one value), with the ``seeds`` and their ``values``."""
+    seeds = sorted(int(s) for s in values)
     numbers = [float(values[s]) for s in seeds]
-    return {"mean": sum(numbers) / len(numbers), "sd": float(pd.Series(numbers).std(ddof=1)) if len(numbers) > 1 else None,
+    stats = verdicts.spread(numbers)
+    return {"mean": float(stats["mean"]), "sd": float(stats["sd"]) if len(numbers) > 1 else None,
             "n": len(numbers), "seeds": seeds, "values": numbers}
+
+
+def cell_text(cell: dict | None, digits: int = 2) -> str:
+    """:func:`mean_sd` of a :func:`spread` cell; "–" when the quantity was not measured."""
+    return mean_sd(cell["mean"], cell["sd"], digits) if cell else "–"
 
 
 def per_seed(cell: dict | None) -> dict[int, float]:
@@ -230,9 +238,10 @@ def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae"
         row = {"run": run, "seeds": [r["seed"] for r in done]}
         for key in ("test_ll", "test_elbo"):
             row[key] = spread({r["seed"]: r[key] for r in done})
-        row["amortization_gap"] = spread({r["seed"]: gap_of[run, r["seed"]] for r in done})
+        if any((run, r["seed"]) in gap_of for r in done):  # a converted run by hand may have no decomposition
+            row["amortization_gap"] = spread({r["seed"]: gap_of[run, r["seed"]] for r in done if (run, r["seed"]) in gap_of})
         closed = {r["seed"]: 1 - gap_of[run, r["seed"]] / gap_of[reference, r["seed"]] for r in done
-                  if (reference, r["seed"]) in gap_of}
+                  if (run, r["seed"]) in gap_of and (reference, r["seed"]) in gap_of}
         if closed:
             row["fraction_closed"] = spread(closed)
         ranked = difficulty[difficulty["run"] == run] if run != reference else \

@@ -109,6 +109,27 @@ def test_spread_is_a_verdict_row():
     assert verdicts.paired(row) == "holds" and math.isnan(verdicts.spread(pd.Series([0.2]))["sd"])
 
 
+def test_the_seed_spread_of_a_readings_cell_is_the_verdict_row_in_plain_numbers():
+    cell = report.spread({2: -93.0, 0: -93.2, 1: -93.1})
+    assert cell["seeds"] == [0, 1, 2] and cell["values"] == [-93.2, -93.1, -93.0] and type(cell["sd"]) is float
+    assert cell["sd"] == pytest.approx(verdicts.spread([-93.2, -93.1, -93.0])["sd"]) and cell["mean"] == pytest.approx(-93.1)
+    assert report.spread({0: 1.0})["sd"] is None and report.per_seed(cell) == {0: -93.2, 1: -93.1, 2: -93.0}
+    assert report.cell_text(cell) == "-93.10 ± 0.10" and report.cell_text(None) == "–" and report.per_seed(None) == {}
+
+
+def test_readings_table_takes_runs_without_a_gap_decomposition(tmp_path):
+    # a converted run by hand has no gaps: no amortization gap or share closed for it, the rest as usual
+    (tmp_path / "mnist").mkdir()
+    for run, seed, gaps in [("vae", 0, {"amortization_gap": 4.0}), ("vae", 1, {"amortization_gap": 5.0}),
+                            ("gp", 0, {"amortization_gap": 3.0}), ("gp", 1, None), ("hf", 0, None)]:
+        record = {"dataset": "mnist", "run": run, "seed": seed, "test_ll": -90.0 - seed, "test_elbo": -95.0}
+        (tmp_path / "mnist" / f"{run}_seed{seed}.json").write_text(json.dumps(record | ({"gaps": gaps} if gaps else {})))
+    table = report.readings_table(tmp_path, "mnist")
+    assert table["gp"]["amortization_gap"]["seeds"] == [0] and table["gp"]["fraction_closed"]["values"] == [0.25]
+    assert table["vae"]["fraction_closed"]["seeds"] == [0, 1] and "amortization_gap" not in table["hf"]
+    assert table["hf"]["test_ll"]["mean"] == -90.0 and "fraction_closed" not in table["hf"]
+
+
 def test_missing_measurements_are_the_grid_s_cells_without_a_record():
     grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
     rows = pd.DataFrame({"dataset": ["mnist", "mnist", "omniglot", "omniglot", "omniglot", "fashion_mnist"],
