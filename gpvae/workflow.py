@@ -69,17 +69,16 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
         if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
             raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
-        if not isinstance(spec.get("seeds", []), list) or not all(isinstance(s, int) for s in spec.get("seeds", [])):
-            raise ConfigError(f"{path}: run {name!r}: seeds takes a list of integers (default: the grid's seeds)")
         if not isinstance(spec.get("control_for", []), list):
             raise ConfigError(f"{path}: run {name!r}: control_for takes a list of runs")
         unknown = set(spec.get("control_for", [])) - set(grid["runs"])
         if unknown:
             raise ConfigError(f"{path}: run {name!r} is a control for unknown runs {sorted(unknown)}")
-    for name, spec in grid["datasets"].items():
-        seeds = (spec or {}).get("seeds", [])
-        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-            raise ConfigError(f"{path}: dataset {name!r}: seeds takes a list of integers (default: the grid's seeds)")
+    for kind, specs in (("run", grid["runs"]), ("dataset", grid["datasets"])):  # a run's or a dataset's own seeds
+        for name, spec in specs.items():
+            seeds = (spec or {}).get("seeds", [])
+            if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+                raise ConfigError(f"{path}: {kind} {name!r}: seeds takes a list of integers (default: the grid's seeds)")
     rule = grid.get("seed_rule")
     if rule is not None and (set(rule) != {"extra_seeds", "within_nats", "of"} or set(rule["of"]) - set(grid["runs"])):
         raise ConfigError(f"{path}: seed_rule needs exactly extra_seeds, within_nats and of (runs of the grid), got {rule}")
