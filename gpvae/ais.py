@@ -57,6 +57,20 @@ class AISSettings:
         if self.adapt not in ADAPT:
             raise ValueError(f"AIS step-size adaptation {self.adapt!r} is not one of {', '.join(ADAPT)}")
 
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder passes (forward and backward) per image: T transitions of L leapfrog steps, C chains."""
+        return self.steps * self.leapfrog * self.chains
+
+
+def settings_grid(steps: list[int], leapfrog: int | list[int], **common) -> list[AISSettings]:
+    """The (T, L) settings of a BDMC certificate: every T of ``steps`` with one L, or with the L at the
+    same place of ``leapfrog`` (a list as long as ``steps``); ``common`` sets the other fields."""
+    leapfrogs = leapfrog if isinstance(leapfrog, (list, tuple)) else [leapfrog] * len(steps)
+    if len(leapfrogs) != len(steps):
+        raise ValueError(f"AIS leapfrog steps {list(leapfrogs)} must be one L or one per T of {list(steps)}")
+    return [AISSettings(steps=int(t), leapfrog=int(l), **common) for t, l in zip(steps, leapfrogs)]
+
 
 def temperatures(steps: int, schedule: str = "sigmoid") -> torch.Tensor:
     """β_0 = 0 < … < β_T = 1, (T + 1,) float64."""
@@ -72,38 +86,45 @@ SCHEDULES = ("sigmoid", "linear")
 ADAPT = ("batch", "image")
 
 
-def _energy_and_grad(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, beta: float):
-    """U(z) = −log p(z) − β log p(x | z) (C, B), its gradient (C, B, d), and log p(x | z) (C, B)."""
+def log_likelihood_and_grad(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor):
+    """log p(x | z) (C, B) and its gradient in z (C, B, d): one decoder pass forward and back."""
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
         log_lik = model.log_likelihood(x, z)
-        energy = -standard_normal_log_prob(z) - beta * log_lik
-        (grad,) = torch.autograd.grad(energy.sum(), z)
-    return energy.detach(), grad, log_lik.detach()
+        (grad,) = torch.autograd.grad(log_lik.sum(), z)
+    return log_lik.detach(), grad
 
 
-def hmc_transition(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, beta: float,
-                   step_size: torch.Tensor, leapfrog: int):
-    """One HMC transition leaving π_β invariant, every chain with its own step size (C, B).
+def _energy(z: torch.Tensor, log_lik: torch.Tensor, beta: float) -> torch.Tensor:
+    """U(z) = −log p(z) − β log p(x | z) (C, B)."""
+    return -standard_normal_log_prob(z) - beta * log_lik
 
-    Returns the new z (C, B, d), the acceptance probabilities (C, B) and log p(x | z) at the new z."""
-    energy, grad, log_lik = _energy_and_grad(model, x, z, beta)
+
+def hmc_transition(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, log_lik: torch.Tensor,
+                   grad_log_lik: torch.Tensor, beta: float, step_size: torch.Tensor, leapfrog: int):
+    """One HMC transition leaving π_β invariant, every chain with its own step size (C, B), from z with
+    its log p(x | z) and gradient (what the previous transition returned: the gradient of U at any β
+    follows from them, so a transition costs ``leapfrog`` decoder passes, not one more).
+
+    Returns the new z (C, B, d), the acceptance probabilities (C, B), and log p(x | z) and its gradient
+    at the new z."""
     # a random step size (jitter), drawn independently of z, breaks the periodic trajectories HMC with a
     # fixed εL has on near-Gaussian posteriors (they return close to their start)
     jitter = 1.0 + STEP_JITTER * (2 * torch.rand(step_size.shape, device=z.device) - 1)
     eps = (step_size * jitter).unsqueeze(-1).to(z.dtype)
     momentum = torch.randn_like(z)
-    kinetic = 0.5 * momentum.pow(2).sum(-1)
-    z_new, p = z, momentum - 0.5 * eps * grad
+    z_new, p = z, momentum - 0.5 * eps * (z - beta * grad_log_lik)  # ∇U = z − β ∇log p(x | z)
     for step in range(leapfrog):
         z_new = z_new + eps * p
-        energy_new, grad_new, log_lik_new = _energy_and_grad(model, x, z_new, beta)
-        p = p - (eps if step < leapfrog - 1 else 0.5 * eps) * grad_new
-    log_accept = (energy + kinetic) - (energy_new + 0.5 * p.pow(2).sum(-1))
+        log_lik_new, grad_new = log_likelihood_and_grad(model, x, z_new)
+        p = p - (eps if step < leapfrog - 1 else 0.5 * eps) * (z_new - beta * grad_new)
+    log_accept = ((_energy(z, log_lik, beta) + 0.5 * momentum.pow(2).sum(-1))
+                  - (_energy(z_new, log_lik_new, beta) + 0.5 * p.pow(2).sum(-1)))
     accept_prob = log_accept.clamp(max=0.0).exp().nan_to_num(0.0)
     accepted = torch.rand_like(accept_prob) < accept_prob
-    z = torch.where(accepted.unsqueeze(-1), z_new, z)
-    return z, accept_prob, torch.where(accepted, log_lik_new, log_lik)
+    keep = accepted.unsqueeze(-1)
+    return (torch.where(keep, z_new, z), accept_prob, torch.where(accepted, log_lik_new, log_lik),
+            torch.where(keep, grad_new, grad_log_lik))
 
 
 def anneal(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, betas: torch.Tensor,
@@ -113,11 +134,12 @@ def anneal(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, betas: 
     float64 and the mean acceptance probability and final step sizes."""
     log_w = torch.zeros(z.shape[:-1], dtype=torch.float64, device=z.device)
     step_size = torch.full(z.shape[:-1], settings.step_size, device=z.device)
-    log_lik = model.log_likelihood(x, z).detach()
+    log_lik, grad_log_lik = log_likelihood_and_grad(model, x, z)
     acceptance = torch.zeros((), dtype=torch.float64, device=z.device)
     for t in range(1, len(betas)):
         log_w += (betas[t] - betas[t - 1]).item() * log_lik.double()
-        z, accept_prob, log_lik = hmc_transition(model, x, z, betas[t].item(), step_size, settings.leapfrog)
+        z, accept_prob, log_lik, grad_log_lik = hmc_transition(model, x, z, log_lik, grad_log_lik, betas[t].item(),
+                                                              step_size, settings.leapfrog)
         shared = accept_prob.mean(0, keepdim=True) if settings.adapt == "image" else accept_prob.mean()
         step_size = step_size * torch.exp(settings.adapt_rate * (shared - settings.target_accept))
         acceptance += accept_prob.double().mean()

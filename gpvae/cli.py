@@ -15,7 +15,7 @@ from .bench import ais_cost, bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
 from .data import DataError
-from .evaluation import AISSettings
+from .evaluation import AISSettings, settings_grid
 from .gp.options import PRESETS
 from .protocol import AIS_SUBSET, GAP_SUBSET
 from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
@@ -89,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     bdmc.add_argument("run_dir", help="run folder written by train (--out)")
     bdmc.add_argument("--ais-steps", type=_typed(int, 1), nargs="+", default=[250, 1000, 4000], metavar="T",
                       help="temperatures T to certify (default: 250 1000 4000)")
+    bdmc.add_argument("--ais-leapfrog", type=_typed(int, 1), nargs="+", default=[AISSettings().leapfrog], metavar="L",
+                      help="leapfrog steps per HMC transition: one L for every T, or one per T "
+                           f"(default: {AISSettings().leapfrog})")
     bdmc.add_argument("--bdmc-images", type=_typed(int, 1), default=100,
                       help="images simulated from the model (default: 100)")
     bdmc.add_argument("--data-dir", help="dataset folder (default: the run's)")
     bdmc.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
-    _add_ais_options(bdmc)
+    _add_ais_options(bdmc, leapfrog=False)
     bench = commands.add_parser("bench", help="time inference and training steps of several models side by side")
     bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
@@ -113,12 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_ais_options(parser: argparse.ArgumentParser) -> None:
+def _add_ais_options(parser: argparse.ArgumentParser, leapfrog: bool = True) -> None:
     defaults = AISSettings()
     parser.add_argument("--ais-chains", type=_typed(int, 1), default=defaults.chains,
                         help=f"AIS chains per image (default: {defaults.chains})")
-    parser.add_argument("--ais-leapfrog", type=_typed(int, 1), default=defaults.leapfrog,
-                        help=f"leapfrog steps per HMC transition (default: {defaults.leapfrog})")
+    if leapfrog:
+        parser.add_argument("--ais-leapfrog", type=_typed(int, 1), default=defaults.leapfrog,
+                            help=f"leapfrog steps per HMC transition (default: {defaults.leapfrog})")
 
 
 def _ais_settings(args, steps: int) -> AISSettings:
@@ -198,10 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             _evaluate(args)
         elif args.command == "bdmc":
-            result = bdmc_run(args.run_dir, args.ais_steps, _ais_settings(args, args.ais_steps[0]), args.bdmc_images,
-                              args.data_dir, args.device)
-            print("\n".join(f"T = {s['settings']['steps']:>5}: sandwich [{s['lower_mean']:.3f}, {s['upper_mean']:.3f}] "
-                             f"nats, width {s['width']:.3f}, {s['seconds']:.0f} s" for s in result["sandwich"]))
+            leapfrog = args.ais_leapfrog[0] if len(args.ais_leapfrog) == 1 else args.ais_leapfrog
+            try:
+                settings = settings_grid(args.ais_steps, leapfrog, chains=args.ais_chains)
+            except ValueError as error:
+                parser.error(str(error))
+            result = bdmc_run(args.run_dir, settings, args.bdmc_images, args.data_dir, args.device)
+            print("\n".join(f"T = {s['settings']['steps']:>5}, L = {s['settings']['leapfrog']}: sandwich "
+                             f"[{s['lower_mean']:.3f}, {s['upper_mean']:.3f}] nats, width {s['width']:.3f}, "
+                             f"{s['seconds']:.0f} s" for s in result["sandwich"]))
         elif args.command == "bench-ais":
             report = ais_cost(args.run_dir, _ais_settings(args, args.ais_steps), args.images, args.eval_k, args.repeats,
                               args.device)

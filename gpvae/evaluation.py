@@ -20,7 +20,7 @@ from .progress import progress
 from .protocol import GAP_ELBO_SAMPLES, MOMENT_SAMPLES
 from .refinement import Convergence, optimal_gaussian
 
-from .ais import AISSettings, ais_log_likelihood, bdmc  # noqa: F401  (AIS is part of the protocol)
+from .ais import AISSettings, ais_log_likelihood, bdmc, settings_grid  # noqa: F401  (AIS is part of the protocol)
 
 SAMPLES_PER_CHUNK = 250
 ELBO_SAMPLES = 1

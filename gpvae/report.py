@@ -111,17 +111,18 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
-AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "certified", "width", "n",
+AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "certified",
+               "width", "n",
                "seconds_per_image", "is_seconds_per_image", "decoder_sha256"]
 
 
 def load_ais(results_dir: str | Path) -> pd.DataFrame:
     """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
-    on the same test subset [nats], their difference (the estimator gap), the certified T and its BDMC
-    width, and the cost of each estimator per image [s]."""
+    on the same test subset [nats], their difference (the estimator gap), the certified T and L and its
+    BDMC width, and the cost of each estimator per image [s]."""
     rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"], "is": r["is"]["mean"],
              "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"], "steps": r["settings"]["steps"],
-             "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
+             "leapfrog": r["settings"]["leapfrog"], "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
              "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
              "decoder_sha256": r["decoder_sha256"]}
             for r in _run_measurements(results_dir, "ais")]
@@ -141,13 +142,16 @@ def load_ood(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=OOD_COLUMNS)
 
 
-BDMC_COLUMNS = ["dataset", "seed", "run", "steps", "lower", "upper", "width", "seconds"]
+BDMC_COLUMNS = ["dataset", "seed", "run", "steps", "leapfrog", "decoder_passes", "lower", "upper", "width", "seconds"]
 
 
 def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
-    """One row per dataset, seed, run and T of the BDMC records: the mean forward (lower) and reverse
-    (upper) AIS estimates on the simulated images, their width [nats] and the seconds both took."""
+    """One row per dataset, seed, run and AIS setting (T, L) of the BDMC records: the decoder passes per
+    image (T × L × chains), the mean forward (lower) and reverse (upper) AIS estimates on the simulated
+    images, their width [nats] and the seconds both took."""
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "steps": s["settings"]["steps"],
+             "leapfrog": s["settings"]["leapfrog"],
+             "decoder_passes": s["settings"]["steps"] * s["settings"]["leapfrog"] * s["settings"]["chains"],
              "lower": s["lower_mean"], "upper": s["upper_mean"], "width": s["width"], "seconds": s["seconds"]}
             for check in _measurements(results_dir, "bdmc") for run, result in _finished(check)
             for s in result["sandwich"]]

@@ -499,22 +499,25 @@ def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed
     return result
 
 
-def bdmc_run(run_dir: str | Path, steps: list[int], settings: AISSettings, images: int = 100,
+def bdmc_run(run_dir: str | Path, settings: list[AISSettings], images: int = 100,
              data_dir: str | None = None, device: str | None = None) -> dict:
-    """The BDMC certificate of a run's decoder: for each T of ``steps``, forward and reverse AIS
-    (:func:`gpvae.evaluation.bdmc`) on ``images`` images simulated from the model (seeded with the run's
-    seed); the protocol's T is the smallest whose mean sandwich width is at most the threshold the
-    caller states. Writes and returns ``RUN_DIR/bdmc.json``."""
+    """The BDMC certificate of a run's decoder: for each AIS setting (T, L) of ``settings``
+    (:func:`gpvae.ais.settings_grid`), forward and reverse AIS (:func:`gpvae.evaluation.bdmc`) on ``images``
+    images simulated from the model (seeded with the run's seed); the protocol's setting is the one of fewest
+    decoder passes whose mean sandwich width is at most the threshold the caller states
+    (:func:`gpvae.workflow.certified_setting`). Writes and returns ``RUN_DIR/bdmc.json``."""
     config, _, model, dev = load_run(run_dir, data_dir=data_dir, device=device)
     sandwich = []
-    for t in steps:
-        one = bdmc(model, images, replace(settings, steps=t), config.batch_size, dev, config.seed)
+    for setting in settings:
+        one = bdmc(model, images, setting, config.batch_size, dev, config.seed)
         lower, upper = one.pop("lower"), one.pop("upper")
-        sandwich.append({**one, "per_example": {"lower": [round(v, 4) for v in lower.tolist()],
-                                                "upper": [round(v, 4) for v in upper.tolist()]}})
+        sandwich.append({**one, "decoder_passes": setting.decoder_passes,
+                         "per_example": {"lower": [round(v, 4) for v in lower.tolist()],
+                                         "upper": [round(v, 4) for v in upper.tolist()]}})
     result = {"images": images, "sandwich": sandwich, "decoder_sha256": parameter_digest(model.decoder),
               "model": config.model, "dataset": config.dataset, "run_dir": str(run_dir), **provenance(dev)}
-    _require_finite({f"width_T{s['settings']['steps']}": s["width"] for s in sandwich}, f"BDMC of {run_dir}")
+    _require_finite({f"width_T{s['settings']['steps']}_L{s['settings']['leapfrog']}": s["width"] for s in sandwich},
+                    f"BDMC of {run_dir}")
     _write_json(Path(run_dir) / "bdmc.json", result)
     return result
 

@@ -36,7 +36,7 @@ GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_di
 RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds")
 MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
-                    "ais": ("runs", "subset", "subset_seed", "chains", "leapfrog", "certificate"),
+                    "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
                     "frontier": ("runs", "settings", "repeats"),
                     "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
@@ -90,6 +90,11 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             unknown = set(measured_runs(spec)) - set(grid["runs"])
             if unknown:
                 raise ConfigError(f"{path}: {name} names unknown runs {sorted(unknown)}")
+            if name == "bdmc":
+                try:
+                    bdmc_settings(spec)
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"{path}: bdmc of {dataset}: {err}") from None
     for dataset, run, seed in cells(grid):
         try:
             chapter_parameters(grid, dataset, run, seed)
@@ -331,46 +336,67 @@ def measured_runs(spec: dict) -> list[str]:
     return [*spec["runs"], *[spec[key] for key in ("reference", "certificate") if key in spec]]
 
 
-def certified_steps(bdmc_result: dict, max_width: float) -> dict:
-    """The protocol's AIS temperatures from a ``bdmc.json``: the smallest T whose mean sandwich width is at
-    most ``max_width`` nats, else the largest T measured (``certified`` False), with the width reached."""
-    sandwich = sorted(bdmc_result["sandwich"], key=lambda s: s["settings"]["steps"])
-    chosen = next((s for s in sandwich if s["width"] <= max_width), sandwich[-1])
-    return {"steps": chosen["settings"]["steps"], "width": chosen["width"], "max_width": max_width,
+def bdmc_settings(spec: dict) -> list:
+    """The AIS settings (T, L) a ``bdmc`` measurement certifies: every T of ``steps`` with the one L of
+    ``leapfrog``, or with the L at the same place of a ``leapfrog`` list (:func:`gpvae.ais.settings_grid`)."""
+    from .evaluation import settings_grid
+
+    return settings_grid(spec["steps"], spec["leapfrog"], chains=spec["chains"])
+
+
+def certified_setting(bdmc_result: dict, max_width: float) -> dict:
+    """The protocol's AIS setting from a ``bdmc.json``: of the settings (T, L) measured, the one of fewest
+    decoder passes per image (T × L × chains) whose mean sandwich width is at most ``max_width`` nats, else
+    the one of most passes (``certified`` False; with one L, the largest T), with the width reached."""
+    def passes(entry: dict) -> int:
+        settings = entry["settings"]
+        return settings["steps"] * settings["leapfrog"] * settings["chains"]
+
+    sandwich = sorted(bdmc_result["sandwich"], key=lambda s: (passes(s), s["width"]))
+    chosen = next((s for s in sandwich if s["width"] <= max_width),
+                  min(sandwich, key=lambda s: (-passes(s), s["width"])))
+    return {"steps": chosen["settings"]["steps"], "leapfrog": chosen["settings"]["leapfrog"],
+            "decoder_passes": passes(chosen), "width": chosen["width"], "max_width": max_width,
             "certified": chosen["width"] <= max_width}
 
 
-def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
-    """The grid's AIS of one run (the Snakefile's ``ais`` job): T certified by the BDMC of the
-    measurement's ``certificate`` run of the same dataset and seed, the seeded test subset, the
-    protocol's K for the importance-sampling estimate beside it. Writes ``RUN_DIR/ais.json``."""
+def _certified_ais(grid: dict, dataset: str, seed: int) -> tuple[dict, object]:
+    """The certificate of the dataset and seed's AIS (:func:`certified_setting` on its certificate run's
+    ``bdmc.json``) and the AIS settings it fixes."""
     from .evaluation import AISSettings
-    from .training import ais_run, read_json
+    from .training import read_json
 
     spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
-    certificate_dir = run_dir(grid, dataset, spec["certificate"], seed)
-    certificate = certified_steps(read_json(certificate_dir / "bdmc.json", "run the grid's bdmc job first"),
-                                  bdmc_spec["max_width"])
-    settings = AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=spec["leapfrog"])
-    folder = run_dir(grid, dataset, run, seed)
-    return ais_run(folder, settings, spec["subset"], spec["subset_seed"], evaluation(grid, dataset)["eval_k"],
-                   device=grid["device"], certificate={**certificate, "run": spec["certificate"]})
+    folder = run_dir(grid, dataset, spec["certificate"], seed)
+    certificate = certified_setting(read_json(folder / "bdmc.json", "run the grid's bdmc job first"),
+                                    bdmc_spec["max_width"])
+    return certificate, AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=certificate["leapfrog"])
+
+
+def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
+    """The grid's AIS of one run (the Snakefile's ``ais`` job): T and L certified by the BDMC of the
+    measurement's ``certificate`` run of the same dataset and seed, the seeded test subset, the
+    protocol's K for the importance-sampling estimate beside it. Writes ``RUN_DIR/ais.json``."""
+    from .training import ais_run
+
+    spec = measurement(grid, "ais", dataset)
+    certificate, settings = _certified_ais(grid, dataset, seed)
+    return ais_run(run_dir(grid, dataset, run, seed), settings, spec["subset"], spec["subset_seed"],
+                   evaluation(grid, dataset)["eval_k"], device=grid["device"],
+                   certificate={**certificate, "run": spec["certificate"]})
 
 
 AIS_COST_IMAGES, AIS_COST_REPEATS = 100, 3  # one batch of test images (as the AIS jobs run them), interleaved repeats
 
 
 def ais_cost_measurement(grid: dict, dataset: str) -> dict:
-    """AIS at the certified T against the protocol's IS, seconds per image on the certificate run of the
-    first seed (:func:`gpvae.bench.ais_cost`): the Snakefile's ``ais_cost`` job, which holds every core."""
+    """AIS at the certified setting against the protocol's IS, seconds per image on the certificate run of
+    the first seed (:func:`gpvae.bench.ais_cost`): the Snakefile's ``ais_cost`` job, which holds every core."""
     from .bench import ais_cost
-    from .evaluation import AISSettings
-    from .training import read_json
 
-    spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
-    folder = run_dir(grid, dataset, spec["certificate"], grid["seeds"][0])
-    certificate = certified_steps(read_json(folder / "bdmc.json", "run the grid's bdmc job first"), bdmc_spec["max_width"])
-    settings = AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=spec["leapfrog"])
+    seed = grid["seeds"][0]
+    certificate, settings = _certified_ais(grid, dataset, seed)
+    folder = run_dir(grid, dataset, measurement(grid, "ais", dataset)["certificate"], seed)
     return {**ais_cost(folder, settings, AIS_COST_IMAGES, evaluation(grid, dataset)["eval_k"], AIS_COST_REPEATS,
                        device=grid["device"]), "certificate": certificate, "dataset": dataset}
 
@@ -439,10 +465,33 @@ def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: 
             name: measurement(grid, name, dataset), **_measured(grid, name, dataset, run, seed), "command": command}
 
 
-def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
-    """A run's ``RUN_DIR/<name>.json`` without its folder, with the measuring job's wall time."""
+RECORD_TOLERANCE = 1e-4  # nats: a run folder's test log p̂ beyond this from its committed record's is another model
+
+
+def check_recorded_model(grid: dict, dataset: str, run: str, seed: int) -> None:
+    """Refuse to record a measurement of a run folder whose model is not the one of the run's committed
+    record (a run retrained to be measured, on another machine or by other code): the measurement would
+    sit beside the record's numbers as if of one model. Raises :class:`ConfigError` naming both values."""
     from .training import read_json
 
+    committed = record_path(grid, dataset, run, seed)
+    if not committed.exists():
+        return
+    folder = run_dir(grid, dataset, run, seed)
+    ours = read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll")
+    theirs = read_json(committed, "restore it with git checkout").get("test_ll")
+    if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
+        raise ConfigError(f"{folder}: its model's test log p̂ {ours:.4f} is not the committed record's {theirs:.4f} "
+                          f"({committed}): the run was retrained into another model; rewrite its record first "
+                          f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
+
+
+def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
+    """A run's ``RUN_DIR/<name>.json`` without its folder, with the measuring job's wall time (the run's
+    model checked against its committed record, :func:`check_recorded_model`)."""
+    from .training import read_json
+
+    check_recorded_model(grid, dataset, run, seed)
     folder = run_dir(grid, dataset, run, seed)
     result = read_json(folder / f"{name}.json", f"run the grid's {name} job first")
     result.pop("run_dir")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gpvae import cli
-from gpvae.ais import AISSettings, ais_log_likelihood, bdmc, hmc_transition, simulate, temperatures
+from gpvae.ais import (AISSettings, ais_log_likelihood, bdmc, hmc_transition, log_likelihood_and_grad,
+                       settings_grid, simulate, temperatures)
 from gpvae.likelihoods import discretized_logistic_log_prob
 from gpvae.models import LinearGaussian
 from gpvae.networks import build_networks
@@ -67,11 +68,33 @@ def test_hmc_leaves_the_exact_posterior_invariant(exact_model):
     with torch.no_grad():
         z = mean + torch.randn(400, 16, 3, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
         step_size = torch.full((400, 16), 0.3)
+        log_lik, grad = log_likelihood_and_grad(exact_model, x, z)
         for _ in range(100):
-            z, accept, _ = hmc_transition(exact_model, x, z, 1.0, step_size, leapfrog=5)
+            z, accept, log_lik, grad = hmc_transition(exact_model, x, z, log_lik, grad, 1.0, step_size, leapfrog=5)
     assert (z.mean(0) - mean).abs().max() < 5 * cov.diagonal().max().sqrt() / math.sqrt(400)
     assert torch.allclose(torch.cov(z[:, 0].T), cov, atol=0.03), (torch.cov(z[:, 0].T), cov)
     assert 0.5 < accept.mean() < 1.0
+
+
+def test_a_transition_costs_its_leapfrog_steps_and_carries_the_gradient_of_its_state(exact_model, monkeypatch):
+    x = exact_model.sample_data(8, seed=5)
+    z = torch.randn(2, 8, 3, dtype=torch.float64)
+    log_lik, grad = log_likelihood_and_grad(exact_model, x, z)
+    calls = []
+    original = type(exact_model).log_likelihood
+    monkeypatch.setattr(type(exact_model), "log_likelihood", lambda self, *a: calls.append(1) or original(self, *a))
+    z, _, log_lik, grad = hmc_transition(exact_model, x, z, log_lik, grad, 0.5, torch.full((2, 8), 0.2), leapfrog=3)
+    assert len(calls) == 3  # one decoder pass per leapfrog step: the start's gradient comes with the state
+    expected_lik, expected_grad = log_likelihood_and_grad(exact_model, x, z)
+    assert torch.allclose(log_lik, expected_lik) and torch.allclose(grad, expected_grad)
+
+
+def test_the_settings_grid_pairs_each_t_with_one_l():
+    assert [(s.steps, s.leapfrog, s.decoder_passes) for s in settings_grid([10, 40], 5, chains=2)] == [(10, 5, 100),
+                                                                                                       (40, 5, 400)]
+    assert [(s.steps, s.leapfrog) for s in settings_grid([10, 40], [5, 1])] == [(10, 5), (40, 1)]
+    with pytest.raises(ValueError, match="one L or one per T"):
+        settings_grid([10, 40], [5, 1, 2])
 
 
 def test_ais_never_asks_for_the_proposal(exact_model):
@@ -129,9 +152,14 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
     assert ais["vae"]["per_example"] == ais["gp"]["per_example"]
     assert ais["vae"]["is"]["per_example"] != ais["gp"]["is"]["per_example"]
     assert {"steps", "chains", "leapfrog"} <= set(ais["vae"]["settings"]) and ais["vae"]["seconds"] > 0
-    assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--bdmc-images", "4"]) == 0
+    assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--ais-leapfrog", "2", "1",
+                     "--bdmc-images", "4"]) == 0
     sandwich = json.loads((tmp_path / "vae" / "bdmc.json").read_text())["sandwich"]
-    assert [s["settings"]["steps"] for s in sandwich] == [5, 20] and all(math.isfinite(s["width"]) for s in sandwich)
+    assert [(s["settings"]["steps"], s["settings"]["leapfrog"], s["decoder_passes"]) for s in sandwich] == [
+        (5, 2, 10), (20, 1, 20)] and all(math.isfinite(s["width"]) for s in sandwich)
+    with pytest.raises(SystemExit) as stopped:  # three L for two T: named, nothing measured
+        cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--ais-leapfrog", "1", "2", "3"])
+    assert stopped.value.code == 2
 
 
 @requires_data

@@ -75,12 +75,41 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["k_curve"].update(runs=["vae", "nothing"]), r"k_curve names unknown runs \['nothing'\]"),
     (lambda g: g["datasets"]["mnist"].update(k_curve={"eval_k": [10]}), "k_curve of mnist needs exactly the keys"),
     (lambda g: g["difficulty"].update(reference="nothing"), r"difficulty names unknown runs \['nothing'\]"),
+    (lambda g: g["bdmc"].update(leapfrog=[5, 1]), "bdmc of mnist: AIS leapfrog steps .* one L or one per T"),
+    (lambda g: g["ais"].update(leapfrog=5), "ais of mnist needs exactly the keys"),  # the certificate fixes L
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
     bad = grid("cpu")
     change(bad)
     with pytest.raises(ConfigError, match=message):
         wf.check_grid(bad)
+
+
+def test_the_certified_ais_setting_is_the_cheapest_within_the_width_else_the_costliest():
+    def entry(steps, leapfrog, width):
+        return {"settings": {"steps": steps, "leapfrog": leapfrog, "chains": 1}, "width": width}
+
+    measured = {"sandwich": [entry(250, 5, 6.5), entry(4000, 1, 0.45), entry(1000, 5, 0.4), entry(4000, 5, 0.1)]}
+    assert wf.certified_setting(measured, 0.5) == {"steps": 4000, "leapfrog": 1, "decoder_passes": 4000,
+                                                   "width": 0.45, "max_width": 0.5, "certified": True}
+    assert wf.certified_setting(measured, 0.42)["decoder_passes"] == 5000  # (1000, 5): fewer passes than (4000, 5)
+    fallback = wf.certified_setting(measured, 0.05)
+    assert (fallback["steps"], fallback["leapfrog"], fallback["certified"]) == (4000, 5, False)
+
+
+def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path):
+    cpu = {**grid("cpu"), "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    folder, committed = wf.run_dir(cpu, "mnist", "vae", 0), wf.record_path(cpu, "mnist", "vae", 0)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"test_ll": -98.25}))
+    (folder / "ais.json").write_text(json.dumps({"mean": -97.0, "run_dir": str(folder)}))
+    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # no record yet
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps({"test_ll": -98.25}))
+    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # the recorded model
+    committed.write_text(json.dumps({"test_ll": -98.31}))
+    with pytest.raises(ConfigError, match=r"-98.2500 is not the committed record's -98.3100"):
+        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
 
 
 def test_seeds_from_the_command_line():
@@ -279,14 +308,16 @@ def test_ais_record_gives_r4_and_its_vae_one_number_at_the_certified_t(smoke_gri
     assert vae["run"] == "vae" and vae["ais"]["certificate"] == "vae" and vae["wall_seconds"] > 0
     assert vae["indices"] == gp["indices"] != list(range(5)) and vae["n"] == 5  # the seeded random subset
     assert vae["per_example"] == gp["per_example"] and vae["is"]["per_example"] != gp["is"]["per_example"]
-    assert vae["certificate"] == {"steps": 2, "width": vae["certificate"]["width"], "max_width": 1000.0,
-                                  "certified": True, "run": "vae"}
-    assert vae["settings"]["steps"] == 2 and vae["estimator_gap"] == pytest.approx(
+    # the certified setting: of the declared (T, L) = (2, 2), (6, 1), the one of fewest decoder passes
+    assert vae["certificate"] == {"steps": 2, "leapfrog": 2, "decoder_passes": 4, "width": vae["certificate"]["width"],
+                                  "max_width": 1000.0, "certified": True, "run": "vae"}
+    assert (vae["settings"]["steps"], vae["settings"]["leapfrog"]) == (2, 2) and vae["estimator_gap"] == pytest.approx(
         sum(vae["per_example"]) / 5 - sum(vae["is"]["per_example"]) / 5, abs=1e-3)
     cost = json.loads((root / "results" / "mnist" / "ais_cost.json").read_text())
     assert cost["ratio"] > 0 and cost["certificate"]["steps"] == vae["certificate"]["steps"] and cost["command"]
     sandwich = json.loads((root / "results" / "mnist" / "bdmc" / "seed0.json").read_text())["runs"]["vae"]["sandwich"]
-    assert [s["settings"]["steps"] for s in sandwich] == [2, 4]
+    assert [(s["settings"]["steps"], s["settings"]["leapfrog"], s["decoder_passes"]) for s in sandwich] == [
+        (2, 2, 4), (6, 1, 6)]
 
 
 @requires_data
