@@ -160,7 +160,14 @@ def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
 
 def missing_measurements(grid: dict, name: str, rows: pd.DataFrame) -> str:
     """The grid's cells of measurement ``name`` without a record among ``rows`` (columns ``dataset``,
-    ``seed``), as text: ``"mnist seeds 0, 1"``; empty when none is missing."""
+    ``seed``, and ``run`` for a per-run measurement), as text: ``"mnist seeds 0, 1"``, or for a per-run
+    one ``"mnist 28 of 30 runs × seeds"``; empty when none is missing."""
+    if name in wf.PER_RUN_MEASUREMENTS:
+        present = set(zip(rows["dataset"], rows["run"], rows["seed"]))
+        declared = wf.run_measurement_cells(grid, name)
+        counts = {d: [sum(c[0] == d for c in declared), sum(c[0] == d and c not in present for c in declared)]
+                  for d, _, _ in declared}
+        return "; ".join(f"{d} {absent} of {total} runs × seeds" for d, (total, absent) in counts.items() if absent)
     present = set(zip(rows["dataset"], rows["seed"]))
     absent = [cell for cell in wf.measurement_cells(grid, name) if cell not in present]
     by_dataset = {d: [str(s) for dd, s in absent if dd == d] for d, _ in absent}

@@ -136,3 +136,13 @@ def test_missing_measurements_are_the_grid_s_cells_without_a_record():
                          "seed": [0, 0, 0, 1, 2, 2]})
     assert report.missing_measurements(grid, "k_curve", rows) == "mnist seeds 1, 2; fashion_mnist seeds 0, 1"
     assert report.missing_measurements(grid, "difficulty", rows.iloc[:0]).startswith("mnist seeds 0, 1, 2; omniglot")
+
+
+def test_missing_per_run_measurements_are_counted_run_by_run():
+    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    rows = pd.DataFrame({"dataset": ["mnist", "mnist"], "run": ["vae", "gp"], "seed": [0, 0]})
+    # 10 AIS runs x 3 seeds on MNIST and Omniglot-28, 9 on Fashion-MNIST (no VLAE): one run of a seed is not the seed
+    assert report.missing_measurements(grid, "ais", rows) == ("mnist 28 of 30 runs × seeds; omniglot 30 of 30 runs × "
+                                                              "seeds; fashion_mnist 27 of 27 runs × seeds")
+    everything = pd.DataFrame(wf.run_measurement_cells(grid, "ais"), columns=["dataset", "run", "seed"])
+    assert report.missing_measurements(grid, "ais", everything) == ""
