@@ -64,9 +64,12 @@ class AISSettings:
 
 
 def settings_grid(steps: list[int], leapfrog: int | list[int], **common) -> list[AISSettings]:
-    """The (T, L) settings of a BDMC certificate: every T of ``steps`` with one L, or with the L at the
-    same place of ``leapfrog`` (a list as long as ``steps``); ``common`` sets the other fields."""
-    leapfrogs = leapfrog if isinstance(leapfrog, (list, tuple)) else [leapfrog] * len(steps)
+    """The (T, L) settings of a BDMC certificate: every T of ``steps`` with one L (an int, or a list of
+    one), or with the L at the same place of ``leapfrog`` (a list as long as ``steps``); ``common`` sets
+    the other fields."""
+    leapfrogs = list(leapfrog) if isinstance(leapfrog, (list, tuple)) else [leapfrog]
+    if len(leapfrogs) == 1:
+        leapfrogs *= len(steps)
     if len(leapfrogs) != len(steps):
         raise ValueError(f"AIS leapfrog steps {list(leapfrogs)} must be one L or one per T of {list(steps)}")
     return [AISSettings(steps=int(t), leapfrog=int(l), **common) for t, l in zip(steps, leapfrogs)]

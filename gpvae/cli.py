@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             _evaluate(args)
         elif args.command == "bdmc":
-            leapfrog = args.ais_leapfrog[0] if len(args.ais_leapfrog) == 1 else args.ais_leapfrog
             try:
-                settings = settings_grid(args.ais_steps, leapfrog, chains=args.ais_chains)
+                settings = settings_grid(args.ais_steps, args.ais_leapfrog, chains=args.ais_chains)
             except ValueError as error:
                 parser.error(str(error))
             result = bdmc_run(args.run_dir, settings, args.bdmc_images, args.data_dir, args.device)

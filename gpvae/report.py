@@ -149,9 +149,11 @@ def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
     """One row per dataset, seed, run and AIS setting (T, L) of the BDMC records: the decoder passes per
     image (T × L × chains), the mean forward (lower) and reverse (upper) AIS estimates on the simulated
     images, their width [nats] and the seconds both took."""
+    from .evaluation import AISSettings
+
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "steps": s["settings"]["steps"],
              "leapfrog": s["settings"]["leapfrog"],
-             "decoder_passes": s["settings"]["steps"] * s["settings"]["leapfrog"] * s["settings"]["chains"],
+             "decoder_passes": AISSettings(**s["settings"]).decoder_passes,
              "lower": s["lower_mean"], "upper": s["upper_mean"], "width": s["width"], "seconds": s["seconds"]}
             for check in _measurements(results_dir, "bdmc") for run, result in _finished(check)
             for s in result["sandwich"]]

@@ -348,9 +348,10 @@ def certified_setting(bdmc_result: dict, max_width: float) -> dict:
     """The protocol's AIS setting from a ``bdmc.json``: of the settings (T, L) measured, the one of fewest
     decoder passes per image (T × L × chains) whose mean sandwich width is at most ``max_width`` nats, else
     the one of most passes (``certified`` False; with one L, the largest T), with the width reached."""
+    from .evaluation import AISSettings
+
     def passes(entry: dict) -> int:
-        settings = entry["settings"]
-        return settings["steps"] * settings["leapfrog"] * settings["chains"]
+        return AISSettings(**entry["settings"]).decoder_passes
 
     sandwich = sorted(bdmc_result["sandwich"], key=lambda s: (passes(s), s["width"]))
     chosen = next((s for s in sandwich if s["width"] <= max_width),
