@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "beside the IS estimate (K = --eval-k) on the same images, to ais.json")
     evaluate.add_argument("--ais-subset", type=_typed(int, 1), default=AIS_SUBSET,
                           help=f"test images of the AIS measurement (default: {AIS_SUBSET})")
+    evaluate.add_argument("--ais-gap-subset", action="store_true",
+                          help="also AIS on the images of the run's gaps.json (run --gaps first) and the "
+                               "approximation gap by AIS there, AIS − ELBO(q*)")
     evaluate.add_argument("--subset-seed", type=_typed(int, 0),
                           help="draw the --gap-subset / --ais-subset images at random with this seed "
                                "(default: the first images)")
@@ -149,10 +152,14 @@ def _evaluate(args) -> None:
         measured = True
     if args.ais_steps:
         result = ais_run(args.run_dir, _ais_settings(args, args.ais_steps), args.ais_subset, args.subset_seed,
-                         args.eval_k, args.data_dir, args.device)
+                         args.eval_k, args.data_dir, args.device, gap_subset=args.ais_gap_subset)
         print(f"AIS (T = {args.ais_steps}): log p(x) = {result['mean']:.3f} nats on {result['n']} test images; "
               f"IS (K = {result['is']['eval_k']}) {result['is']['mean']:.3f}; estimator gap "
               f"{result['estimator_gap']:+.3f}; acceptance {result['acceptance']:.2f}; {result['seconds']:.0f} s")
+        if args.ais_gap_subset:
+            gaps = result["gap_subset"]
+            print(f"On the {gaps['n']} images of gaps.json: AIS {gaps['mean']:.3f}, ELBO(q*) {gaps['elbo_opt']:.3f}, "
+                  f"approximation gap by AIS {gaps['approximation_gap']['mean']:+.3f} nats")
         measured = True
     if not measured or args.per_example:
         result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,

@@ -112,19 +112,40 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
 
 
 AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "certified",
-               "width", "n",
-               "seconds_per_image", "is_seconds_per_image", "decoder_sha256"]
+               "width", "n", "seconds_per_image", "is_seconds_per_image", "decoder_sha256",
+               "gap_n", "gap_ais", "elbo_opt", "is_from_optimum", "approximation_gap"]
+GAP_SUBSET_COLUMNS = AIS_COLUMNS[-5:]
+
+
+def _on_gap_subset(ais: dict, record: dict | None) -> dict:
+    """:data:`GAP_SUBSET_COLUMNS` of an AIS record [nats]: AIS, ELBO(q*), IS from q* and the approximation
+    gap by AIS (AIS − ELBO(q*)) on the run's gap subset. From the record's ``gap_subset``; for AIS records
+    before it, from the run record's gap means where its gap subset is the AIS subset (the same seeded
+    draw and size); NaN otherwise."""
+    block = ais.get("gap_subset")
+    if block is not None:
+        return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],
+                "is_from_optimum": block["is_from_optimum"], "approximation_gap": block["approximation_gap"]["mean"]}
+    gaps = (record or {}).get("gaps", {})
+    if gaps.get("subset_seed") is not None and (gaps["subset_seed"], gaps["n"]) == (ais["subset_seed"], ais["n"]):
+        return {"gap_n": ais["n"], "gap_ais": ais["mean"], "elbo_opt": gaps["elbo_opt"],
+                "is_from_optimum": gaps.get("log_px_from_optimum", math.nan),
+                "approximation_gap": ais["mean"] - gaps["elbo_opt"]}
+    return dict.fromkeys(GAP_SUBSET_COLUMNS, math.nan)
 
 
 def load_ais(results_dir: str | Path) -> pd.DataFrame:
     """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
     on the same test subset [nats], their difference (the estimator gap), the certified T and L and its
-    BDMC width, and the cost of each estimator per image [s]."""
+    BDMC width, the cost of each estimator per image [s], and the approximation gap by AIS on the run's
+    gap subset (:func:`_on_gap_subset`)."""
+    records = {(r["dataset"], r["run"], r["seed"]): r for r in load_records(results_dir)}
     rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"], "is": r["is"]["mean"],
              "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"], "steps": r["settings"]["steps"],
              "leapfrog": r["settings"]["leapfrog"], "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
              "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
-             "decoder_sha256": r["decoder_sha256"]}
+             "decoder_sha256": r["decoder_sha256"],
+             **_on_gap_subset(r, records.get((r["dataset"], r["run"], r["seed"])))}
             for r in _run_measurements(results_dir, "ais")]
     return pd.DataFrame(rows, columns=AIS_COLUMNS)
 

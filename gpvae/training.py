@@ -385,9 +385,45 @@ def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | No
     torch.manual_seed(config.seed)
     result = amortization_gaps(model, data.test[indices], config.eval_k, config.batch_size, dev)
     result.update(indices=indices.tolist(), subset_seed=subset_seed, model=config.model, dataset=config.dataset,
-                  run_dir=str(run_dir), **provenance(dev))
+                  model_sha256=parameter_digest(model), run_dir=str(run_dir), **provenance(dev))
     _write_json(Path(run_dir) / "gaps.json", result)
     return result
+
+
+def read_gaps(run_dir: str | Path, model: LatentVariableModel) -> dict:
+    """``RUN_DIR/gaps.json`` of ``model`` (the run's best model): its ``indices`` (the first ``n`` test images
+    for files before subsets) and ``model_checked``, whether the file names the model's digest (files
+    before digests do not; their consumers check them otherwise). Raises :class:`RunFolderError` when the
+    file is missing, damaged or measured on another model."""
+    hint = f"run `python -m gpvae evaluate {run_dir} --gaps` first"
+    gaps = read_json(Path(run_dir) / "gaps.json", hint)
+    recorded = gaps.get("model_sha256")
+    if recorded is not None and recorded != parameter_digest(model):
+        raise RunFolderError(f"{Path(run_dir) / 'gaps.json'} was measured on another model than the run's best one "
+                             f"(digest {recorded[:12]}…): the run was trained on since; {hint.replace('first', 'again')}")
+    return {**gaps, "indices": gaps.get("indices", list(range(gaps["n"]))), "model_checked": recorded is not None}
+
+
+def _ais_on_gap_subset(model: LatentVariableModel, data: datasets.ImageData, gaps: dict, indices: torch.Tensor,
+                       ais_values: torch.Tensor, settings: AISSettings, config: TrainConfig, dev: torch.device) -> dict:
+    """AIS on the images of a gap decomposition (:func:`read_gaps`) and the approximation gap by AIS,
+    AIS − ELBO(q*) per image [nats]: values of images in the AIS subset (``indices``, ``ais_values``) are
+    reused, the others annealed with the same settings and seed."""
+    known = dict(zip(indices.tolist(), ais_values.tolist()))
+    missing = [i for i in gaps["indices"] if i not in known]
+    seconds = 0.0
+    if missing:
+        extra = ais_log_likelihood(model, data.test[torch.tensor(missing)], settings, config.batch_size, dev, config.seed)
+        known.update(zip(missing, extra["per_example"].tolist()))
+        seconds = extra["seconds"]
+    values = torch.tensor([known[i] for i in gaps["indices"]], dtype=torch.float64)
+    gap = values - torch.tensor(gaps["elbo_opt"]["per_example"], dtype=torch.float64)
+    return {"n": len(values), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
+            "annealed": len(missing), "seconds": seconds, "model_checked": gaps["model_checked"],
+            "mean": values.mean().item(), "per_example": [round(v, 4) for v in values.tolist()],
+            "is": gaps["log_px"]["mean"], "elbo_opt": gaps["elbo_opt"]["mean"],
+            "is_from_optimum": gaps.get("log_px_from_optimum", {}).get("mean"),
+            "approximation_gap": {"mean": gap.mean().item(), "per_example": [round(v, 4) for v in gap.tolist()]}}
 
 
 def k_curve_run(run_dir: str | Path, eval_ks: list[int], max_test: int, data_dir: str | None = None,
@@ -417,11 +453,11 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
     better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws)?
     Writes and returns ``RUN_DIR/difficulty.json``: Spearman ρ of every score with the gap, the partial
     ρ of the run's scores given the reference's negative ELBO, and the per-image values."""
-    gaps = read_json(Path(reference_dir) / "gaps.json", f"run `python -m gpvae evaluate {reference_dir} --gaps` first")
-    gap = gaps["amortization_gap"]["per_example"]
-    indices = torch.tensor(gaps.get("indices", range(gaps["n"])))  # gaps.json before subsets: the first n images
     config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
     *_, reference, _ = load_run(reference_dir, full_test=True, data_dir=data_dir, device=device)
+    gaps = read_gaps(reference_dir, reference)
+    gap = gaps["amortization_gap"]["per_example"]
+    indices = torch.tensor(gaps["indices"])
     images = data.test[indices]
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -471,14 +507,16 @@ def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int 
 
 def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed: int | None = None,
             eval_k: int | None = None, data_dir: str | None = None, device: str | None = None,
-            certificate: dict | None = None) -> dict:
+            certificate: dict | None = None, gap_subset: bool = False) -> dict:
     """log p(x) of a run's decoder by AIS from the prior (:func:`gpvae.evaluation.ais_log_likelihood`) on
     ``subset`` test images (the first, or drawn with ``subset_seed``), beside the protocol's importance-
     sampling estimate with the run's own proposal (K = ``eval_k``, default the run's) on the same images:
-    their difference is the estimator gap. Writes and returns ``RUN_DIR/ais.json`` (per-image values,
-    indices, settings, acceptance, seconds, decoder digest, provenance, and the ``certificate`` that fixed T
-    when given)."""
+    their difference is the estimator gap. With ``gap_subset``, also AIS on the images of the run's
+    ``gaps.json`` and the approximation gap by AIS there (:func:`_ais_on_gap_subset`). Writes and returns
+    ``RUN_DIR/ais.json`` (per-image values, indices, settings, acceptance, seconds, decoder digest,
+    provenance, the ``certificate`` that fixed T when given, and ``gap_subset``)."""
     config, data, model, dev = load_run(run_dir, full_test=True, eval_k=eval_k, data_dir=data_dir, device=device)
+    gaps = read_gaps(run_dir, model) if gap_subset else None
     indices = _subset(data, subset, subset_seed, "--ais-subset")
     images = data.test[indices]
     annealed = ais_log_likelihood(model, images, settings, config.batch_size, dev, config.seed)
@@ -494,6 +532,9 @@ def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed
               "estimator_gap": (ais_values - sampled.double()).mean().item(),
               "decoder_sha256": parameter_digest(model.decoder), "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev), **({"certificate": certificate} if certificate else {})}
+    if gaps is not None:
+        result["gap_subset"] = _ais_on_gap_subset(model, data, gaps, indices, ais_values, settings, config, dev)
+        _require_finite(result["gap_subset"], f"AIS on the gap subset of {run_dir}")
     _require_finite(result, f"AIS of {run_dir}")
     _write_json(Path(run_dir) / "ais.json", result)
     return result

@@ -384,7 +384,7 @@ def ais_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
     certificate, settings = _certified_ais(grid, dataset, seed)
     return ais_run(run_dir(grid, dataset, run, seed), settings, spec["subset"], spec["subset_seed"],
                    evaluation(grid, dataset)["eval_k"], device=grid["device"],
-                   certificate={**certificate, "run": spec["certificate"]})
+                   certificate={**certificate, "run": spec["certificate"]}, gap_subset=True)
 
 
 AIS_COST_IMAGES, AIS_COST_REPEATS = 100, 3  # one batch of test images (as the AIS jobs run them), interleaved repeats
@@ -479,12 +479,17 @@ def check_recorded_model(grid: dict, dataset: str, run: str, seed: int) -> None:
     if not committed.exists():
         return
     folder = run_dir(grid, dataset, run, seed)
-    ours = read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll")
-    theirs = read_json(committed, "restore it with git checkout").get("test_ll")
-    if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
-        raise ConfigError(f"{folder}: its model's test log p̂ {ours:.4f} is not the committed record's {theirs:.4f} "
-                          f"({committed}): the run was retrained into another model; rewrite its record first "
-                          f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
+    record = read_json(committed, "restore it with git checkout")
+    gaps = read_json(folder / "gaps.json", "run the grid's gaps job first") if (folder / "gaps.json").exists() else {}
+    pairs = [("test log p̂", read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll"),
+              record.get("test_ll"))]
+    pairs += [(f"gap subset's {key}", gaps[key]["mean"], record["gaps"][key])
+              for key in ("log_px", "elbo_opt") if key in gaps and key in record.get("gaps", {})]
+    for what, ours, theirs in pairs:
+        if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
+            raise ConfigError(f"{folder}: its model's {what} {ours:.4f} is not the committed record's {theirs:.4f} "
+                              f"({committed}): the run was retrained into another model; rewrite its record first "
+                              f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
 
 
 def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:

@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from gpvae import cli
+from gpvae import cli, training
 from gpvae.ais import (AISSettings, ais_log_likelihood, bdmc, hmc_transition, log_likelihood_and_grad,
                        settings_grid, simulate, temperatures)
 from gpvae.likelihoods import discretized_logistic_log_prob
 from gpvae.models import LinearGaussian
 from gpvae.networks import build_networks
+from gpvae.training import RunFolderError
 
 from .conftest import data_dir, requires_data
 
@@ -152,6 +153,24 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
     assert ais["vae"]["per_example"] == ais["gp"]["per_example"]
     assert ais["vae"]["is"]["per_example"] != ais["gp"]["is"]["per_example"]
     assert {"steps", "chains", "leapfrog"} <= set(ais["vae"]["settings"]) and ais["vae"]["seconds"] > 0
+    # the approximation gap by AIS on the gap subset: the AIS subset's values reused, the other images annealed
+    for gap_args, annealed in ((["--subset-seed", "3"], 0), ([], 4)):
+        assert cli.main(["evaluate", str(tmp_path / "vae"), "--gaps", "--gap-subset", "4", "--eval-k", "50",
+                         *gap_args]) == 0
+        assert cli.main(["evaluate", str(tmp_path / "vae"), "--ais-steps", "20", "--ais-subset", "6", "--subset-seed",
+                         "3", "--eval-k", "50", "--ais-gap-subset"]) == 0
+        result = json.loads((tmp_path / "vae" / "ais.json").read_text())
+        block, gaps = result["gap_subset"], json.loads((tmp_path / "vae" / "gaps.json").read_text())
+        assert block["indices"] == gaps["indices"] and block["annealed"] == annealed and block["model_checked"]
+        assert result["per_example"] == ais["vae"]["per_example"]  # the AIS subset's values do not move
+        if annealed == 0:
+            assert block["per_example"] == [result["per_example"][result["indices"].index(i)] for i in gaps["indices"]]
+        assert block["approximation_gap"]["per_example"] == pytest.approx(
+            [a - e for a, e in zip(block["per_example"], gaps["elbo_opt"]["per_example"])], abs=1e-3)
+    gaps["model_sha256"] = "0" * 64  # gaps.json of another model: refused, named
+    (tmp_path / "vae" / "gaps.json").write_text(json.dumps(gaps))
+    with pytest.raises(RunFolderError, match="another model"):
+        training.ais_run(tmp_path / "vae", AISSettings(steps=5), 2, gap_subset=True)
     assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--ais-leapfrog", "2", "1",
                      "--bdmc-images", "4"]) == 0
     sandwich = json.loads((tmp_path / "vae" / "bdmc.json").read_text())["sandwich"]

@@ -146,3 +146,29 @@ def test_missing_per_run_measurements_are_counted_run_by_run():
                                                               "seeds; fashion_mnist 27 of 27 runs × seeds")
     everything = pd.DataFrame(wf.run_measurement_cells(grid, "ais"), columns=["dataset", "run", "seed"])
     assert report.missing_measurements(grid, "ais", everything) == ""
+
+
+def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_subset_that_is_the_ais_subset(tmp_path):
+    (tmp_path / "mnist" / "ais").mkdir(parents=True)
+
+    def ais_record(run, **extra):
+        return {"dataset": "mnist", "run": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
+                "is": {"mean": -97.5, "eval_k": 1000, "seconds": 5.0}, "estimator_gap": 0.5, "seconds": 50.0,
+                "settings": {"steps": 4000, "leapfrog": 2, "chains": 1}, "decoder_sha256": "d",
+                "certificate": {"certified": True, "width": 0.4}, **extra}
+
+    block = {"n": 100, "mean": -96.0, "elbo_opt": -100.0, "is_from_optimum": -96.4,
+             "approximation_gap": {"mean": 4.0, "per_example": [4.0] * 100}}
+    gaps = {"vae": {"subset_seed": None, "n": 100, "elbo_opt": -99.0},  # the first images: not the AIS subset
+            "gp": {"subset_seed": 2026, "n": 500, "elbo_opt": -99.0, "log_px_from_optimum": -97.2},  # the AIS subset
+            "hf": {"subset_seed": None, "n": 100, "elbo_opt": -99.0}}
+    for run, extra in (("vae", {}), ("gp", {}), ("hf", {"gap_subset": block})):
+        (tmp_path / "mnist" / "ais" / f"{run}_seed0.json").write_text(json.dumps(ais_record(run, **extra)))
+        (tmp_path / "mnist" / f"{run}_seed0.json").write_text(json.dumps(
+            {"dataset": "mnist", "run": run, "seed": 0, "test_ll": -98.0, "gaps": gaps[run]}))
+    table = report.load_ais(tmp_path).set_index("run")
+    assert math.isnan(table.loc["vae", "approximation_gap"])  # no image in common is assumed
+    assert table.loc["gp", "approximation_gap"] == pytest.approx(2.0) and table.loc["gp", "gap_n"] == 500
+    assert table.loc["gp", "is_from_optimum"] == -97.2
+    assert (table.loc["hf", ["gap_n", "gap_ais", "elbo_opt", "approximation_gap"]].tolist()
+            == [100, -96.0, -100.0, 4.0])

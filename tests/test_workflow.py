@@ -110,6 +110,13 @@ def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path
     committed.write_text(json.dumps({"test_ll": -98.31}))
     with pytest.raises(ConfigError, match=r"-98.2500 is not the committed record's -98.3100"):
         wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+    # the folder's gap decomposition, which AIS reads for the approximation gap, is checked the same way
+    committed.write_text(json.dumps({"test_ll": -98.25, "gaps": {"log_px": -97.5, "elbo_opt": -101.0}}))
+    (folder / "gaps.json").write_text(json.dumps({"log_px": {"mean": -97.5}, "elbo_opt": {"mean": -101.0}}))
+    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0
+    (folder / "gaps.json").write_text(json.dumps({"log_px": {"mean": -97.5}, "elbo_opt": {"mean": -100.2}}))
+    with pytest.raises(ConfigError, match=r"elbo_opt -100.2000 is not the committed record's -101.0000"):
+        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
 
 
 def test_seeds_from_the_command_line():
