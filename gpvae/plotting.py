@@ -17,6 +17,17 @@ MODEL_COLOURS["vae_continued"] = (0.45, 0.45, 0.45)
 MODEL_COLOURS["gp_refit"] = sns.color_palette("dark", 10)[1]  # R4's orange, darker: the same family
 
 
+def run_labels(grid: dict) -> dict[str, str]:
+    """:data:`MODEL_LABELS` for a grid: a control that trains a stated number of extra epochs is named by
+    them and by the runs it controls (the CPU grid's ``vae_extra`` trains 2, the converged grid's 20)."""
+    labels = dict(MODEL_LABELS)
+    for run, spec in grid["runs"].items():
+        if spec.get("control_for") and spec.get("warm_start") and "epochs" in spec:
+            controlled = ", ".join(MODEL_LABELS.get(r, r) for r in spec["control_for"])
+            labels[run] = f"{MODEL_LABELS[spec['model']]} +{spec['epochs']} epochs (control of {controlled})"
+    return labels
+
+
 def use_theme() -> None:
     """The book's theme: seaborn ``whitegrid``, notebook context, colour-blind palette."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)

@@ -172,3 +172,13 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     assert table.loc["gp", "is_from_optimum"] == -97.2
     assert (table.loc["hf", ["gap_n", "gap_ais", "elbo_opt", "approximation_gap"]].tolist()
             == [100, -96.0, -100.0, 4.0])
+
+
+def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid():
+    from gpvae.plotting import MODEL_LABELS, run_labels
+
+    config = wf.Path(__file__).resolve().parents[1] / "workflow" / "config"
+    cpu, converged = (run_labels(wf.load_grid(config / f"{name}.yaml")) for name in ("cpu", "converged"))
+    assert cpu["vae_extra"] == "VAE +2 epochs (control of SA-VAE, VLAE)"
+    assert converged["vae_extra"] == "VAE +20 epochs (control of GP-RF (R5, decoder refit))"
+    assert converged["vae_continued"] == MODEL_LABELS["vae_continued"] and cpu["gp"] == MODEL_LABELS["gp"]
