@@ -159,7 +159,9 @@ def _evaluate(args) -> None:
         if args.ais_gap_subset:
             gaps = result["gap_subset"]
             print(f"On the {gaps['n']} images of gaps.json: AIS {gaps['mean']:.3f}, ELBO(q*) {gaps['elbo_opt']:.3f}, "
-                  f"approximation gap by AIS {gaps['approximation_gap']['mean']:+.3f} nats")
+                  f"approximation gap by AIS {gaps['approximation_gap']['mean']:+.3f} nats"
+                  + ("" if gaps["model_checked"] else " (gaps.json predates model digests: not checked to be this "
+                                                      "model's; rerun --gaps to be sure)"))
         measured = True
     if not measured or args.per_example:
         result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
