@@ -39,6 +39,8 @@ MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("
                     "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
                     "frontier": ("runs", "settings", "repeats"),
                     "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
+# A measurement may also name the ``seeds`` it measures (default: every seed its runs have, a seed rule's included).
+MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
 PER_RUN_MEASUREMENTS = ("ais", "ood")
@@ -85,8 +87,12 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
     for name, keys in MEASUREMENT_KEYS.items():
         for dataset in grid["datasets"] if grid.get(name) is not None else []:
             spec = measurement(grid, name, dataset)
-            if set(spec) != set(keys):
-                raise ConfigError(f"{path}: {name} of {dataset} needs exactly the keys {list(keys)}")
+            if set(spec) - set(MEASUREMENT_OPTIONAL_KEYS) != set(keys):
+                raise ConfigError(f"{path}: {name} of {dataset} needs exactly the keys {list(keys)} "
+                                  f"(and optionally {list(MEASUREMENT_OPTIONAL_KEYS)})")
+            seeds = spec.get("seeds", [])
+            if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+                raise ConfigError(f"{path}: {name} of {dataset}: seeds takes a list of integers")
             unknown = set(measured_runs(spec)) - set(grid["runs"])
             if unknown:
                 raise ConfigError(f"{path}: {name} names unknown runs {sorted(unknown)}")
@@ -431,7 +437,7 @@ def measurement_cells(grid: dict, name: str) -> list[tuple[str, int]]:
     """The (dataset, seed) pairs of a grouped measurement: those with at least one of its runs measured
     (:func:`run_measurement_cells`); the record holds the runs present (:func:`measured_at`)."""
     pairs = {(dataset, seed) for dataset, _, seed in run_measurement_cells(grid, name)}
-    return [(dataset, seed) for dataset in grid["datasets"] for seed in grid["seeds"] if (dataset, seed) in pairs]
+    return [(dataset, seed) for dataset in grid["datasets"] for seed in sorted(s for d, s in pairs if d == dataset)]
 
 
 def measurement_path(grid: dict, name: str, dataset: str, seed: int) -> Path:
@@ -445,23 +451,28 @@ def run_measurement_path(grid: dict, name: str, dataset: str, run: str, seed: in
 
 
 def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
-    """The (dataset, run, seed) cells a measurement measures: its runs present in the grid, with its
-    ``certificate`` or ``reference`` run present too."""
-    present = set(cells(grid))
+    """The (dataset, run, seed) cells a measurement measures: its runs' cells of the grid (:func:`cells`:
+    the seeds a seed rule adds included), at the measurement's own ``seeds`` when it names them, with its
+    ``certificate`` or ``reference`` run present at the same seed."""
+    present = cells(grid)
     result = []
     for dataset in grid["datasets"]:
         spec = measurement(grid, name, dataset)
         if not spec:
             continue
         others = [spec[k] for k in ("reference", "certificate") if k in spec]
-        result += [(dataset, run, seed) for run in spec["runs"] for seed in run_seeds(grid, dataset, run)
-                   if (dataset, run, seed) in present and all((dataset, o, seed) in present for o in others)]
+        result += [(dataset, run, seed) for run in spec["runs"]
+                   for seed in sorted(s for d, r, s in present if (d, r) == (dataset, run))
+                   if seed in spec.get("seeds", [seed]) and all((dataset, o, seed) in present for o in others)]
     return result
 
 
 def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: int, command: str) -> dict:
     """The committed record of one run's per-run measurement: its ``RUN_DIR/<name>.json`` (values and
-    provenance), the settings and the job's wall time."""
+    provenance), the settings and the job's wall time; refused for a cell the measurement does not measure."""
+    if (dataset, run, seed) not in run_measurement_cells(grid, name):
+        raise ConfigError(f"{name} of {dataset}/{run}/seed {seed}: not a cell of the grid's {name} measurement "
+                          f"(its runs: {measurement(grid, name, dataset)['runs']}); no record is written")
     return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
             name: measurement(grid, name, dataset), **_measured(grid, name, dataset, run, seed), "command": command}
 
@@ -508,6 +519,9 @@ def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: 
     """The committed record of a measurement of one dataset and seed: the settings and, per measured run,
     its ``RUN_DIR/<name>.json`` (values and provenance) and the job's wall time."""
     spec = measurement(grid, name, dataset)
+    if (dataset, seed) not in measurement_cells(grid, name):
+        raise ConfigError(f"{name} of {dataset} at seed {seed}: no run of the grid is measured there "
+                          f"(cells: {measurement_cells(grid, name)}); an empty record is not written")
     runs = {run: _measured(grid, name, dataset, run, seed) for run in measured_at(grid, name, dataset, seed)}
     return {"dataset": dataset, "seed": seed, "profile": grid["profile"], "budget": grid["budget"], name: spec,
             "runs": runs, "command": command}

@@ -168,6 +168,18 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
     wf.record_path(converged, "mnist", "savae", 0).write_text(json.dumps({"diverged": "loss NaN at epoch 3"}))
     added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
     assert added == {("mnist", run, seed) for run in ("vae", "gp") for seed in (1, 2)}
+    # the measurements follow the added seeds, except those declared for named seeds (K = 5000, the frontier)
+    assert wf.measurement_cells(converged, "bdmc") == [("mnist", 0), ("mnist", 1), ("mnist", 2)]
+    assert {cell for cell in wf.run_measurement_cells(converged, "ais") if cell[2]} == added
+    assert wf.measurement_cells(converged, "k_curve") == wf.measurement_cells(converged, "frontier") == [("mnist", 0)]
+    assert wf.run_measurement_cells(converged, "difficulty") == [("mnist", "gp", s) for s in (0, 1, 2)] + [
+        ("mnist", "gp_refit", 0)]  # R5 has no seed-0 record here: no seed added for it
+    with pytest.raises(ConfigError, match="no run of the grid is measured there"):  # an empty record is refused
+        wf.measurement_record(converged, "k_curve", "mnist", 1, "cmd")
+    with pytest.raises(ConfigError, match="not a cell of the grid's ais measurement"):
+        wf.run_measurement_record(converged, "ais", "mnist", "iwae", 1, "cmd")
+    with pytest.raises(ConfigError, match="seeds takes a list"):
+        wf.check_grid({**converged, "k_curve": {**converged["k_curve"], "seeds": 0}})
     with pytest.raises(ConfigError, match="dataset 'mnist': seeds"):
         wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
     with pytest.raises(ConfigError, match="seed_rule"):
