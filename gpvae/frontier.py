@@ -33,7 +33,7 @@ import torch
 from .bench import inference_macs, inference_pass, interleaved_medians, load_average
 from .evaluation import GAP_ELBO_SAMPLES, difficulty_scores, elbo, log_likelihood, posterior_difficulty, spearman
 from .provenance import provenance
-from .training import _fit_to_data, _write_json, load_run, new_model, read_json
+from .training import _fit_to_data, _write_json, load_run, new_model, read_gaps
 from .verdicts import SPEED_TARGET
 
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
@@ -64,10 +64,10 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
     """Fit and measure every setting of ``settings`` on the VAE of ``run_dir`` (module docstring); the
     timing takes ``repeats`` interleaved repeats per batch size. Writes and returns ``RUN_DIR/frontier.json``."""
     run_dir = Path(run_dir)
-    gaps = read_json(run_dir / "gaps.json", f"run `python -m gpvae evaluate {run_dir} --gaps` first")
     config, data, vae, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
     if config.model != "vae":
         raise ValueError(f"{run_dir}: the frontier regresses a VAE's errors, this run is a {config.model}")
+    gaps = read_gaps(run_dir, vae)
     indices = torch.tensor(gaps["indices"])
     images = data.test[indices]
     gap = torch.tensor(gaps["amortization_gap"]["per_example"])

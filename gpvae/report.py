@@ -119,14 +119,20 @@ GAP_SUBSET_COLUMNS = AIS_COLUMNS[-5:]
 
 def _on_gap_subset(ais: dict, record: dict | None) -> dict:
     """:data:`GAP_SUBSET_COLUMNS` of an AIS record [nats]: AIS, ELBO(q*), IS from q* and the approximation
-    gap by AIS (AIS − ELBO(q*)) on the run's gap subset. From the record's ``gap_subset``; for AIS records
-    before it, from the run record's gap means where its gap subset is the AIS subset (the same seeded
-    draw and size); NaN otherwise."""
+    gap by AIS (AIS − ELBO(q*)) on the run's gap subset. From the record's ``gap_subset`` when the run
+    record's gap decomposition is the one it used (same images and ELBO(q*)); for AIS records before it,
+    from the run record's gap means where its gap subset is the AIS subset (the same seeded draw and
+    size); NaN otherwise."""
     block = ais.get("gap_subset")
-    if block is not None:
-        return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],
-                "is_from_optimum": block["is_from_optimum"], "approximation_gap": block["approximation_gap"]["mean"]}
     gaps = (record or {}).get("gaps", {})
+    if block is not None:
+        if (gaps.get("n"), gaps.get("subset_seed")) != (block["n"], block["subset_seed"]) or \
+                abs(gaps.get("elbo_opt", math.nan) - block["elbo_opt"]) > wf.RECORD_TOLERANCE:
+            return dict.fromkeys(GAP_SUBSET_COLUMNS, math.nan)  # the run's record was rewritten since
+        optimum = block["is_from_optimum"]
+        return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],
+                "is_from_optimum": math.nan if optimum is None else optimum,
+                "approximation_gap": block["approximation_gap"]["mean"]}
     if gaps.get("subset_seed") is not None and (gaps["subset_seed"], gaps["n"]) == (ais["subset_seed"], ais["n"]):
         return {"gap_n": ais["n"], "gap_ais": ais["mean"], "elbo_opt": gaps["elbo_opt"],
                 "is_from_optimum": gaps.get("log_px_from_optimum", math.nan),

@@ -382,10 +382,11 @@ def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | No
     config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device,
                                         full_test=True)
     indices = _subset(data, gap_subset, subset_seed, "--gap-subset")
+    digest = parameter_digest(model)  # of the model as loaded, the one later readers load (read_gaps)
     torch.manual_seed(config.seed)
     result = amortization_gaps(model, data.test[indices], config.eval_k, config.batch_size, dev)
     result.update(indices=indices.tolist(), subset_seed=subset_seed, model=config.model, dataset=config.dataset,
-                  model_sha256=parameter_digest(model), run_dir=str(run_dir), **provenance(dev))
+                  model_sha256=digest, run_dir=str(run_dir), **provenance(dev))
     _write_json(Path(run_dir) / "gaps.json", result)
     return result
 
@@ -395,12 +396,12 @@ def read_gaps(run_dir: str | Path, model: LatentVariableModel) -> dict:
     for files before subsets) and ``model_checked``, whether the file names the model's digest (files
     before digests do not; their consumers check them otherwise). Raises :class:`RunFolderError` when the
     file is missing, damaged or measured on another model."""
-    hint = f"run `python -m gpvae evaluate {run_dir} --gaps` first"
-    gaps = read_json(Path(run_dir) / "gaps.json", hint)
+    command = f"python -m gpvae evaluate {run_dir} --gaps"
+    gaps = read_json(Path(run_dir) / "gaps.json", f"run `{command}` first")
     recorded = gaps.get("model_sha256")
     if recorded is not None and recorded != parameter_digest(model):
         raise RunFolderError(f"{Path(run_dir) / 'gaps.json'} was measured on another model than the run's best one "
-                             f"(digest {recorded[:12]}…): the run was trained on since; {hint.replace('first', 'again')}")
+                             f"(digest {recorded[:12]}…): the run was trained on since; run `{command}` again")
     return {**gaps, "indices": gaps.get("indices", list(range(gaps["n"]))), "model_checked": recorded is not None}
 
 
@@ -409,6 +410,9 @@ def _ais_on_gap_subset(model: LatentVariableModel, data: datasets.ImageData, gap
     """AIS on the images of a gap decomposition (:func:`read_gaps`) and the approximation gap by AIS,
     AIS − ELBO(q*) per image [nats]: values of images in the AIS subset (``indices``, ``ais_values``) are
     reused, the others annealed with the same settings and seed."""
+    if len(gaps["elbo_opt"]["per_example"]) != len(gaps["indices"]):
+        raise RunFolderError(f"gaps.json of {config.run_dir}: {len(gaps['indices'])} indices but "
+                             f"{len(gaps['elbo_opt']['per_example'])} values of ELBO(q*): it is damaged; rerun --gaps")
     known = dict(zip(indices.tolist(), ais_values.tolist()))
     missing = [i for i in gaps["indices"] if i not in known]
     seconds = 0.0
@@ -421,7 +425,7 @@ def _ais_on_gap_subset(model: LatentVariableModel, data: datasets.ImageData, gap
     return {"n": len(values), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
             "annealed": len(missing), "seconds": seconds, "model_checked": gaps["model_checked"],
             "mean": values.mean().item(), "per_example": [round(v, 4) for v in values.tolist()],
-            "is": gaps["log_px"]["mean"], "elbo_opt": gaps["elbo_opt"]["mean"],
+            "is": gaps["log_px"]["mean"], "is_eval_k": gaps.get("eval_k"), "elbo_opt": gaps["elbo_opt"]["mean"],
             "is_from_optimum": gaps.get("log_px_from_optimum", {}).get("mean"),
             "approximation_gap": {"mean": gap.mean().item(), "per_example": [round(v, 4) for v in gap.tolist()]}}
 

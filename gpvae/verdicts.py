@@ -3,12 +3,14 @@ landing page, the results and readings chapters) call these functions and render
 no page decides a claim on its own.
 
 Every criterion rests on seed-matched values and has three outcomes, :data:`HOLDS`, :data:`FAILS`
-and :data:`NOT_RESOLVED`:
+and :data:`NOT_RESOLVED`, and a paired difference a fourth, :data:`TIED`:
 
 * **A paired difference** (:func:`paired`; per-seed values of one quantity for two runs, e.g. test
   log p̂ of GP-RF minus a baseline's) holds when its mean is above zero by more than
   :data:`MARGIN_SDS` sample sds over at least :data:`MIN_SEEDS` seeds, fails when below zero by that
-  margin, and is not resolved otherwise (one seed, or a mean within the margin).
+  margin, and is not resolved otherwise (one seed, or a mean within the margin). It is tied when it is
+  exactly zero on every one of at least :data:`MIN_SEEDS` seeds (two runs with one decoder, by AIS):
+  resolved, and not higher, so a claim of "higher" fails on it.
 * **1. Likelihood** (:func:`likelihood`): GP-RF's test log-likelihood minus each model's, paired: the
   claim holds when it holds against every model, fails when it fails against any, else not resolved.
 * **2. Speed** (:func:`speed`): one pass of GP-RF costs at most :data:`SPEED_TARGET` × the VAE's
@@ -28,7 +30,7 @@ from typing import Mapping
 
 import pandas as pd
 
-HOLDS, FAILS, NOT_RESOLVED = "holds", "fails", "not resolved"
+HOLDS, FAILS, NOT_RESOLVED, TIED = "holds", "fails", "not resolved", "tied"
 MARGIN_SDS = 2.0  # a paired difference must clear zero by this many sample sds ...
 MIN_SEEDS = 2  # ... over at least this many seeds
 SPEED_TARGET = 1.5  # one pass of GP-RF at most this × the VAE's inference time (batch 100)
@@ -64,6 +66,8 @@ def spread(values) -> pd.Series:
 def paired(difference: Mapping) -> str:
     """The paired-difference criterion for a row with ``mean``, ``sd`` and ``n`` over matched seeds."""
     n, mean, sd = difference["n"], difference["mean"], difference["sd"]
+    if n >= MIN_SEEDS and mean == 0 and sd == 0:
+        return TIED
     if n >= MIN_SEEDS and not math.isnan(sd) and mean > MARGIN_SDS * sd:
         return HOLDS
     if n >= MIN_SEEDS and not math.isnan(sd) and mean < -MARGIN_SDS * sd:
@@ -72,10 +76,10 @@ def paired(difference: Mapping) -> str:
 
 
 def combined(outcomes: list[str]) -> str:
-    """Several criteria as one: holds when all hold, fails when any fails, else not resolved."""
+    """Several criteria as one: holds when all hold, fails when any fails or is tied, else not resolved."""
     if outcomes and all(o == HOLDS for o in outcomes):
         return HOLDS
-    return FAILS if FAILS in outcomes else NOT_RESOLVED
+    return FAILS if FAILS in outcomes or TIED in outcomes else NOT_RESOLVED
 
 
 PAIRED_CRITERION = f"a seed-matched difference beyond {MARGIN_SDS:g} sds over at least {MIN_SEEDS} seeds"
@@ -84,8 +88,9 @@ PAIRED_CRITERION = f"a seed-matched difference beyond {MARGIN_SDS:g} sds over at
 def likelihood(differences: pd.DataFrame, claim: str = "1. Higher test log-likelihood than every baseline") -> Verdict:
     """Claim 1 from GP-RF's paired differences against each model (rows: models; ``mean``, ``sd``, ``n``)."""
     details = {str(model): paired(row) for model, row in differences.iterrows()}
-    counts = {o: sum(v == o for v in details.values()) for o in (HOLDS, FAILS, NOT_RESOLVED)}
-    measured = (f"ahead of {counts[HOLDS]}, behind {counts[FAILS]} and not resolved against {counts[NOT_RESOLVED]} "
+    counts = {o: sum(v == o for v in details.values()) for o in (HOLDS, FAILS, NOT_RESOLVED, TIED)}
+    measured = (f"ahead of {counts[HOLDS]}, behind {counts[FAILS]}, tied with {counts[TIED]} and not resolved "
+                f"against {counts[NOT_RESOLVED]} "
                 f"of {len(details)} models" if details else "no comparison recorded")
     return Verdict(claim, f"ahead of every model, {PAIRED_CRITERION}", measured, combined(list(details.values())),
                    details)

@@ -52,8 +52,16 @@ TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "tes
 
 
 def load_grid(path: str | Path) -> dict:
-    """Read and check a grid file (:func:`check_grid`)."""
-    return check_grid(yaml.safe_load(Path(path).read_text()), str(path))
+    """Read and check a grid file (:func:`check_grid`). Its relative ``runs_dir`` and ``results_dir`` are
+    the repository's, where Snakemake runs (the folder above the grid file that holds
+    ``workflow/Snakefile``), so that a chapter or script run from elsewhere reads the same records."""
+    path = Path(path)
+    grid = check_grid(yaml.safe_load(path.read_text()), str(path))
+    root = next((folder for folder in path.resolve().parents if (folder / "workflow" / "Snakefile").exists()), None)
+    for key in ("runs_dir", "results_dir"):
+        if root is not None and not Path(grid[key]).is_absolute():
+            grid[key] = str(root / grid[key])
+    return grid
 
 
 def check_grid(grid: dict, path: str = "grid") -> dict:
@@ -244,26 +252,29 @@ def restore(grid: dict) -> list[Path]:
                 stamp = when + (1 if name == "gaps.json" else 0)  # gaps after the training it measures
                 os.utime(folder / name, (stamp, stamp))
         done.append(folder)
-    for dataset, run, seed in present:
-        restore_measurements(grid, dataset, run, seed)
+    for names in (("bdmc",), tuple(n for n in MEASUREMENT_KEYS if n != "bdmc")):  # certificates before the AIS they certify
+        for dataset, run, seed in present:
+            restore_measurements(grid, dataset, run, seed, names)
     return done
 
 
 RECORD_ONLY_KEYS = ("run", "seed", "profile", "budget", "wall_seconds", "command")  # what a record adds to a measurement
 
 
-def restore_measurements(grid: dict, dataset: str, run: str, seed: int) -> list[Path]:
+def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
+                         names: tuple[str, ...] = tuple(MEASUREMENT_KEYS)) -> list[Path]:
     """Write back ``RUN_DIR/<name>.json`` of a finished run (its folder has ``metrics.json``) for every
-    measurement whose committed record holds it and whose file is missing, dated like the run's other
-    files, so that Snakemake does not measure it again (an AIS of 500 images, a BDMC certificate).
-    Returns the files written."""
+    measurement of ``names`` whose committed record holds it and whose file is missing, dated one second
+    after the newest file it was measured from (the run's training and gaps, the AIS certificate's
+    ``bdmc.json``, a difficulty's reference run), so that Snakemake does not measure it again (an AIS of
+    500 images, a BDMC certificate). Returns the files written."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
     if not (folder / "metrics.json").exists():
         return []
     written = []
-    for name in MEASUREMENT_KEYS:
+    for name in names:
         target = folder / f"{name}.json"
         path = (run_measurement_path(grid, name, dataset, run, seed) if name in PER_RUN_MEASUREMENTS
                 else measurement_path(grid, name, dataset, seed))
@@ -275,10 +286,23 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int) -> list[
             continue
         values = {k: v for k, v in measured.items() if k not in (*RECORD_ONLY_KEYS, name)}
         target.write_text(json.dumps({**values, "run_dir": str(folder)}, indent=1))
-        stamp = (folder / "metrics.json").stat().st_mtime + 2  # after the run and its gaps, before the record
+        inputs = [f for f in _measured_from(grid, name, dataset, run, seed) if f.exists() and f != target]
+        stamp = max(f.stat().st_mtime for f in inputs) + 1  # after what it measured, before the record
         os.utime(target, (stamp, stamp))
         written.append(target)
     return written
+
+
+def _measured_from(grid: dict, name: str, dataset: str, run: str, seed: int) -> list[Path]:
+    """The run-folder files the Snakefile's rule for measurement ``name`` of one run reads."""
+    folders = [run_dir(grid, dataset, run, seed)]
+    spec = measurement(grid, name, dataset) or {}
+    if name == "difficulty" and spec.get("reference"):
+        folders.append(run_dir(grid, dataset, spec["reference"], seed))
+    files = [folder / f for folder in folders for f in ("metrics.json", "gaps.json")]
+    if name == "ais" and spec.get("certificate"):
+        files.append(run_dir(grid, dataset, spec["certificate"], seed) / "bdmc.json")
+    return files
 
 
 def park(grid: dict) -> list[Path]:
@@ -429,7 +453,7 @@ def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
 
 def measured_at(grid: dict, name: str, dataset: str, seed: int) -> list[str]:
     """The runs of a grouped measurement at ``seed``: its cells of that dataset and seed
-    (:func:`run_measurement_cells`; a run may be declared with fewer seeds than another, :func:`run_seeds`)."""
+    (:func:`run_measurement_cells`: a run's seeds, those a seed rule adds included, and the measurement's own)."""
     return [run for d, run, s in run_measurement_cells(grid, name) if (d, s) == (dataset, seed)]
 
 
@@ -472,7 +496,7 @@ def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: 
     provenance), the settings and the job's wall time; refused for a cell the measurement does not measure."""
     if (dataset, run, seed) not in run_measurement_cells(grid, name):
         raise ConfigError(f"{name} of {dataset}/{run}/seed {seed}: not a cell of the grid's {name} measurement "
-                          f"(its runs: {measurement(grid, name, dataset)['runs']}); no record is written")
+                          f"(its runs: {(measurement(grid, name, dataset) or {}).get('runs', [])}); no record is written")
     return {"dataset": dataset, "run": run, "seed": seed, "profile": grid["profile"], "budget": grid["budget"],
             name: measurement(grid, name, dataset), **_measured(grid, name, dataset, run, seed), "command": command}
 
@@ -480,10 +504,13 @@ def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: 
 RECORD_TOLERANCE = 1e-4  # nats: a run folder's test log p̂ beyond this from its committed record's is another model
 
 
-def check_recorded_model(grid: dict, dataset: str, run: str, seed: int) -> None:
+def check_recorded_model(grid: dict, dataset: str, run: str, seed: int, measured: dict | None = None) -> None:
     """Refuse to record a measurement of a run folder whose model is not the one of the run's committed
     record (a run retrained to be measured, on another machine or by other code): the measurement would
-    sit beside the record's numbers as if of one model. Raises :class:`ConfigError` naming both values."""
+    sit beside the record's numbers as if of one model. Compares the folder's test log p̂ and the gap
+    decomposition the measurement used (``measured["gap_subset"]`` when it has one, else the folder's
+    ``gaps.json``) with the record's; a gap decomposition of other images is named as such. Raises
+    :class:`ConfigError` naming both values."""
     from .training import read_json
 
     committed = record_path(grid, dataset, run, seed)
@@ -491,16 +518,27 @@ def check_recorded_model(grid: dict, dataset: str, run: str, seed: int) -> None:
         return
     folder = run_dir(grid, dataset, run, seed)
     record = read_json(committed, "restore it with git checkout")
-    gaps = read_json(folder / "gaps.json", "run the grid's gaps job first") if (folder / "gaps.json").exists() else {}
+    recorded_gaps = record.get("gaps", {})
+    rewrite = (f"({committed}): the run was retrained into another model; rewrite its record first "
+               f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
     pairs = [("test log p̂", read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll"),
               record.get("test_ll"))]
-    pairs += [(f"gap subset's {key}", gaps[key]["mean"], record["gaps"][key])
-              for key in ("log_px", "elbo_opt") if key in gaps and key in record.get("gaps", {})]
+    used = (measured or {}).get("gap_subset")
+    gaps = read_json(folder / "gaps.json", "run the grid's gaps job first") if (folder / "gaps.json").exists() else {}
+    if used is None and "diverged" not in gaps and gaps:  # a diverged run's gaps.json says so and holds no decomposition
+        used = {"n": gaps["n"], "subset_seed": gaps.get("subset_seed"), "is": gaps["log_px"]["mean"],
+                "elbo_opt": gaps["elbo_opt"]["mean"]}
+    if used is not None and recorded_gaps:
+        if (used["n"], used["subset_seed"]) != (recorded_gaps.get("n"), recorded_gaps.get("subset_seed")):
+            raise ConfigError(f"{folder}: its gap decomposition covers {used['n']} images (subset seed "
+                              f"{used['subset_seed']}), the committed record's {recorded_gaps.get('n')} (subset seed "
+                              f"{recorded_gaps.get('subset_seed')}, {committed}): rerun the grid's gaps job")
+        pairs += [("gap subset's log_px", used["is"], recorded_gaps.get("log_px")),
+                  ("gap subset's elbo_opt", used["elbo_opt"], recorded_gaps.get("elbo_opt"))]
     for what, ours, theirs in pairs:
         if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
             raise ConfigError(f"{folder}: its model's {what} {ours:.4f} is not the committed record's {theirs:.4f} "
-                              f"({committed}): the run was retrained into another model; rewrite its record first "
-                              f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
+                              + rewrite)
 
 
 def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
@@ -508,9 +546,12 @@ def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
     model checked against its committed record, :func:`check_recorded_model`)."""
     from .training import read_json
 
-    check_recorded_model(grid, dataset, run, seed)
     folder = run_dir(grid, dataset, run, seed)
     result = read_json(folder / f"{name}.json", f"run the grid's {name} job first")
+    check_recorded_model(grid, dataset, run, seed, result)
+    reference = measurement(grid, name, dataset).get("reference")
+    if reference:  # difficulty reads the reference's gap decomposition: its model is checked too
+        check_recorded_model(grid, dataset, reference, seed)
     result.pop("run_dir")
     return {**result, "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0]}
 
@@ -674,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     ``python -m gpvae.workflow ais|frontier|ood GRID_JSON DATASET RUN SEED``: the Snakefile's AIS,
     frontier and out-of-distribution jobs;
     ``python -m gpvae.workflow targets GRID.yaml DATASET SEED``: the record paths of one dataset and
-    seed (``make results`` gives them priority, so that one dataset completes first)."""
+    seed, relative to the working folder (``make results`` gives them priority from the repository, so that
+    one dataset completes first)."""
     import argparse
 
     from .training import _write_json
@@ -730,11 +772,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"restored the parked checkpoint of {args.dataset}/{args.run}/seed {args.seed}")
     else:
         grid = load_grid(args.grid)
-        print(" ".join([str(record_path(grid, d, r, s)) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]
-                       + [str(measurement_path(grid, name, d, s)) for name in GROUPED_MEASUREMENTS
-                          for d, s in measurement_cells(grid, name) if d == args.dataset and s == args.seed]
-                       + [str(run_measurement_path(grid, name, d, r, s)) for name in PER_RUN_MEASUREMENTS
-                          for d, r, s in run_measurement_cells(grid, name) if d == args.dataset and s == args.seed]))
+        paths = ([record_path(grid, d, r, s) for d, r, s in cells(grid) if d == args.dataset and s == args.seed]
+                 + [measurement_path(grid, name, d, s) for name in GROUPED_MEASUREMENTS
+                    for d, s in measurement_cells(grid, name) if d == args.dataset and s == args.seed]
+                 + [run_measurement_path(grid, name, d, r, s) for name in PER_RUN_MEASUREMENTS
+                    for d, r, s in run_measurement_cells(grid, name) if d == args.dataset and s == args.seed])
+        print(" ".join(os.path.relpath(path) for path in paths))  # Snakemake's targets, from where it runs
     return 0
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from gpvae import verdicts
-from gpvae.verdicts import FAILS, HOLDS, NOT_RESOLVED
+from gpvae.verdicts import FAILS, HOLDS, NOT_RESOLVED, TIED
 
 
 @pytest.mark.parametrize("values, outcome", [
@@ -13,6 +13,7 @@ from gpvae.verdicts import FAILS, HOLDS, NOT_RESOLVED
     ([0.5], NOT_RESOLVED),  # one seed resolves nothing, however large
     ([0.1, -0.05, 0.2], NOT_RESOLVED),  # within two sds of zero
     ([0.3, 0.3], HOLDS),  # sd 0: any positive mean clears the margin
+    ([0.0, 0.0], TIED), ([0.0], NOT_RESOLVED),  # one decoder by AIS: equal on every seed, resolved from two
 ])
 def test_the_paired_criterion(values, outcome):
     assert verdicts.paired(verdicts.spread(values)) == outcome
@@ -35,6 +36,8 @@ def test_likelihood_holds_only_against_every_model_and_fails_against_any():
     open_ = verdicts.likelihood(_differences(vae=[0.4, 0.5, 0.45], iwae=[0.3]))
     assert open_.outcome == NOT_RESOLVED and "**not resolved**" in open_.sentence()
     assert verdicts.likelihood(pd.DataFrame(columns=["mean", "sd", "n"])).outcome == NOT_RESOLVED
+    same_decoder = verdicts.likelihood(_differences(vae=[0.0, 0.0], iwae=[0.3, 0.35]))  # tied is not higher
+    assert same_decoder.outcome == FAILS and same_decoder.details["vae"] == TIED and "tied with 1" in same_decoder.measured
 
 
 def test_speed_needs_the_target_and_sa_vae():

@@ -41,7 +41,7 @@ def test_the_cpu_grid_controls_for_the_extra_epochs_of_the_warm_started_models()
     for run in wf.controls(cpu)["vae_extra"]:  # the same schedule as the models it controls for
         compared = wf.chapter_parameters(cpu, "omniglot", run, 2)
         assert (control["epochs"], control["options"]["init_from"]) == (compared["epochs"], compared["options"]["init_from"])
-    assert control["model"] == "vae" and control["options"] == {"init_from": "runs/workflow/cpu/omniglot/vae_seed2"}
+    assert control["model"] == "vae" and control["options"] == {"init_from": f"{cpu['runs_dir']}/omniglot/vae_seed2"}
 
 
 def test_bench_times_each_architecture_once(monkeypatch):
@@ -55,12 +55,12 @@ def test_bench_times_each_architecture_once(monkeypatch):
 def test_chapter_parameters_warm_start_and_overrides():
     cpu = grid("cpu")
     gp = wf.chapter_parameters(cpu, "fashion_mnist", "gp", 1)
-    assert gp["options"]["init_from"] == "runs/workflow/cpu/fashion_mnist/vae_seed1"
+    assert gp["options"]["init_from"] == str(REPO / "runs/workflow/cpu/fashion_mnist/vae_seed1")  # the repository's runs_dir
     assert gp["options"]["error_images"] == 2000 and gp["epochs"] == 0  # the dataset's override, the run's epochs
     assert gp["max_train"] == 20000 and gp["max_test"] == 500 and gp["eval_k"] == 500
     vae = wf.chapter_parameters(cpu, "mnist", "vae", 0)
     assert vae == {"model": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
-                   "eval_k": 1000, "seed": 0, "device": "cpu", "out": "runs/workflow/cpu/mnist/vae_seed0",
+                   "eval_k": 1000, "seed": 0, "device": "cpu", "out": str(REPO / "runs/workflow/cpu/mnist/vae_seed0"),
                    "options": {}}
     assert wf.chapter_parameters(grid("gpu"), "mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
 
@@ -111,11 +111,25 @@ def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path
     with pytest.raises(ConfigError, match=r"-98.2500 is not the committed record's -98.3100"):
         wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
     # the folder's gap decomposition, which AIS reads for the approximation gap, is checked the same way
-    committed.write_text(json.dumps({"test_ll": -98.25, "gaps": {"log_px": -97.5, "elbo_opt": -101.0}}))
-    (folder / "gaps.json").write_text(json.dumps({"log_px": {"mean": -97.5}, "elbo_opt": {"mean": -101.0}}))
+    committed.write_text(json.dumps({"test_ll": -98.25, "gaps": {"log_px": -97.5, "elbo_opt": -101.0, "n": 100,
+                                                                 "subset_seed": None}}))
+
+    def gaps(elbo_opt, n=100):
+        return {"log_px": {"mean": -97.5}, "elbo_opt": {"mean": elbo_opt}, "n": n, "subset_seed": None}
+
+    (folder / "gaps.json").write_text(json.dumps(gaps(-101.0)))
     assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0
-    (folder / "gaps.json").write_text(json.dumps({"log_px": {"mean": -97.5}, "elbo_opt": {"mean": -100.2}}))
+    (folder / "gaps.json").write_text(json.dumps(gaps(-100.2)))
     with pytest.raises(ConfigError, match=r"elbo_opt -100.2000 is not the committed record's -101.0000"):
+        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+    (folder / "gaps.json").write_text(json.dumps(gaps(-101.0, n=50)))
+    with pytest.raises(ConfigError, match="covers 50 images"):  # other images: named as such
+        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+    # an AIS with a gap subset is checked on the decomposition it used, not on the folder's later gaps.json
+    used = {"n": 100, "subset_seed": None, "is": -97.5, "elbo_opt": -100.7}
+    (folder / "ais.json").write_text(json.dumps({"mean": -97.0, "run_dir": str(folder), "gap_subset": used}))
+    (folder / "gaps.json").write_text(json.dumps(gaps(-101.0)))
+    with pytest.raises(ConfigError, match=r"elbo_opt -100.7000 is not the committed record's -101.0000"):
         wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
 
 
@@ -184,6 +198,27 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
         wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
     with pytest.raises(ConfigError, match="seed_rule"):
         wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
+
+
+def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_path, monkeypatch):
+    """Relative runs_dir and results_dir are the repository's (where Snakemake runs), not the caller's: a
+    chapter executed from book/ sees the same records, so the seed rule adds the same seeds."""
+    repo = tmp_path / "repo"
+    (repo / "workflow" / "config").mkdir(parents=True)
+    (repo / "workflow" / "Snakefile").write_text("")
+    spec = yaml.safe_load((REPO / "workflow" / "config" / "converged.yaml").read_text())
+    (repo / "workflow" / "config" / "converged.yaml").write_text(yaml.safe_dump(spec))
+    for run, test_ll in {"vae": -88.56, "gp": -88.50}.items():
+        path = repo / spec["results_dir"] / "mnist" / f"{run}_seed0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"test_ll": test_ll}))
+    monkeypatch.chdir(tmp_path)  # elsewhere: a relative results_dir would find nothing here
+    loaded = wf.load_grid(repo / "workflow" / "config" / "converged.yaml")
+    assert Path(loaded["results_dir"]) == repo / spec["results_dir"] and Path(loaded["runs_dir"]) == repo / spec["runs_dir"]
+    assert ("mnist", "gp", 2) in wf.cells(loaded) and ("mnist", "vae", 1) in wf.cells(loaded)
+    outside = tmp_path / "grid.yaml"  # a grid file outside any repository keeps its paths as written
+    outside.write_text(yaml.safe_dump(spec))
+    assert wf.load_grid(outside)["results_dir"] == spec["results_dir"]
 
 
 def test_dry_run_of_the_converged_profile(tmp_path):
@@ -430,8 +465,10 @@ def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smo
     assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 1
 
 
-def test_targets_of_one_dataset_and_seed(capsys):
-    """What `make results` prioritizes: the records of one dataset and seed, and nothing else."""
+def test_targets_of_one_dataset_and_seed(capsys, monkeypatch):
+    """What `make results` prioritizes: the records of one dataset and seed, and nothing else, as paths
+    Snakemake takes from the repository."""
+    monkeypatch.chdir(REPO)
     assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
     assert len(paths) == 21 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
