@@ -126,8 +126,7 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
     block = ais.get("gap_subset")
     gaps = (record or {}).get("gaps", {})
     if block is not None:
-        if (gaps.get("n"), gaps.get("subset_seed")) != (block["n"], block["subset_seed"]) or \
-                abs(gaps.get("elbo_opt", math.nan) - block["elbo_opt"]) > wf.RECORD_TOLERANCE:
+        if not gaps or wf.gap_decomposition_mismatch(block, gaps) is not None:
             return dict.fromkeys(GAP_SUBSET_COLUMNS, math.nan)  # the run's record was rewritten since
         optimum = block["is_from_optimum"]
         return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],

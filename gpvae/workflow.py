@@ -504,6 +504,21 @@ def run_measurement_record(grid: dict, name: str, dataset: str, run: str, seed: 
 RECORD_TOLERANCE = 1e-4  # nats: a run folder's test log p̂ beyond this from its committed record's is another model
 
 
+def gap_decomposition_mismatch(used: dict, recorded: dict) -> str | None:
+    """How a gap decomposition a measurement used (``n``, ``subset_seed``, mean ``is`` and ``elbo_opt``
+    [nats]) differs from a run record's ``gaps`` block (``n``, ``subset_seed``, ``log_px``, ``elbo_opt``),
+    or None when it is the record's: the same seeded images and the same values within
+    :data:`RECORD_TOLERANCE` (a value either side lacks is not compared)."""
+    if (used["n"], used.get("subset_seed")) != (recorded.get("n"), recorded.get("subset_seed")):
+        return (f"gap decomposition covers {used['n']} images (subset seed {used.get('subset_seed')}), the committed record's "
+                f"{recorded.get('n')} (subset seed {recorded.get('subset_seed')})")
+    for what, ours, theirs in [("log_px", used.get("is"), recorded.get("log_px")),
+                               ("elbo_opt", used.get("elbo_opt"), recorded.get("elbo_opt"))]:
+        if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
+            return f"gap subset's {what} {ours:.4f} is not the committed record's {theirs:.4f}"
+    return None
+
+
 def check_recorded_model(grid: dict, dataset: str, run: str, seed: int, measured: dict | None = None) -> None:
     """Refuse to record a measurement of a run folder whose model is not the one of the run's committed
     record (a run retrained to be measured, on another machine or by other code): the measurement would
@@ -521,24 +536,19 @@ def check_recorded_model(grid: dict, dataset: str, run: str, seed: int, measured
     recorded_gaps = record.get("gaps", {})
     rewrite = (f"({committed}): the run was retrained into another model; rewrite its record first "
                f"(snakemake --profile workflow/profiles/{grid['profile']} {committed})")
-    pairs = [("test log p̂", read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll"),
-              record.get("test_ll"))]
+    ours, theirs = read_json(folder / "metrics.json", "run the grid's train job first").get("test_ll"), record.get("test_ll")
+    if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
+        raise ConfigError(f"{folder}: its model's test log p̂ {ours:.4f} is not the committed record's {theirs:.4f} "
+                          + rewrite)
     used = (measured or {}).get("gap_subset")
     gaps = read_json(folder / "gaps.json", "run the grid's gaps job first") if (folder / "gaps.json").exists() else {}
     if used is None and "diverged" not in gaps and gaps:  # a diverged run's gaps.json says so and holds no decomposition
         used = {"n": gaps["n"], "subset_seed": gaps.get("subset_seed"), "is": gaps["log_px"]["mean"],
                 "elbo_opt": gaps["elbo_opt"]["mean"]}
-    if used is not None and recorded_gaps:
-        if (used["n"], used["subset_seed"]) != (recorded_gaps.get("n"), recorded_gaps.get("subset_seed")):
-            raise ConfigError(f"{folder}: its gap decomposition covers {used['n']} images (subset seed "
-                              f"{used['subset_seed']}), the committed record's {recorded_gaps.get('n')} (subset seed "
-                              f"{recorded_gaps.get('subset_seed')}, {committed}): rerun the grid's gaps job")
-        pairs += [("gap subset's log_px", used["is"], recorded_gaps.get("log_px")),
-                  ("gap subset's elbo_opt", used["elbo_opt"], recorded_gaps.get("elbo_opt"))]
-    for what, ours, theirs in pairs:
-        if ours is not None and theirs is not None and abs(ours - theirs) > RECORD_TOLERANCE:
-            raise ConfigError(f"{folder}: its model's {what} {ours:.4f} is not the committed record's {theirs:.4f} "
-                              + rewrite)
+    mismatch = gap_decomposition_mismatch(used, recorded_gaps) if used is not None and recorded_gaps else None
+    if mismatch is not None:
+        raise ConfigError(f"{folder}: its {mismatch} " + (f"({committed}): rerun the grid's gaps job"
+                                                          if "covers" in mismatch else rewrite))
 
 
 def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:

@@ -162,9 +162,11 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     gaps = {"vae": {"subset_seed": None, "n": 100, "elbo_opt": -99.0},  # the first images: not the AIS subset
             "gp": {"subset_seed": 2026, "n": 500, "elbo_opt": -99.0, "log_px_from_optimum": -97.2},  # the AIS subset
             "hf": {"subset_seed": None, "n": 100, "elbo_opt": -100.0},
-            "iaf": {"subset_seed": None, "n": 100, "elbo_opt": -99.5}}  # rewritten since its AIS: not that block's
+            "iaf": {"subset_seed": None, "n": 100, "elbo_opt": -99.5},  # rewritten since its AIS: not that block's
+            "rme": {"subset_seed": None, "n": 100, "elbo_opt": -100.0, "log_px": -97.5}}  # its IS is not the block's
     block["subset_seed"] = None
-    for run, extra in (("vae", {}), ("gp", {}), ("hf", {"gap_subset": block}), ("iaf", {"gap_subset": block})):
+    for run, extra in (("vae", {}), ("gp", {}), ("hf", {"gap_subset": block}), ("iaf", {"gap_subset": block}),
+                       ("rme", {"gap_subset": {**block, "is": -97.0}})):
         (tmp_path / "mnist" / "ais" / f"{run}_seed0.json").write_text(json.dumps(ais_record(run, **extra)))
         (tmp_path / "mnist" / f"{run}_seed0.json").write_text(json.dumps(
             {"dataset": "mnist", "run": run, "seed": 0, "test_ll": -98.0, "gaps": gaps[run]}))
@@ -175,6 +177,7 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     assert (table.loc["hf", ["gap_n", "gap_ais", "elbo_opt", "approximation_gap"]].tolist()
             == [100, -96.0, -100.0, 4.0])
     assert table.loc["iaf", ["gap_n", "approximation_gap"]].isna().all()
+    assert table.loc["rme", ["gap_n", "approximation_gap"]].isna().all()
 
 
 def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid():
