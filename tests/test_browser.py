@@ -39,7 +39,7 @@ EXPECTED = {
     "book/readings": (5, 6, 1),
     "book/amortization_gap": (2, 2, 1),
     "book/results": (3, 2, 1),
-    "book/converged": (3, 1, 1),
+    "book/converged": (4, 1, 1),
     "book/appendix_runs": (0, 12, 1),
     "book/reproduce": (0, 1, 0),
 }
