@@ -35,8 +35,18 @@ def summarize(runs: pd.DataFrame, value: str) -> pd.DataFrame:
 
 def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll") -> pd.DataFrame:
     """``reference`` minus every other run, seed by seed (only seeds both have): mean, sd, n per
-    (dataset, run). Positive means the reference is higher."""
-    wide = runs.pivot_table(index=["dataset", "seed"], columns="run", values=value)
+    (dataset, run). Positive means the reference is higher. Where ``runs`` has a ``certified`` column
+    (AIS rows: whether the dataset and seed's BDMC certificate held), also ``uncertified``: how many of
+    the matched seeds lack one (:func:`verdicts.paired` leaves such a difference not resolved).
+    Two rows for one dataset, seed and run are refused, not averaged."""
+    keys = ["dataset", "seed", "run"]
+    repeated = runs[runs.duplicated(keys, keep=False)]
+    if len(repeated):
+        raise ValueError(f"paired_differences: more than one row for (dataset, seed, run) "
+                         f"{sorted(set(map(tuple, repeated[keys].values.tolist())))}; select one profile or budget first")
+    wide = runs.pivot(index=["dataset", "seed"], columns="run", values=value).astype(float)
+    certified = (runs.pivot(index=["dataset", "seed"], columns="run", values="certified")
+                 if "certified" in runs else None)
     rows = []
     for dataset, table in wide.groupby(level="dataset"):
         if reference not in table:
@@ -44,9 +54,14 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
         for run in table.columns.drop(reference):
             diff = (table[reference] - table[run]).dropna()
             if len(diff):
-                rows.append({"dataset": dataset, "run": run, "mean": diff.mean(),
-                             "sd": diff.std(ddof=1) if len(diff) > 1 else math.nan, "n": len(diff)})
-    return pd.DataFrame(rows, columns=["dataset", "run", "mean", "sd", "n"]).set_index(["dataset", "run"])
+                row = {"dataset": dataset, "run": run, "mean": diff.mean(),
+                       "sd": diff.std(ddof=1) if len(diff) > 1 else math.nan, "n": len(diff)}
+                if certified is not None:
+                    held = certified.loc[diff.index, [reference, run]].astype(bool).all(axis=1)
+                    row["uncertified"] = int((~held).sum())
+                rows.append(row)
+    columns = ["dataset", "run", "mean", "sd", "n"] + (["uncertified"] if certified is not None else [])
+    return pd.DataFrame(rows, columns=columns).set_index(["dataset", "run"])
 
 
 LOST_GROUND_NATS = 1.0

@@ -10,7 +10,9 @@ and :data:`NOT_RESOLVED`, and a paired difference a fourth, :data:`TIED`:
   :data:`MARGIN_SDS` sample sds over at least :data:`MIN_SEEDS` seeds, fails when below zero by that
   margin, and is not resolved otherwise (one seed, or a mean within the margin). It is tied when it is
   exactly zero on every one of at least :data:`MIN_SEEDS` seeds (two runs with one decoder, by AIS):
-  resolved, and not higher, so a claim of "higher" fails on it.
+  resolved, and not higher, so a claim of "higher" fails on it. A difference of AIS values on a seed
+  whose BDMC certificate failed (row ``uncertified`` > 0) is not resolved whatever its size: either
+  value may fall short of log p(x) by more than the difference.
 * **1. Likelihood** (:func:`likelihood`): GP-RF's test log-likelihood minus each model's, paired: the
   claim holds when it holds against every model, fails when it fails against any, else not resolved.
 * **2. Speed** (:func:`speed`): one pass of GP-RF costs at most :data:`SPEED_TARGET` × the VAE's
@@ -66,6 +68,8 @@ def spread(values) -> pd.Series:
 def paired(difference: Mapping) -> str:
     """The paired-difference criterion for a row with ``mean``, ``sd`` and ``n`` over matched seeds."""
     n, mean, sd = difference["n"], difference["mean"], difference["sd"]
+    if difference.get("uncertified", 0) > 0:
+        return NOT_RESOLVED
     if n >= MIN_SEEDS and mean == 0 and sd == 0:
         return TIED
     if n >= MIN_SEEDS and not math.isnan(sd) and mean > MARGIN_SDS * sd:
@@ -89,9 +93,12 @@ def likelihood(differences: pd.DataFrame, claim: str = "1. Higher test log-likel
     """Claim 1 from GP-RF's paired differences against each model (rows: models; ``mean``, ``sd``, ``n``)."""
     details = {str(model): paired(row) for model, row in differences.iterrows()}
     counts = {o: sum(v == o for v in details.values()) for o in (HOLDS, FAILS, NOT_RESOLVED, TIED)}
+    uncertified = int((differences["uncertified"] > 0).sum()) if "uncertified" in differences else 0
     measured = (f"ahead of {counts[HOLDS]}, behind {counts[FAILS]}, tied with {counts[TIED]} and not resolved "
                 f"against {counts[NOT_RESOLVED]} "
                 f"of {len(details)} models" if details else "no comparison recorded")
+    if uncertified:
+        measured += f" ({uncertified} of them not resolved because their AIS has no BDMC certificate)"
     return Verdict(claim, f"ahead of every model, {PAIRED_CRITERION}", measured, combined(list(details.values())),
                    details)
 

@@ -33,6 +33,30 @@ def test_paired_differences_use_only_seeds_both_runs_have():
     assert ("omniglot", "vae") not in report.paired_differences(report.frame(RECORDS), "gp").index
 
 
+def test_two_rows_for_one_seed_are_refused_not_averaged():
+    with pytest.raises(ValueError, match=r"more than one row.*'mnist', 0, 'vae'"):
+        report.paired_differences(report.frame(RECORDS + [record("mnist", "vae", 0, -80.0)]), "gp")
+
+
+def test_an_ais_difference_without_a_certificate_is_not_resolved_whatever_its_size():
+    # seed 0 certified on mnist, seed 1 not; on fashion no seed certified: a 20-nat lead stays unresolved
+    rows = [("mnist", 0, "gp", -90.0, True), ("mnist", 0, "vae", -91.0, True),
+            ("mnist", 1, "gp", -90.1, False), ("mnist", 1, "vae", -91.2, False),
+            ("mnist", 2, "gp", -90.2, True), ("mnist", 2, "vae", -91.1, True),
+            ("fashion", 0, "gp", -1860.0, False), ("fashion", 0, "vae", -1880.0, False),
+            ("fashion", 1, "gp", -1861.0, False), ("fashion", 1, "vae", -1881.0, False)]
+    ais = pd.DataFrame(rows, columns=["dataset", "seed", "run", "ais", "certified"])
+    diff = report.paired_differences(ais, "gp", value="ais")
+    assert diff.loc[("mnist", "vae"), "uncertified"] == 1 and diff.loc[("fashion", "vae"), "uncertified"] == 2
+    assert verdicts.paired(diff.loc[("fashion", "vae")]) == verdicts.NOT_RESOLVED
+    assert verdicts.paired(diff.loc[("mnist", "vae")]) == verdicts.NOT_RESOLVED
+    certified = report.paired_differences(ais[ais.certified], "gp", value="ais").loc[("mnist", "vae")]
+    assert certified["uncertified"] == 0 and verdicts.paired(certified) == verdicts.HOLDS
+    decided = verdicts.likelihood(diff.xs("fashion", level="dataset"))
+    assert decided.outcome == verdicts.NOT_RESOLVED and "no BDMC certificate" in decided.measured
+    assert "uncertified" not in report.paired_differences(report.frame(RECORDS), "gp")  # IS rows carry none
+
+
 def test_missing_cells_are_the_grid_minus_the_records():
     grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
     absent = report.missing(grid, RECORDS)
