@@ -405,25 +405,30 @@ def read_gaps(run_dir: str | Path, model: LatentVariableModel) -> dict:
     return {**gaps, "indices": gaps.get("indices", list(range(gaps["n"]))), "model_checked": recorded is not None}
 
 
+GAP_SUBSET_SEED_OFFSET = 10_000  # the seed of the gap subset's own AIS chains is the run's seed + this
+
+
 def _ais_on_gap_subset(model: LatentVariableModel, data: datasets.ImageData, gaps: dict, indices: torch.Tensor,
                        ais_values: torch.Tensor, settings: AISSettings, config: TrainConfig, dev: torch.device) -> dict:
     """AIS on the images of a gap decomposition (:func:`read_gaps`) and the approximation gap by AIS,
     AIS − ELBO(q*) per image [nats]: values of images in the AIS subset (``indices``, ``ais_values``) are
-    reused, the others annealed with the same settings and seed."""
+    reused, the others annealed with the same settings and the run's seed + :data:`GAP_SUBSET_SEED_OFFSET`
+    (a stream of their own: with the AIS subset's seed their chains would start from the same draws as
+    its first images', and their errors would be correlated)."""
     if len(gaps["elbo_opt"]["per_example"]) != len(gaps["indices"]):
         raise RunFolderError(f"gaps.json of {config.run_dir}: {len(gaps['indices'])} indices but "
                              f"{len(gaps['elbo_opt']['per_example'])} values of ELBO(q*): it is damaged; rerun --gaps")
     known = dict(zip(indices.tolist(), ais_values.tolist()))
     missing = [i for i in gaps["indices"] if i not in known]
-    seconds = 0.0
+    seconds, seed = 0.0, config.seed + GAP_SUBSET_SEED_OFFSET
     if missing:
-        extra = ais_log_likelihood(model, data.test[torch.tensor(missing)], settings, config.batch_size, dev, config.seed)
+        extra = ais_log_likelihood(model, data.test[torch.tensor(missing)], settings, config.batch_size, dev, seed)
         known.update(zip(missing, extra["per_example"].tolist()))
         seconds = extra["seconds"]
     values = torch.tensor([known[i] for i in gaps["indices"]], dtype=torch.float64)
     gap = values - torch.tensor(gaps["elbo_opt"]["per_example"], dtype=torch.float64)
     return {"n": len(values), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
-            "annealed": len(missing), "seconds": seconds, "model_checked": gaps["model_checked"],
+            "annealed": len(missing), "annealed_seed": seed if missing else None, "seconds": seconds, "model_checked": gaps["model_checked"],
             "mean": values.mean().item(), "per_example": [round(v, 4) for v in values.tolist()],
             "is": gaps["log_px"]["mean"], "is_eval_k": gaps.get("eval_k"), "elbo_opt": gaps["elbo_opt"]["mean"],
             "is_from_optimum": gaps.get("log_px_from_optimum", {}).get("mean"),

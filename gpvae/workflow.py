@@ -39,6 +39,9 @@ MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("
                     "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
                     "frontier": ("runs", "settings", "repeats"),
                     "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
+# Keys of a measurement that count images, chains, samples or repeats: positive integers.
+POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
+                             "frontier": ("repeats",), "ood": ("images", "elbo_samples")}
 # A measurement may also name the ``seeds`` it measures (default: every seed its runs have, a seed rule's included).
 MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
@@ -104,11 +107,27 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             unknown = set(measured_runs(spec)) - set(grid["runs"])
             if unknown:
                 raise ConfigError(f"{path}: {name} names unknown runs {sorted(unknown)}")
+            for key in POSITIVE_MEASUREMENT_KEYS.get(name, ()):
+                if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < 1:
+                    raise ConfigError(f"{path}: {name} of {dataset}: {key} takes a positive integer, got {spec[key]!r}")
+            for key, optional in (("subset_seed", True), ("ood_seed", False)):  # subset_seed null: the first images
+                value = spec.get(key, 0)
+                if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise ConfigError(f"{path}: {name} of {dataset}: {key} takes an integer"
+                                      + (" or null (the first images)" if optional else "") + f", got {value!r}")
             if name == "bdmc":
                 try:
                     bdmc_settings(spec)
                 except (TypeError, ValueError) as err:
                     raise ConfigError(f"{path}: bdmc of {dataset}: {err}") from None
+                if not isinstance(spec["max_width"], (int, float)) or not spec["max_width"] > 0:
+                    raise ConfigError(f"{path}: bdmc of {dataset}: max_width takes a positive number of nats, "
+                                      f"got {spec['max_width']!r}")
+            if name == "ais":
+                bdmc = measurement(grid, "bdmc", dataset)
+                if bdmc is None or spec["certificate"] not in bdmc["runs"]:
+                    raise ConfigError(f"{path}: ais of {dataset}: its certificate run {spec['certificate']!r} has no "
+                                      "bdmc measurement on that dataset (add it to the grid's bdmc runs)")
     for dataset, run, seed in cells(grid):
         try:
             chapter_parameters(grid, dataset, run, seed)
@@ -399,8 +418,12 @@ def _certified_ais(grid: dict, dataset: str, seed: int) -> tuple[dict, object]:
 
     spec, bdmc_spec = measurement(grid, "ais", dataset), measurement(grid, "bdmc", dataset)
     folder = run_dir(grid, dataset, spec["certificate"], seed)
-    certificate = certified_setting(read_json(folder / "bdmc.json", "run the grid's bdmc job first"),
-                                    bdmc_spec["max_width"])
+    bdmc = read_json(folder / "bdmc.json", "run the grid's bdmc job first")
+    if "diverged" in bdmc:
+        raise ConfigError(f"{dataset} seed {seed}: the AIS certificate run {spec['certificate']!r} diverged "
+                          f"({bdmc['diverged']}), so no BDMC certificate fixes T for this dataset and seed; "
+                          "name a run that trained as the grid's ais certificate")
+    certificate = certified_setting(bdmc, bdmc_spec["max_width"])
     return certificate, AISSettings(steps=certificate["steps"], chains=spec["chains"], leapfrog=certificate["leapfrog"])
 
 

@@ -162,6 +162,8 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
         result = json.loads((tmp_path / "vae" / "ais.json").read_text())
         block, gaps = result["gap_subset"], json.loads((tmp_path / "vae" / "gaps.json").read_text())
         assert block["indices"] == gaps["indices"] and block["annealed"] == annealed and block["model_checked"]
+        # the images annealed for the gap subset have chains of their own seed (run seed 0 + the offset)
+        assert block["annealed_seed"] == (training.GAP_SUBSET_SEED_OFFSET if annealed else None)
         assert result["per_example"] == ais["vae"]["per_example"]  # the AIS subset's values do not move
         if annealed == 0:
             assert block["per_example"] == [result["per_example"][result["indices"].index(i)] for i in gaps["indices"]]

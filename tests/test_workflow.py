@@ -77,12 +77,28 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["difficulty"].update(reference="nothing"), r"difficulty names unknown runs \['nothing'\]"),
     (lambda g: g["bdmc"].update(leapfrog=[5, 1]), "bdmc of mnist: AIS leapfrog steps .* one L or one per T"),
     (lambda g: g["ais"].update(leapfrog=5), "ais of mnist needs exactly the keys"),  # the certificate fixes L
+    (lambda g: g["ais"].update(chains=0), "ais of mnist: chains takes a positive integer, got 0"),
+    (lambda g: g["ais"].update(subset=-5), "ais of mnist: subset takes a positive integer, got -5"),
+    (lambda g: g["ais"].update(subset_seed="2026"), "ais of mnist: subset_seed takes an integer or null"),
+    (lambda g: g["ais"].update(certificate="iwae"), "certificate run 'iwae' has no bdmc measurement"),
+    (lambda g: g["bdmc"].update(images=0.5), "bdmc of mnist: images takes a positive integer"),
+    (lambda g: g["bdmc"].update(max_width=0), "bdmc of mnist: max_width takes a positive number"),
+    (lambda g: g["k_curve"].update(max_test=True), "k_curve of mnist: max_test takes a positive integer"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
     bad = grid("cpu")
     change(bad)
     with pytest.raises(ConfigError, match=message):
         wf.check_grid(bad)
+
+
+def test_an_ais_job_whose_certificate_run_diverged_names_it(tmp_path):
+    cpu = {**grid("cpu"), "runs_dir": str(tmp_path)}
+    folder = wf.run_dir(cpu, "mnist", "vae", 0)
+    folder.mkdir(parents=True)
+    (folder / "bdmc.json").write_text(json.dumps({"diverged": "non-finite loss at epoch 3", "run_dir": str(folder)}))
+    with pytest.raises(ConfigError, match=r"mnist seed 0: the AIS certificate run 'vae' diverged \(non-finite loss"):
+        wf.ais_measurement(cpu, "mnist", "gp", 0)
 
 
 def test_the_certified_ais_setting_is_the_cheapest_within_the_width_else_the_costliest():
