@@ -283,10 +283,11 @@ RECORD_ONLY_KEYS = ("run", "seed", "profile", "budget", "wall_seconds", "command
 def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
                          names: tuple[str, ...] = tuple(MEASUREMENT_KEYS)) -> list[Path]:
     """Write back ``RUN_DIR/<name>.json`` of a finished run (its folder has ``metrics.json``) for every
-    measurement of ``names`` whose committed record holds it and whose file is missing, dated one second
-    after the newest file it was measured from (the run's training and gaps, the AIS certificate's
-    ``bdmc.json``, a difficulty's reference run), so that Snakemake does not measure it again (an AIS of
-    500 images, a BDMC certificate). Returns the files written."""
+    measurement of ``names`` whose committed record holds it, measured with the grid's settings of it
+    (:func:`measurement_settings`; a record of other settings is left to be measured again), and whose
+    file is missing, dated one second after the newest file it was measured from (the run's training and
+    gaps, the AIS certificate's ``bdmc.json``, a difficulty's reference run), so that Snakemake does not
+    measure it again (an AIS of 500 images, a BDMC certificate). Returns the files written."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
@@ -301,7 +302,7 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
             continue
         saved = read_json(path, "a committed record")
         measured = saved if name in PER_RUN_MEASUREMENTS else saved.get("runs", {}).get(run)
-        if measured is None:
+        if measured is None or recorded_settings(saved, name) != measurement_settings(grid, name, dataset):
             continue
         values = {k: v for k, v in measured.items() if k not in (*RECORD_ONLY_KEYS, name)}
         target.write_text(json.dumps({**values, "run_dir": str(folder)}, indent=1))
@@ -377,6 +378,71 @@ def measurement(grid: dict, name: str, dataset: str) -> dict | None:
     spec = {**grid[name], **(grid["datasets"][dataset] or {}).get(name, {})}
     skipped = (grid["datasets"][dataset] or {}).get("skip", [])
     return {**spec, "runs": [run for run in spec.get("runs", []) if run not in skipped]}
+
+
+def measurement_settings(grid: dict, name: str, dataset: str) -> dict | None:
+    """What a value of measurement ``name`` on ``dataset`` depends on: its spec (:func:`measurement`)
+    without the runs and seeds it covers (adding a run does not change the others' values)."""
+    spec = measurement(grid, name, dataset)
+    return None if spec is None else recorded_settings({name: spec}, name)
+
+
+def recorded_settings(record: dict, name: str) -> dict:
+    """The settings (:func:`measurement_settings`) a committed record of measurement ``name`` was made with."""
+    return {k: v for k, v in (record.get(name) or {}).items() if k not in ("runs", "seeds")}
+
+
+def settings_path(grid: dict, name: str, dataset: str) -> Path:
+    """``RUNS_DIR/<dataset>/<name>.settings.json``: the file whose date is that of the measurement's
+    settings on this machine (:func:`date_settings`); every job of the measurement reads it."""
+    return Path(grid["runs_dir"]) / dataset / f"{name}.settings.json"
+
+
+def date_settings(grid: dict) -> list[Path]:
+    """Write :func:`settings_path` of every measurement and dataset of the grid whose settings
+    (:func:`measurement_settings`) differ from the file's, dated now, so that Snakemake (rerun-triggers
+    mtime) measures again every run whose value predates a change of its settings. A file written for the
+    first time is dated at the epoch: the values already on this machine are taken as measured with these
+    settings (a committed record of other settings is never restored, :func:`restore_measurements`).
+    Returns the files written."""
+    written = []
+    for name in MEASUREMENT_KEYS:
+        for dataset in grid["datasets"]:
+            settings = measurement_settings(grid, name, dataset)
+            path = settings_path(grid, name, dataset)
+            if settings is None or (path.exists() and json.loads(path.read_text()) == settings):
+                continue
+            first = not path.exists()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(settings, indent=1, sort_keys=True))
+            if first:
+                os.utime(path, (0, 0))
+            written.append(path)
+    return written
+
+
+def stale_records(grid: dict) -> list[Path]:
+    """Committed measurement records measured with other settings than the grid's
+    (:func:`measurement_settings`) whose run-folder file this machine lacks (a fresh machine): Snakemake
+    would keep them as they are. Where the file is present, :func:`date_settings` has it measured again."""
+    from .training import read_json
+
+    stale = []
+    for name in MEASUREMENT_KEYS:
+        per_run = name in PER_RUN_MEASUREMENTS
+        cells = run_measurement_cells(grid, name) if per_run else [
+            (dataset, None, seed) for dataset, seed in measurement_cells(grid, name)]
+        for dataset, run, seed in cells:
+            path = (run_measurement_path(grid, name, dataset, run, seed) if per_run
+                    else measurement_path(grid, name, dataset, seed))
+            if not path.exists():
+                continue
+            saved = read_json(path, "a committed record")
+            runs = [run] if per_run else list(saved.get("runs", {}))
+            if recorded_settings(saved, name) != measurement_settings(grid, name, dataset) and not all(
+                    (run_dir(grid, dataset, r, seed) / f"{name}.json").exists() for r in runs):
+                stale.append(path)
+    return stale
 
 
 def measured_runs(spec: dict) -> list[str]:

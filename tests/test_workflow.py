@@ -437,6 +437,43 @@ def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke
                              "device": "cpu", "data_dir": str(data_dir())}))
 
 
+def _planned(spec: dict, folder: Path, env: dict) -> dict[str, int]:
+    """The jobs a dry run of grid ``spec`` (written to ``folder``) plans, per rule."""
+    config = folder / "grid.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--cores", "1", "--rerun-triggers", "mtime", "-n"],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    return {line.split()[0]: int(line.split()[1]) for line in plan.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+@requires_data
+def test_a_measurement_whose_settings_changed_is_measured_again_and_its_old_record_not_restored(smoke_grid, tmp_path):
+    spec, root, _, env = smoke_grid
+    shutil.copytree(root / "runs", tmp_path / "runs")  # this machine, after the grid ran
+    shutil.copytree(root / "results", tmp_path / "results")
+    here = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    assert _planned(here, tmp_path, env).get("k_curve", 0) == 0  # the same settings: nothing to measure
+    other_ks = {**here, "k_curve": {**here["k_curve"], "eval_ks": [2, 4]}}
+    planned = _planned(other_ks, tmp_path, env)
+    assert planned["k_curve"] == 2 and planned.get("ais", 0) == 0 and planned.get("train", 0) == 0, planned
+    # a fresh machine cannot measure a committed AIS record of another subset again in place: refused, named
+    fresh = {**spec, "runs_dir": str(tmp_path / "fresh_runs"), "results_dir": str(tmp_path / "results"),
+             "ais": {**spec["ais"], "subset": 4}}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(fresh))
+    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(tmp_path / "grid.yaml"), "--cores", "1", "-n"],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    said = plan.stdout + plan.stderr
+    assert plan.returncode != 0 and "measured with other settings than the grid declares" in said, said[-3000:]
+    assert "ais/vae_seed0.json" in said and "ais/gp_seed0.json" in said
+    assert not (tmp_path / "fresh_runs" / "mnist" / "vae_seed0" / "ais.json").exists()  # not restored either
+    (tmp_path / "results" / "mnist" / "ais" / "vae_seed0.json").unlink()  # git rm: measured with the new subset
+    (tmp_path / "results" / "mnist" / "ais" / "gp_seed0.json").unlink()
+    planned = _planned(fresh, tmp_path, env)
+    assert planned["ais"] == 2 and planned.get("bdmc", 0) == 0 and planned.get("train", 0) == 0, planned
+
+
 @requires_data
 def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, tmp_path):
     spec, root, _, _ = smoke_grid
