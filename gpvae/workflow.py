@@ -388,8 +388,12 @@ def measurement_settings(grid: dict, name: str, dataset: str) -> dict | None:
 
 
 def recorded_settings(record: dict, name: str) -> dict:
-    """The settings (:func:`measurement_settings`) a committed record of measurement ``name`` was made with."""
-    return {k: v for k, v in (record.get(name) or {}).items() if k not in ("runs", "seeds")}
+    """The settings (:func:`measurement_settings`) a committed record of measurement ``name`` was made
+    with: the values of the keys the measurement takes now (:data:`MEASUREMENT_KEYS`; None where the
+    record predates a key). A key it no longer takes is not a setting of it (ais's L, which the BDMC
+    certificate now fixes and the record's ``settings`` state)."""
+    spec = record.get(name) or {}
+    return {k: spec.get(k) for k in MEASUREMENT_KEYS[name] if k != "runs"}
 
 
 def settings_path(grid: dict, name: str, dataset: str) -> Path:

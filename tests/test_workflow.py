@@ -437,6 +437,15 @@ def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke
                              "device": "cpu", "data_dir": str(data_dir())}))
 
 
+def test_recorded_settings_are_the_keys_a_measurement_takes_now():
+    record = {"ais": {"runs": ["vae"], "subset": 500, "subset_seed": 2026, "chains": 1, "leapfrog": 5,
+                      "certificate": "vae"}}  # before the certificate fixed L
+    converged = grid("converged")
+    assert wf.recorded_settings(record, "ais") == wf.measurement_settings(converged, "ais", "mnist")
+    del record["ais"]["chains"]  # a record without a key the measurement takes: other settings
+    assert wf.recorded_settings(record, "ais") != wf.measurement_settings(converged, "ais", "mnist")
+
+
 def _planned(spec: dict, folder: Path, env: dict) -> dict[str, int]:
     """The jobs a dry run of grid ``spec`` (written to ``folder``) plans, per rule."""
     config = folder / "grid.yaml"
