@@ -5,7 +5,7 @@ chains per image start at z ~ p(z) and follow the geometric path π_β(z) ∝ p(
 temperatures 0 = β_0 < … < β_T = 1, each step adding (β_t − β_{t−1}) log p(x | z) to the chain's log
 weight (accumulated in float64) and then moving z by one Hamiltonian Monte Carlo transition that leaves
 π_{β_t} invariant (``leapfrog`` steps; the step size, shared by the batch's chains, adapted towards
-``target_accept`` on their mean acceptance probability).
+``target_accept`` on their mean acceptance probability, or frozen from a pilot run: :data:`ADAPT`).
 log p̂(x) = log-mean-exp of the C log weights: a stochastic lower bound, E[log p̂(x)] ≤ log p(x).
 
 BDMC (Grosse et al. 2015) brackets the true value on data simulated from the model, (z, x) ~ p(z) p(x | z):
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -47,7 +47,7 @@ class AISSettings:
     target_accept: float = 0.65  # acceptance rate the per-chain step size is adapted towards
     adapt_rate: float = 0.05  # log step size moves by adapt_rate × (acceptance probability − target)
     schedule: str = "sigmoid"  # "sigmoid" or "linear" in β
-    adapt: str = "batch"  # step size shared by the whole batch ("batch", Wu et al.) or by an image's chains ("image")
+    adapt: str = "batch"  # "batch" (Wu et al.), "image" or "pilot" (frozen from a pilot run): see ADAPT
 
     def __post_init__(self):
         if self.steps < 1 or self.chains < 1 or self.leapfrog < 1 or self.step_size <= 0:
@@ -56,11 +56,15 @@ class AISSettings:
             raise ValueError(f"AIS schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         if self.adapt not in ADAPT:
             raise ValueError(f"AIS step-size adaptation {self.adapt!r} is not one of {', '.join(ADAPT)}")
+        if self.adapt == "image" and self.chains < 2:
+            raise ValueError("AIS step-size adaptation 'image' with one chain adapts every chain on its own past "
+                             "acceptance: use 'batch' or 'pilot', or several chains")
 
     @property
     def decoder_passes(self) -> int:
-        """Decoder passes (forward and backward) per image: T transitions of L leapfrog steps, C chains."""
-        return self.steps * self.leapfrog * self.chains
+        """Decoder passes (forward and backward) per image: T transitions of L leapfrog steps, C chains
+        (and as many again for a pilot run)."""
+        return self.steps * self.leapfrog * self.chains * (2 if self.adapt == "pilot" else 1)
 
 
 def settings_grid(steps: list[int], leapfrog: int | list[int], **common) -> list[AISSettings]:
@@ -84,9 +88,16 @@ def temperatures(steps: int, schedule: str = "sigmoid") -> torch.Tensor:
 
 
 SCHEDULES = ("sigmoid", "linear")
-# One step size per chain, adapted on that chain's own acceptance, makes its kernel depend on its own past;
-# a step size shared by the batch's chains (Wu et al.) keeps that dependence negligible.
-ADAPT = ("batch", "image")
+# How the leapfrog step size follows the acceptance rate. "batch" (Wu et al.): one step size shared by the
+# batch's chains, adapted on their mean acceptance as they anneal; "image": one per image, on its chains'
+# mean. Either makes a transition depend on the states before it (weakly, through the batch's mean), so the
+# estimate is unbiased only in the limit. "pilot": a pilot run of the batch's images on a stream of its own
+# (seed + PILOT_SEED_OFFSET) adapts the shared step size; the run itself then follows the pilot's step-size
+# schedule, frozen, so that its kernels do not depend on its own states and E[p̂(x)] = p(x) exactly, at
+# twice the decoder passes.
+ADAPT = ("batch", "image", "pilot")
+PILOT_SEED_OFFSET = 2_000_003
+REVERSE_PILOT_SEEDS = 500_000  # the reverse runs' pilots: seeds apart from the forward runs' (seed + batch number)
 
 
 def log_likelihood_and_grad(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor):
@@ -131,23 +142,44 @@ def hmc_transition(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor,
 
 
 def anneal(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, betas: torch.Tensor,
-           settings: AISSettings) -> tuple[torch.Tensor, dict]:
+           settings: AISSettings, step_sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Run chains started at ``z`` (C, B, d), an exact sample of π_{β_0}, along ``betas`` (forward:
-    0 → 1; reverse: 1 → 0). Returns the log weights Σ_t (β_t − β_{t−1}) log p(x | z_{t−1}) (C, B) in
-    float64 and the mean acceptance probability and final step sizes."""
+    0 → 1; reverse: 1 → 0), the step size adapted as ``settings.adapt`` says, or with ``step_sizes`` (T,)
+    the step size of every transition, fixed. Returns the log weights Σ_t (β_t − β_{t−1}) log p(x | z_{t−1})
+    (C, B) in float64 and the mean acceptance probability, the final median step size and the batch's
+    step size at each transition, ``step_sizes`` (T,) (the shared one; with "image", the median)."""
     log_w = torch.zeros(z.shape[:-1], dtype=torch.float64, device=z.device)
     step_size = torch.full(z.shape[:-1], settings.step_size, device=z.device)
     log_lik, grad_log_lik = log_likelihood_and_grad(model, x, z)
     acceptance = torch.zeros((), dtype=torch.float64, device=z.device)
+    used = []
     for t in range(1, len(betas)):
+        if step_sizes is not None:
+            step_size = torch.full(z.shape[:-1], step_sizes[t - 1].item(), device=z.device)
+        used.append(step_size.median())
         log_w += (betas[t] - betas[t - 1]).item() * log_lik.double()
         z, accept_prob, log_lik, grad_log_lik = hmc_transition(model, x, z, log_lik, grad_log_lik, betas[t].item(),
                                                               step_size, settings.leapfrog)
-        shared = accept_prob.mean(0, keepdim=True) if settings.adapt == "image" else accept_prob.mean()
-        step_size = step_size * torch.exp(settings.adapt_rate * (shared - settings.target_accept))
+        if step_sizes is None:
+            shared = accept_prob.mean(0, keepdim=True) if settings.adapt == "image" else accept_prob.mean()
+            step_size = step_size * torch.exp(settings.adapt_rate * (shared - settings.target_accept))
         acceptance += accept_prob.double().mean()
     return log_w, {"acceptance": (acceptance / (len(betas) - 1)).item(),
-                   "step_size_median": step_size.median().item()}
+                   "step_size_median": step_size.median().item(), "step_sizes": torch.stack(used).cpu()}
+
+
+def _pilot_step_sizes(model: LatentVariableModel, x: torch.Tensor, z_start, betas: torch.Tensor,
+                      settings: AISSettings, seed: int) -> torch.Tensor | None:
+    """With ``settings.adapt == "pilot"``, the step-size schedule (T,) of a batch-adapted pilot run on
+    ``x`` from ``z_start()`` on a stream seeded with ``seed`` + :data:`PILOT_SEED_OFFSET`, leaving the
+    caller's random stream as it was; else None (the run adapts as it goes)."""
+    if settings.adapt != "pilot":
+        return None
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + PILOT_SEED_OFFSET)
+        _, record = anneal(model, x, z_start(), betas, replace(settings, adapt="batch"))
+    return record["step_sizes"]
 
 
 def _dtype(model: LatentVariableModel) -> torch.dtype:
@@ -176,11 +208,15 @@ def ais_log_likelihood(model: LatentVariableModel, x: torch.Tensor, settings: AI
     torch.manual_seed(seed)
     values, acceptance, started = [], [], time.perf_counter()
     with frozen(model):
-        for part in progress(_image_batches(len(x), settings, batch_size), desc=f"AIS, T={settings.steps}",
-                             unit="batch"):
+        for number, part in enumerate(progress(_image_batches(len(x), settings, batch_size),
+                                               desc=f"AIS, T={settings.steps}", unit="batch")):
             xb = x[part].to(device)
-            z = torch.randn(settings.chains, len(xb), model.latent_dim, device=device, dtype=_dtype(model))
-            log_w, record = anneal(model, xb, z, betas, settings)
+
+            def prior_draw():
+                return torch.randn(settings.chains, len(xb), model.latent_dim, device=device, dtype=_dtype(model))
+
+            schedule = _pilot_step_sizes(model, xb, prior_draw, betas, settings, seed + number)
+            log_w, record = anneal(model, xb, prior_draw(), betas, settings, schedule)
             values.append(_log_mean_exp(log_w).cpu())
             acceptance.append(record["acceptance"])
     per_example = torch.cat(values)
@@ -212,10 +248,15 @@ def bdmc(model: LatentVariableModel, n: int, settings: AISSettings = AISSettings
     torch.manual_seed(seed + 1)
     upper, acceptance, started = [], [], time.perf_counter()
     with frozen(model):
-        for part in progress(_image_batches(n, settings, batch_size), desc="reverse AIS", unit="batch"):
+        for number, part in enumerate(progress(_image_batches(n, settings, batch_size), desc="reverse AIS",
+                                               unit="batch")):
             xb = x[part]
-            z = z_true[part].expand(settings.chains, -1, -1).contiguous()
-            log_w, record = anneal(model, xb, z, betas, settings)
+
+            def posterior_draw():
+                return z_true[part].expand(settings.chains, -1, -1).contiguous()
+
+            schedule = _pilot_step_sizes(model, xb, posterior_draw, betas, settings, seed + REVERSE_PILOT_SEEDS + number)
+            log_w, record = anneal(model, xb, posterior_draw(), betas, settings, schedule)
             upper.append(-_log_mean_exp(log_w).cpu())
             acceptance.append(record["acceptance"])
     upper = torch.cat(upper)

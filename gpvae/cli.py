@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from .ais import ADAPT
 from .bench import ais_cost, bench, format_table, write_json
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
@@ -123,13 +124,20 @@ def _add_ais_options(parser: argparse.ArgumentParser, leapfrog: bool = True) -> 
     defaults = AISSettings()
     parser.add_argument("--ais-chains", type=_typed(int, 1), default=defaults.chains,
                         help=f"AIS chains per image (default: {defaults.chains})")
+    parser.add_argument("--ais-adapt", choices=ADAPT, default=defaults.adapt,
+                        help="step-size adaptation: shared by the batch's chains as they anneal (batch), per image "
+                             "(image, several chains), or frozen from a pilot run of its own seed (pilot: unbiased, "
+                             f"twice the passes) (default: {defaults.adapt})")
     if leapfrog:
         parser.add_argument("--ais-leapfrog", type=_typed(int, 1), default=defaults.leapfrog,
                             help=f"leapfrog steps per HMC transition (default: {defaults.leapfrog})")
 
 
 def _ais_settings(args, steps: int) -> AISSettings:
-    return AISSettings(steps=steps, chains=args.ais_chains, leapfrog=args.ais_leapfrog)
+    try:
+        return AISSettings(steps=steps, chains=args.ais_chains, leapfrog=args.ais_leapfrog, adapt=args.ais_adapt)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _evaluate(args) -> None:
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             _evaluate(args)
         elif args.command == "bdmc":
             try:
-                settings = settings_grid(args.ais_steps, args.ais_leapfrog, chains=args.ais_chains)
+                settings = settings_grid(args.ais_steps, args.ais_leapfrog, chains=args.ais_chains, adapt=args.ais_adapt)
             except ValueError as error:
                 parser.error(str(error))
             result = bdmc_run(args.run_dir, settings, args.bdmc_images, args.data_dir, args.device)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gpvae import cli, training
-from gpvae.ais import (AISSettings, ais_log_likelihood, bdmc, hmc_transition, log_likelihood_and_grad,
+from gpvae.ais import (AISSettings, ais_log_likelihood, anneal, bdmc, hmc_transition, log_likelihood_and_grad,
                        settings_grid, simulate, temperatures)
 from gpvae.likelihoods import discretized_logistic_log_prob
 from gpvae.models import LinearGaussian
@@ -39,6 +39,29 @@ def test_ais_matches_the_exact_log_px_within_monte_carlo_error(exact_model):
     assert error.abs().max() < 1.5 and 0.3 < result["acceptance"] < 0.95
     few = ais_log_likelihood(exact_model, x, AISSettings(steps=5, chains=4, leapfrog=5, step_size=0.1), batch_size=64)
     assert (few["per_example"] - exact).abs().mean() > 2 * error.abs().mean()  # more temperatures help
+
+
+def test_ais_with_a_step_size_schedule_frozen_from_a_pilot_matches_the_exact_log_px(exact_model):
+    x = exact_model.sample_data(64, seed=2)
+    exact = exact_model.exact_log_marginal(x)
+    settings = AISSettings(steps=300, chains=4, leapfrog=5, step_size=0.1, adapt="pilot")
+    result = ais_log_likelihood(exact_model, x, settings, batch_size=32)
+    error = result["per_example"] - exact
+    assert abs(error.mean().item()) < 4 * error.std().item() / math.sqrt(len(error)) + 0.01
+    assert settings.decoder_passes == 2 * 300 * 5 * 4  # the pilot's passes count
+    # a frozen schedule is followed as given, whatever the chains accept
+    schedule = torch.linspace(0.05, 0.2, 10)
+    z = torch.randn(2, 8, exact_model.latent_dim, dtype=torch.float64)
+    _, record = anneal(exact_model, x[:8], z, temperatures(10), settings, schedule)
+    assert torch.allclose(record["step_sizes"], schedule)
+    # the pilot draws from a stream of its own: the run takes as many draws of its seed's stream as without it
+    after = {}
+    for adapt in ("batch", "pilot"):
+        ais_log_likelihood(exact_model, x[:8], AISSettings(steps=3, chains=2, adapt=adapt), batch_size=8, seed=5)
+        after[adapt] = torch.rand(3)
+    assert torch.equal(after["batch"], after["pilot"])
+    with pytest.raises(ValueError, match="'image' with one chain"):
+        AISSettings(chains=1, adapt="image")
 
 
 def test_bdmc_sandwich_contains_the_exact_value_and_narrows_with_more_temperatures(exact_model):
