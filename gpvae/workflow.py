@@ -233,11 +233,17 @@ def commit_weights(grid: dict, dataset: str, run: str, seed: int) -> Path:
     for name in RESTORED_FILES:  # what the train and gaps jobs wrote: a fresh machine restores them (restore)
         if (folder / name).exists():
             shutil.copy(folder / name, target / name)
+    drop_parked(grid, dataset, run, seed)
+    return target
+
+
+def drop_parked(grid: dict, dataset: str, run: str, seed: int) -> None:
+    """Remove a run's parked checkpoint (:func:`park`) once the run has its record, finished or diverged:
+    a fresh machine must not resume a run that is done."""
     parked = parked_checkpoint(grid, dataset, run, seed)
     if parked.exists():
         parked.unlink()
         parked.parent.rmdir()
-    return target
 
 
 RESTORED_FILES = ("metrics.json", "training.ipynb", "benchmark.tsv", "gaps.json")

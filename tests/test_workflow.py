@@ -354,6 +354,16 @@ def test_a_diverged_training_is_a_record_and_its_later_jobs_say_so(smoke_grid):
     assert ood["diverged"] == record["diverged"] and "auroc" not in ood
 
 
+def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
+    cpu = {**grid("cpu"), "results_dir": str(tmp_path)}
+    parked = wf.parked_checkpoint(cpu, "mnist", "savae", 0)
+    parked.parent.mkdir(parents=True)
+    parked.write_bytes(b"checkpoint")
+    wf.drop_parked(cpu, "mnist", "savae", 0)
+    assert not parked.parent.exists()
+    wf.drop_parked(cpu, "mnist", "savae", 0)  # nothing parked: nothing to do
+
+
 def test_a_training_that_failed_without_diverging_fails_its_job(tmp_path):
     assert not wf.diverged(tmp_path)  # no diverged.json: the job's error stands
     (tmp_path / "metrics.json").write_text(json.dumps({"test_ll": -90.0}))
