@@ -146,8 +146,8 @@ def anneal(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, betas: 
     """Run chains started at ``z`` (C, B, d), an exact sample of π_{β_0}, along ``betas`` (forward:
     0 → 1; reverse: 1 → 0), the step size adapted as ``settings.adapt`` says, or with ``step_sizes`` (T,)
     the step size of every transition, fixed. Returns the log weights Σ_t (β_t − β_{t−1}) log p(x | z_{t−1})
-    (C, B) in float64 and the mean acceptance probability, the final median step size and the batch's
-    step size at each transition, ``step_sizes`` (T,) (the shared one; with "image", the median)."""
+    (C, B) in float64 and the mean acceptance probability, the final median step size and the step size
+    of each transition, ``step_sizes`` (T,) (the batch's shared one; with "image", the first image's)."""
     log_w = torch.zeros(z.shape[:-1], dtype=torch.float64, device=z.device)
     step_size = torch.full(z.shape[:-1], settings.step_size, device=z.device)
     log_lik, grad_log_lik = log_likelihood_and_grad(model, x, z)
@@ -156,7 +156,7 @@ def anneal(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor, betas: 
     for t in range(1, len(betas)):
         if step_sizes is not None:
             step_size = torch.full(z.shape[:-1], step_sizes[t - 1].item(), device=z.device)
-        used.append(step_size.median())
+        used.append(step_size.reshape(-1)[0])
         log_w += (betas[t] - betas[t - 1]).item() * log_lik.double()
         z, accept_prob, log_lik, grad_log_lik = hmc_transition(model, x, z, log_lik, grad_log_lik, betas[t].item(),
                                                               step_size, settings.leapfrog)

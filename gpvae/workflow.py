@@ -67,6 +67,11 @@ def load_grid(path: str | Path) -> dict:
     return grid
 
 
+def _is_integer(value) -> bool:
+    """An int of YAML's, not a bool (YAML's true is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_grid(grid: dict, path: str = "grid") -> dict:
     """Check a grid: every key present, every run names a model and only :class:`TrainConfig` fields,
     every cell builds a valid configuration."""
@@ -108,11 +113,11 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             if unknown:
                 raise ConfigError(f"{path}: {name} names unknown runs {sorted(unknown)}")
             for key in POSITIVE_MEASUREMENT_KEYS.get(name, ()):
-                if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < 1:
+                if not _is_integer(spec[key]) or spec[key] < 1:
                     raise ConfigError(f"{path}: {name} of {dataset}: {key} takes a positive integer, got {spec[key]!r}")
             for key, optional in (("subset_seed", True), ("ood_seed", False)):  # subset_seed null: the first images
                 value = spec.get(key, 0)
-                if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)):
+                if not (optional and value is None) and not _is_integer(value):
                     raise ConfigError(f"{path}: {name} of {dataset}: {key} takes an integer"
                                       + (" or null (the first images)" if optional else "") + f", got {value!r}")
             if name == "bdmc":
@@ -302,8 +307,7 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
     written = []
     for name in names:
         target = folder / f"{name}.json"
-        path = (run_measurement_path(grid, name, dataset, run, seed) if name in PER_RUN_MEASUREMENTS
-                else measurement_path(grid, name, dataset, seed))
+        path = committed_measurement_path(grid, name, dataset, run, seed)
         if target.exists() or not path.exists():
             continue
         saved = read_json(path, "a committed record")
@@ -443,8 +447,7 @@ def stale_records(grid: dict) -> list[Path]:
         cells = run_measurement_cells(grid, name) if per_run else [
             (dataset, None, seed) for dataset, seed in measurement_cells(grid, name)]
         for dataset, run, seed in cells:
-            path = (run_measurement_path(grid, name, dataset, run, seed) if per_run
-                    else measurement_path(grid, name, dataset, seed))
+            path = committed_measurement_path(grid, name, dataset, run, seed)
             if not path.exists():
                 continue
             saved = read_json(path, "a committed record")
@@ -571,6 +574,14 @@ def measurement_path(grid: dict, name: str, dataset: str, seed: int) -> Path:
 def run_measurement_path(grid: dict, name: str, dataset: str, run: str, seed: int) -> Path:
     """The committed record of a per-run measurement (:data:`PER_RUN_MEASUREMENTS`) of one run."""
     return Path(grid["results_dir"]) / dataset / name / f"{run}_seed{seed}.json"
+
+
+def committed_measurement_path(grid: dict, name: str, dataset: str, run: str | None, seed: int) -> Path:
+    """The committed record holding measurement ``name`` of a run: its own record for a per-run measurement
+    (:func:`run_measurement_path`), else its dataset and seed's (:func:`measurement_path`)."""
+    if name in PER_RUN_MEASUREMENTS:
+        return run_measurement_path(grid, name, dataset, run, seed)
+    return measurement_path(grid, name, dataset, seed)
 
 
 def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
