@@ -137,7 +137,8 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
     gap by AIS (AIS − ELBO(q*)) on the run's gap subset. From the record's ``gap_subset`` when the run
     record's gap decomposition is the one it used (same images and ELBO(q*)); for AIS records before it,
     from the run record's gap means where its gap subset is the AIS subset (the same seeded draw and
-    size); NaN otherwise."""
+    size) and the AIS record's IS estimate there is the record's (same K, same value: the same model);
+    NaN otherwise."""
     block = ais.get("gap_subset")
     gaps = (record or {}).get("gaps", {})
     if block is not None:
@@ -147,7 +148,10 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
         return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],
                 "is_from_optimum": math.nan if optimum is None else optimum,
                 "approximation_gap": block["approximation_gap"]["mean"]}
-    if gaps.get("subset_seed") is not None and (gaps["subset_seed"], gaps["n"]) == (ais["subset_seed"], ais["n"]):
+    same_model = (gaps.get("subset_seed") is not None and ais["is"]["eval_k"] == gaps.get("eval_k")
+                  and wf.gap_decomposition_mismatch({"n": ais["n"], "subset_seed": ais["subset_seed"],
+                                                     "is": ais["is"]["mean"]}, gaps) is None)
+    if same_model:
         return {"gap_n": ais["n"], "gap_ais": ais["mean"], "elbo_opt": gaps["elbo_opt"],
                 "is_from_optimum": gaps.get("log_px_from_optimum", math.nan),
                 "approximation_gap": ais["mean"] - gaps["elbo_opt"]}

@@ -133,7 +133,12 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
                 if bdmc is None or spec["certificate"] not in bdmc["runs"]:
                     raise ConfigError(f"{path}: ais of {dataset}: its certificate run {spec['certificate']!r} has no "
                                       "bdmc measurement on that dataset (add it to the grid's bdmc runs)")
-    for dataset, run, seed in cells(grid):
+    every = cells(grid)
+    for dataset, run, seed in every:
+        source = grid["runs"][run].get("warm_start")
+        if source and (dataset, source, seed) not in every:
+            raise ConfigError(f"{path}: {dataset}/{run}/seed {seed} warm-starts from {source!r}, which has no seed "
+                              f"{seed} on {dataset} (the dataset's skip, or a seeds list, leaves it out)")
         try:
             chapter_parameters(grid, dataset, run, seed)
         except (ConfigError, TypeError, ValueError) as err:
@@ -141,26 +146,34 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
     return grid
 
 
+def seed_allowed(grid: dict, dataset: str, run: str, seed: int) -> bool:
+    """Whether a run may have ``seed`` on a dataset: the dataset does not ``skip`` it, and neither the run's
+    own ``seeds`` nor the dataset's ``seeds`` leave the seed out (a reading studied on one seed while the
+    VAE has three)."""
+    data_spec = grid["datasets"][dataset] or {}
+    limits = [spec.get("seeds") for spec in (grid["runs"][run], data_spec)]
+    return run not in data_spec.get("skip", []) and all(own is None or seed in own for own in limits)
+
+
 def run_seeds(grid: dict, dataset: str, run: str) -> list[int]:
-    """The seeds of a run on a dataset: the grid's, less those that the run's own ``seeds`` or the dataset's
-    ``seeds`` leave out (a reading studied on one seed while the VAE has three)."""
-    limits = [spec.get("seeds") for spec in (grid["runs"][run], grid["datasets"][dataset] or {})]
-    return [seed for seed in grid["seeds"] if all(own is None or seed in own for own in limits)]
+    """The grid's seeds that a run has on a dataset (:func:`seed_allowed`)."""
+    return [seed for seed in grid["seeds"] if seed_allowed(grid, dataset, run, seed)]
 
 
 def cells(grid: dict) -> list[tuple[str, str, int]]:
-    """Every (dataset, run, seed) of the grid (each run with :func:`run_seeds`), datasets' ``skip`` lists
-    removed, and the seeds its ``seed_rule`` adds (:func:`rule_seeds`)."""
-    declared = [(dataset, run, seed) for dataset, spec in grid["datasets"].items() for run in grid["runs"]
-                if run not in (spec or {}).get("skip", []) for seed in run_seeds(grid, dataset, run)]
+    """Every (dataset, run, seed) of the grid (each run with :func:`run_seeds`), and the seeds its
+    ``seed_rule`` adds (:func:`rule_seeds`)."""
+    declared = [(dataset, run, seed) for dataset in grid["datasets"] for run in grid["runs"]
+                for seed in run_seeds(grid, dataset, run)]
     return declared + [cell for cell in rule_seeds(grid, declared) if cell not in declared]
 
 
 def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     """The cells a grid's ``seed_rule`` ({extra_seeds, within_nats, of}) adds, decided on the committed
     records of the first seed: ``extra_seeds`` for every run whose test log p̂ is within ``within_nats`` of
-    a run of ``of`` (GP-RF's R4 or R5), for that run of ``of``, and for the runs either warm-starts from.
-    Until both records of a pair exist, the pair adds nothing."""
+    a run of ``of`` (GP-RF's R4 or R5), for that run of ``of``, and for the runs either warm-starts from,
+    each where :func:`seed_allowed` lets it have the seed. Until both records of a pair exist, the pair adds
+    nothing."""
     from .training import read_json
 
     rule = grid.get("seed_rule")
@@ -185,7 +198,8 @@ def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[s
             if not sources:
                 break
             chosen |= sources
-        added += [(dataset, run, seed) for run in grid["runs"] if run in chosen for seed in rule["extra_seeds"]]
+        added += [(dataset, run, seed) for run in grid["runs"] if run in chosen for seed in rule["extra_seeds"]
+                  if seed_allowed(grid, dataset, run, seed)]
     return added
 
 
@@ -298,7 +312,8 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
     (:func:`measurement_settings`; a record of other settings is left to be measured again), and whose
     file is missing, dated one second after the newest file it was measured from (the run's training and
     gaps, the AIS certificate's ``bdmc.json``, a difficulty's reference run), so that Snakemake does not
-    measure it again (an AIS of 500 images, a BDMC certificate). Returns the files written."""
+    measure it again (an AIS of 500 images, a BDMC certificate). The measuring job's wall time comes back
+    with it, for a record rewritten from it (:func:`_measured`). Returns the files written."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
@@ -315,6 +330,7 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
         if measured is None or recorded_settings(saved, name) != measurement_settings(grid, name, dataset):
             continue
         values = {k: v for k, v in measured.items() if k not in (*RECORD_ONLY_KEYS, name)}
+        values["wall_seconds"] = measured.get("wall_seconds")
         target.write_text(json.dumps({**values, "run_dir": str(folder)}, indent=1))
         inputs = [f for f in _measured_from(grid, name, dataset, run, seed) if f.exists() and f != target]
         stamp = max(f.stat().st_mtime for f in inputs) + 1  # after what it measured, before the record
@@ -662,8 +678,9 @@ def check_recorded_model(grid: dict, dataset: str, run: str, seed: int, measured
 
 
 def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
-    """A run's ``RUN_DIR/<name>.json`` without its folder, with the measuring job's wall time (the run's
-    model checked against its committed record, :func:`check_recorded_model`)."""
+    """A run's ``RUN_DIR/<name>.json`` without its folder, with the measuring job's wall time (from its
+    Snakemake benchmark, or the one a restored measurement brought back; the run's model checked against
+    its committed record, :func:`check_recorded_model`)."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
@@ -673,7 +690,9 @@ def _measured(grid: dict, name: str, dataset: str, run: str, seed: int) -> dict:
     if reference:  # difficulty reads the reference's gap decomposition: its model is checked too
         check_recorded_model(grid, dataset, reference, seed)
     result.pop("run_dir")
-    return {**result, "wall_seconds": _wall_seconds(folder / f"{name}_benchmark.tsv")[0]}
+    restored = "wall_seconds" in result  # a fresh measurement's file has none: its job's benchmark does
+    wall = result.pop("wall_seconds") if restored else _wall_seconds(folder / f"{name}_benchmark.tsv")[0]
+    return {**result, "wall_seconds": wall}
 
 
 def measurement_record(grid: dict, name: str, dataset: str, seed: int, command: str) -> dict:

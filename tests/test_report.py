@@ -172,7 +172,7 @@ def test_missing_per_run_measurements_are_counted_run_by_run():
     assert report.missing_measurements(grid, "ais", everything) == ""
 
 
-def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_subset_that_is_the_ais_subset(tmp_path):
+def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_subset_that_is_the_ais_subset_of_the_same_model(tmp_path):
     (tmp_path / "mnist" / "ais").mkdir(parents=True)
 
     def ais_record(run, **extra):
@@ -184,12 +184,16 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     block = {"n": 100, "mean": -96.0, "elbo_opt": -100.0, "is_from_optimum": -96.4,
              "approximation_gap": {"mean": 4.0, "per_example": [4.0] * 100}}
     gaps = {"vae": {"subset_seed": None, "n": 100, "elbo_opt": -99.0},  # the first images: not the AIS subset
-            "gp": {"subset_seed": 2026, "n": 500, "elbo_opt": -99.0, "log_px_from_optimum": -97.2},  # the AIS subset
+            "gp": {"subset_seed": 2026, "n": 500, "eval_k": 1000, "log_px": -97.5, "elbo_opt": -99.0,
+                   "log_px_from_optimum": -97.2},  # the AIS subset, and the AIS record's IS there
+            # the AIS subset, but the run retrained since (another IS value) or measured with another K
+            "savae": {"subset_seed": 2026, "n": 500, "eval_k": 1000, "log_px": -97.9, "elbo_opt": -99.0},
+            "vlae": {"subset_seed": 2026, "n": 500, "eval_k": 5000, "log_px": -97.5, "elbo_opt": -99.0},
             "hf": {"subset_seed": None, "n": 100, "elbo_opt": -100.0},
             "iaf": {"subset_seed": None, "n": 100, "elbo_opt": -99.5},  # rewritten since its AIS: not that block's
             "rme": {"subset_seed": None, "n": 100, "elbo_opt": -100.0, "log_px": -97.5}}  # its IS is not the block's
     block["subset_seed"] = None
-    for run, extra in (("vae", {}), ("gp", {}), ("hf", {"gap_subset": block}), ("iaf", {"gap_subset": block}),
+    for run, extra in (("vae", {}), ("gp", {}), ("savae", {}), ("vlae", {}), ("hf", {"gap_subset": block}), ("iaf", {"gap_subset": block}),
                        ("rme", {"gap_subset": {**block, "is": -97.0}})):
         (tmp_path / "mnist" / "ais" / f"{run}_seed0.json").write_text(json.dumps(ais_record(run, **extra)))
         (tmp_path / "mnist" / f"{run}_seed0.json").write_text(json.dumps(
@@ -198,6 +202,7 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     assert math.isnan(table.loc["vae", "approximation_gap"])  # no image in common is assumed
     assert table.loc["gp", "approximation_gap"] == pytest.approx(2.0) and table.loc["gp", "gap_n"] == 500
     assert table.loc["gp", "is_from_optimum"] == -97.2
+    assert table.loc[["savae", "vlae"], ["gap_n", "approximation_gap"]].isna().all().all()
     assert (table.loc["hf", ["gap_n", "gap_ais", "elbo_opt", "approximation_gap"]].tolist()
             == [100, -96.0, -100.0, 4.0])
     assert table.loc["iaf", ["gap_n", "approximation_gap"]].isna().all()

@@ -214,6 +214,18 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
         wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
     with pytest.raises(ConfigError, match="seed_rule"):
         wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
+    # a run's own seeds, and the dataset's skip, hold against the rule too
+    one_seed_gp = {**converged, "runs": {**converged["runs"], "gp": {**converged["runs"]["gp"], "seeds": [0, 2]}}}
+    assert set(wf.cells(one_seed_gp)) - set(wf.cells(converged)) == set()
+    assert set(wf.cells(converged)) - set(wf.cells(one_seed_gp)) == {("mnist", "gp", 1)}
+    # a run whose warm start the grid leaves out at a seed cannot be trained there: the grid says so
+    one_seed_vae = {**converged, "runs": {**converged["runs"], "vae": {**converged["runs"]["vae"], "seeds": [0]}}}
+    with pytest.raises(ConfigError, match="mnist/gp/seed 1 warm-starts from 'vae', which has no seed 1"):
+        wf.check_grid(one_seed_vae)
+    skipping = {**converged, "runs": {**converged["runs"], "savae": {**converged["runs"]["savae"], "warm_start": "iwae"}},
+                "datasets": {"mnist": {**converged["datasets"]["mnist"], "skip": ["iwae"]}}}
+    with pytest.raises(ConfigError, match="mnist/savae/seed 0 warm-starts from 'iwae'"):
+        wf.check_grid(skipping)
 
 
 def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_path, monkeypatch):
@@ -354,6 +366,27 @@ def test_a_diverged_training_is_a_record_and_its_later_jobs_say_so(smoke_grid):
     assert ood["diverged"] == record["diverged"] and "auroc" not in ood
 
 
+@requires_data
+def test_the_record_job_drops_the_parked_checkpoint_of_a_finished_or_diverged_run(smoke_grid, tmp_path):
+    spec, root, _, env = smoke_grid
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    shutil.copytree(root / "results", tmp_path / "results")
+    here = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(here))
+    targets = []
+    for run in ("vae", "diverges"):  # parked by a session that stopped, then finished on another machine
+        parked = wf.parked_checkpoint(here, "mnist", run, 0)
+        parked.parent.mkdir(parents=True)
+        parked.write_bytes(b"checkpoint")
+        (wf.run_dir(here, "mnist", run, 0) / "metrics.json").touch()  # its record to be written again
+        targets.append(str(wf.record_path(here, "mnist", run, 0)))
+    done = subprocess.run([*SNAKEMAKE, *targets, "--configfile", str(tmp_path / "grid.yaml"), "--cores", "1",
+                           "--rerun-triggers", "mtime"], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not any(wf.parked_checkpoint(here, "mnist", run, 0).parent.exists() for run in ("vae", "diverges"))
+
+
 def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
     cpu = {**grid("cpu"), "results_dir": str(tmp_path)}
     parked = wf.parked_checkpoint(cpu, "mnist", "savae", 0)
@@ -439,6 +472,12 @@ def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke
     committed = json.loads(wf.run_measurement_path(fresh, "ais", "mnist", "vae", 0).read_text())
     assert restored["per_example"] == committed["per_example"] and "sandwich" in json.loads(
         (tmp_path / "runs" / "mnist" / "vae_seed0" / "bdmc.json").read_text())
+    # a record rewritten from restored measurements keeps the wall time of the jobs that measured them
+    certificate = json.loads(wf.committed_measurement_path(fresh, "bdmc", "mnist", "vae", 0).read_text())
+    rewritten = wf.measurement_record(wf.load_grid(config), "bdmc", "mnist", 0, "snakemake")
+    assert rewritten["runs"]["vae"]["wall_seconds"] == certificate["runs"]["vae"]["wall_seconds"] is not None
+    assert wf.run_measurement_record(wf.load_grid(config), "ais", "mnist", "vae", 0, "snakemake")["wall_seconds"] \
+        == committed["wall_seconds"] is not None
     with pytest.raises(Exception, match="committed weights of a finished run"):
         from gpvae.training import train
         from gpvae.config import TrainConfig
