@@ -94,10 +94,11 @@ SCHEDULES = ("sigmoid", "linear")
 # estimate is unbiased only in the limit. "pilot": a pilot run of the batch's images on a stream of its own
 # (seed + PILOT_SEED_OFFSET) adapts the shared step size; the run itself then follows the pilot's step-size
 # schedule, frozen, so that its kernels do not depend on its own states and E[p̂(x)] = p(x) exactly, at
-# twice the decoder passes.
+# twice the decoder passes. BDMC's reverse runs follow the forward pilot's schedule of the same images,
+# temperature by temperature (:func:`reverse_schedule`): a pilot from the exact posterior sample would make
+# the reverse kernels depend on the reverse run's own starting state.
 ADAPT = ("batch", "image", "pilot")
 PILOT_SEED_OFFSET = 2_000_003
-REVERSE_PILOT_SEEDS = 500_000  # the reverse runs' pilots: seeds apart from the forward runs' (seed + batch number)
 
 
 def log_likelihood_and_grad(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor):
@@ -182,6 +183,13 @@ def _pilot_step_sizes(model: LatentVariableModel, x: torch.Tensor, z_start, beta
     return record["step_sizes"]
 
 
+def reverse_schedule(forward: torch.Tensor) -> torch.Tensor:
+    """The step sizes (T,) of a reverse run along β_T → β_0 from a forward run's (T,) along β_0 → β_T: the
+    reverse transition at β_t takes the forward one's at β_t, and the last (at β_0, which the forward run
+    never transitions at) the forward one's at β_1."""
+    return torch.cat([forward[:-1].flip(0), forward[:1]])
+
+
 def _dtype(model: LatentVariableModel) -> torch.dtype:
     return next(model.parameters()).dtype
 
@@ -201,12 +209,13 @@ def ais_log_likelihood(model: LatentVariableModel, x: torch.Tensor, settings: AI
     """AIS from the prior: log p̂(x) per image of ``x`` (N, ...) [nats], never calling the model's proposal.
 
     Returns ``per_example`` (N,) float64 on CPU, ``mean``, ``acceptance`` (mean over batches),
-    ``seconds`` and the settings."""
+    ``seconds``, the settings and, with ``adapt="pilot"``, ``schedules``: each image batch's frozen
+    step sizes (T,)."""
     model.eval()
     device = torch.device(device)
     betas = temperatures(settings.steps, settings.schedule)
     torch.manual_seed(seed)
-    values, acceptance, started = [], [], time.perf_counter()
+    values, acceptance, schedules, started = [], [], [], time.perf_counter()
     with frozen(model):
         for number, part in enumerate(progress(_image_batches(len(x), settings, batch_size),
                                                desc=f"AIS, T={settings.steps}", unit="batch")):
@@ -219,10 +228,11 @@ def ais_log_likelihood(model: LatentVariableModel, x: torch.Tensor, settings: AI
             log_w, record = anneal(model, xb, prior_draw(), betas, settings, schedule)
             values.append(_log_mean_exp(log_w).cpu())
             acceptance.append(record["acceptance"])
+            schedules.append(schedule)
     per_example = torch.cat(values)
     return {"per_example": per_example, "mean": per_example.mean().item(),
             "acceptance": sum(acceptance) / len(acceptance), "seconds": time.perf_counter() - started,
-            "settings": asdict(settings)}
+            "settings": asdict(settings), **({"schedules": schedules} if settings.adapt == "pilot" else {})}
 
 
 def simulate(model: LatentVariableModel, n: int, seed: int = 0, device: torch.device | str = "cpu"):
@@ -239,7 +249,8 @@ def bdmc(model: LatentVariableModel, n: int, settings: AISSettings = AISSettings
          device: torch.device | str = "cpu", seed: int = 0) -> dict:
     """The BDMC sandwich on ``n`` images simulated from the model: per image the forward AIS estimate
     (stochastic lower bound) and the reverse one from the exact posterior sample (stochastic upper
-    bound), and their mean ``width`` [nats]."""
+    bound), and their mean ``width`` [nats]. With ``adapt="pilot"`` the reverse runs follow the forward
+    pilots' schedules (:func:`reverse_schedule`)."""
     model.eval()
     device = torch.device(device)
     z_true, x = simulate(model, n, seed, device)
@@ -255,7 +266,7 @@ def bdmc(model: LatentVariableModel, n: int, settings: AISSettings = AISSettings
             def posterior_draw():
                 return z_true[part].expand(settings.chains, -1, -1).contiguous()
 
-            schedule = _pilot_step_sizes(model, xb, posterior_draw, betas, settings, seed + REVERSE_PILOT_SEEDS + number)
+            schedule = reverse_schedule(forward["schedules"][number]) if settings.adapt == "pilot" else None
             log_w, record = anneal(model, xb, posterior_draw(), betas, settings, schedule)
             upper.append(-_log_mean_exp(log_w).cpu())
             acceptance.append(record["acceptance"])

@@ -33,12 +33,17 @@ def summarize(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
 
 
+# The AIS records' values that rest on the AIS estimate, and so on its BDMC certificate (not the protocol's
+# IS, IS from q* or ELBO(q*) beside them).
+ANNEALED_VALUES = ("ais", "gap_ais", "approximation_gap", "estimator_gap")
+
+
 def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll") -> pd.DataFrame:
     """``reference`` minus every other run, seed by seed (only seeds both have): mean, sd, n per
-    (dataset, run). Positive means the reference is higher. Where ``runs`` has a ``certified`` column
-    (AIS rows: whether the dataset and seed's BDMC certificate held), also ``uncertified``: how many of
-    the matched seeds lack one (:func:`verdicts.paired` leaves such a difference not resolved).
-    Two rows for one dataset, seed and run are refused, not averaged."""
+    (dataset, run). Positive means the reference is higher. For a value of :data:`ANNEALED_VALUES` of AIS
+    rows (with a ``certified`` column: whether the dataset and seed's BDMC certificate held), also
+    ``uncertified``: how many of the matched seeds lack one (:func:`verdicts.paired` leaves such a
+    difference not resolved). Two rows for one dataset, seed and run are refused, not averaged."""
     keys = ["dataset", "seed", "run"]
     repeated = runs[runs.duplicated(keys, keep=False)]
     if len(repeated):
@@ -46,7 +51,7 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
                          f"{sorted(set(map(tuple, repeated[keys].values.tolist())))}; select one profile or budget first")
     wide = runs.pivot(index=["dataset", "seed"], columns="run", values=value).astype(float)
     certified = (runs.pivot(index=["dataset", "seed"], columns="run", values="certified")
-                 if "certified" in runs else None)
+                 if "certified" in runs and value in ANNEALED_VALUES else None)
     rows = []
     for dataset, table in wide.groupby(level="dataset"):
         if reference not in table:
@@ -57,7 +62,7 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
                 row = {"dataset": dataset, "run": run, "mean": diff.mean(),
                        "sd": diff.std(ddof=1) if len(diff) > 1 else math.nan, "n": len(diff)}
                 if certified is not None:
-                    held = certified.loc[diff.index, [reference, run]].astype(bool).all(axis=1)
+                    held = certified.loc[diff.index, [reference, run]].eq(True).all(axis=1)
                     row["uncertified"] = int((~held).sum())
                 rows.append(row)
     columns = ["dataset", "run", "mean", "sd", "n"] + (["uncertified"] if certified is not None else [])

@@ -534,6 +534,7 @@ def ais_run(run_dir: str | Path, settings: AISSettings, subset: int, subset_seed
     sampled = log_likelihood(model, images, config.eval_k, config.batch_size, dev)
     is_seconds = time.perf_counter() - started
     ais_values = annealed.pop("per_example")
+    annealed.pop("schedules", None)  # a pilot's step sizes per transition: T values per batch, not recorded
     result = {"n": len(indices), "indices": indices.tolist(), "subset_seed": subset_seed, **annealed,
               "per_example": [round(v, 4) for v in ais_values.tolist()],
               "is": {"eval_k": config.eval_k, "mean": sampled.mean().item(), "seconds": is_seconds,

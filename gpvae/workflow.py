@@ -143,6 +143,13 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             chapter_parameters(grid, dataset, run, seed)
         except (ConfigError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: {dataset}/{run}/seed {seed}: {err}") from None
+    certified = set(run_measurement_cells(grid, "bdmc")) if "bdmc" in grid else set()
+    for dataset, run, seed in (run_measurement_cells(grid, "ais") if "ais" in grid else []):
+        certificate = measurement(grid, "ais", dataset)["certificate"]
+        if (dataset, certificate, seed) not in certified:
+            raise ConfigError(f"{path}: ais of {dataset}/{run}/seed {seed}: its certificate run {certificate!r} has no "
+                              f"bdmc measurement at seed {seed} (the bdmc's seeds leave it out), so no record of the "
+                              "T it certifies would be committed")
     return grid
 
 
@@ -189,17 +196,20 @@ def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[s
             record = read_json(path, "a committed record") if path.exists() else {}
             if "test_ll" in record:  # a diverged run has no likelihood to be within a nat of
                 test_ll[run] = record["test_ll"]
-        chosen = set()
-        for gp in (g for g in rule["of"] if g in test_ll):
-            close = {run for run, ll in test_ll.items() if run != gp and abs(ll - test_ll[gp]) < rule["within_nats"]}
-            chosen |= close | ({gp} if close else set())
-        while True:  # the runs they start from need the same seeds
-            sources = {grid["runs"][run].get("warm_start") for run in chosen} - {None} - chosen
-            if not sources:
-                break
-            chosen |= sources
-        added += [(dataset, run, seed) for run in grid["runs"] if run in chosen for seed in rule["extra_seeds"]
-                  if seed_allowed(grid, dataset, run, seed)]
+        pairs = {gp: {run for run, ll in test_ll.items() if run != gp and abs(ll - test_ll[gp]) < rule["within_nats"]}
+                 for gp in rule["of"] if gp in test_ll}
+        chosen = {}
+        for seed in rule["extra_seeds"]:  # a pair only where its run of ``of`` may have the seed
+            runs = set().union(*[close | {gp} for gp, close in pairs.items()
+                                 if close and seed_allowed(grid, dataset, gp, seed)])
+            while True:  # the runs they start from need the same seeds
+                sources = {grid["runs"][run].get("warm_start") for run in runs} - {None} - runs
+                if not sources:
+                    break
+                runs |= sources
+            chosen[seed] = runs
+        added += [(dataset, run, seed) for run in grid["runs"] for seed in rule["extra_seeds"]
+                  if run in chosen[seed] and seed_allowed(grid, dataset, run, seed)]
     return added
 
 
@@ -258,11 +268,11 @@ def commit_weights(grid: dict, dataset: str, run: str, seed: int) -> Path:
 
 def drop_parked(grid: dict, dataset: str, run: str, seed: int) -> None:
     """Remove a run's parked checkpoint (:func:`park`) once the run has its record, finished or diverged:
-    a fresh machine must not resume a run that is done."""
-    parked = parked_checkpoint(grid, dataset, run, seed)
-    if parked.exists():
-        parked.unlink()
-        parked.parent.rmdir()
+    a fresh machine must not resume a run that is done. The folder goes with it (and a copy an interrupted
+    :func:`park` left half written)."""
+    folder = parked_checkpoint(grid, dataset, run, seed).parent
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 RESTORED_FILES = ("metrics.json", "training.ipynb", "benchmark.tsv", "gaps.json")
@@ -311,9 +321,10 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
     measurement of ``names`` whose committed record holds it, measured with the grid's settings of it
     (:func:`measurement_settings`; a record of other settings is left to be measured again), and whose
     file is missing, dated one second after the newest file it was measured from (the run's training and
-    gaps, the AIS certificate's ``bdmc.json``, a difficulty's reference run), so that Snakemake does not
-    measure it again (an AIS of 500 images, a BDMC certificate). The measuring job's wall time comes back
-    with it, for a record rewritten from it (:func:`_measured`). Returns the files written."""
+    gaps, the AIS certificate's ``bdmc.json``, a difficulty's reference run, the settings file), so that
+    Snakemake does not measure it again (an AIS of 500 images, a BDMC certificate). The measuring job's
+    wall time comes back with it, for a record rewritten from it (:func:`_measured`). Returns the files
+    written."""
     from .training import read_json
 
     folder = run_dir(grid, dataset, run, seed)
@@ -340,7 +351,8 @@ def restore_measurements(grid: dict, dataset: str, run: str, seed: int,
 
 
 def _measured_from(grid: dict, name: str, dataset: str, run: str, seed: int) -> list[Path]:
-    """The run-folder files the Snakefile's rule for measurement ``name`` of one run reads."""
+    """The files the Snakefile's rule for measurement ``name`` of one run reads: run-folder files and the
+    measurement's settings file (:func:`settings_path`)."""
     folders = [run_dir(grid, dataset, run, seed)]
     spec = measurement(grid, name, dataset) or {}
     if name == "difficulty" and spec.get("reference"):
@@ -348,7 +360,7 @@ def _measured_from(grid: dict, name: str, dataset: str, run: str, seed: int) -> 
     files = [folder / f for folder in folders for f in ("metrics.json", "gaps.json")]
     if name == "ais" and spec.get("certificate"):
         files.append(run_dir(grid, dataset, spec["certificate"], seed) / "bdmc.json")
-    return files
+    return [*files, settings_path(grid, name, dataset)]
 
 
 def park(grid: dict) -> list[Path]:
@@ -432,8 +444,10 @@ def date_settings(grid: dict) -> list[Path]:
     """Write :func:`settings_path` of every measurement and dataset of the grid whose settings
     (:func:`measurement_settings`) differ from the file's, dated now, so that Snakemake (rerun-triggers
     mtime) measures again every run whose value predates a change of its settings. A file written for the
-    first time is dated at the epoch: the values already on this machine are taken as measured with these
-    settings (a committed record of other settings is never restored, :func:`restore_measurements`).
+    first time is dated at the epoch (the values already on this machine are taken as measured with these
+    settings; a committed record of other settings is never restored, :func:`restore_measurements`),
+    unless a committed record of the measurement on that dataset holds other settings
+    (:func:`records_of_other_settings`): then it is dated now, and what this machine has is measured again.
     Returns the files written."""
     written = []
     for name in MEASUREMENT_KEYS:
@@ -445,33 +459,38 @@ def date_settings(grid: dict) -> list[Path]:
             first = not path.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(settings, indent=1, sort_keys=True))
-            if first:
+            if first and not records_of_other_settings(grid, name, dataset):
                 os.utime(path, (0, 0))
             written.append(path)
     return written
 
 
-def stale_records(grid: dict) -> list[Path]:
-    """Committed measurement records measured with other settings than the grid's
-    (:func:`measurement_settings`) whose run-folder file this machine lacks (a fresh machine): Snakemake
-    would keep them as they are. Where the file is present, :func:`date_settings` has it measured again."""
+def records_of_other_settings(grid: dict, name: str, dataset: str) -> list[tuple[Path, list[str], int]]:
+    """The committed records of measurement ``name`` on ``dataset`` measured with other settings than the
+    grid's (:func:`measurement_settings`): (path, the runs it holds, seed) each."""
     from .training import read_json
 
-    stale = []
-    for name in MEASUREMENT_KEYS:
-        per_run = name in PER_RUN_MEASUREMENTS
-        cells = run_measurement_cells(grid, name) if per_run else [
-            (dataset, None, seed) for dataset, seed in measurement_cells(grid, name)]
-        for dataset, run, seed in cells:
-            path = committed_measurement_path(grid, name, dataset, run, seed)
-            if not path.exists():
-                continue
-            saved = read_json(path, "a committed record")
-            runs = [run] if per_run else list(saved.get("runs", {}))
-            if recorded_settings(saved, name) != measurement_settings(grid, name, dataset) and not all(
-                    (run_dir(grid, dataset, r, seed) / f"{name}.json").exists() for r in runs):
-                stale.append(path)
-    return stale
+    per_run = name in PER_RUN_MEASUREMENTS
+    cells = [cell for cell in run_measurement_cells(grid, name) if cell[0] == dataset] if per_run else [
+        (dataset, None, seed) for d, seed in measurement_cells(grid, name) if d == dataset]
+    found = []
+    for _, run, seed in cells:
+        path = committed_measurement_path(grid, name, dataset, run, seed)
+        if not path.exists():
+            continue
+        saved = read_json(path, "a committed record")
+        if recorded_settings(saved, name) != measurement_settings(grid, name, dataset):
+            found.append((path, [run] if per_run else list(saved.get("runs", {})), seed))
+    return found
+
+
+def stale_records(grid: dict) -> list[Path]:
+    """Committed measurement records of other settings than the grid's (:func:`records_of_other_settings`)
+    whose run-folder file this machine lacks (a fresh machine): Snakemake would keep them as they are.
+    Where the file is present, :func:`date_settings` has it measured again."""
+    return [path for name in MEASUREMENT_KEYS for dataset in grid["datasets"]
+            for path, runs, seed in records_of_other_settings(grid, name, dataset)
+            if not all((run_dir(grid, dataset, r, seed) / f"{name}.json").exists() for r in runs)]
 
 
 def measured_runs(spec: dict) -> list[str]:

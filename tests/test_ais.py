@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
+import gpvae.ais
 from gpvae import cli, training
 from gpvae.ais import (AISSettings, ais_log_likelihood, anneal, bdmc, hmc_transition, log_likelihood_and_grad,
-                       settings_grid, simulate, temperatures)
+                       reverse_schedule, settings_grid, simulate, temperatures)
 from gpvae.likelihoods import discretized_logistic_log_prob
 from gpvae.models import LinearGaussian
 from gpvae.networks import build_networks
@@ -62,6 +63,28 @@ def test_ais_with_a_step_size_schedule_frozen_from_a_pilot_matches_the_exact_log
     assert torch.equal(after["batch"], after["pilot"])
     with pytest.raises(ValueError, match="'image' with one chain"):
         AISSettings(chains=1, adapt="image")
+
+
+def test_bdmc_with_a_pilot_runs_the_reverse_chains_on_the_forward_pilot_s_schedule(exact_model, monkeypatch):
+    # the reverse transition at β_t takes the forward one's at β_t; at β_0 the forward one's at β_1
+    assert torch.equal(reverse_schedule(torch.tensor([1.0, 2.0, 3.0, 4.0])), torch.tensor([3.0, 2.0, 1.0, 1.0]))
+    followed = []
+
+    def recording(model, x, z, betas, settings, step_sizes=None):
+        followed.append((betas[0].item(), None if step_sizes is None else step_sizes.clone()))
+        return real_anneal(model, x, z, betas, settings, step_sizes)
+
+    real_anneal = gpvae.ais.anneal
+    monkeypatch.setattr(gpvae.ais, "anneal", recording)
+    settings = AISSettings(steps=40, chains=2, leapfrog=3, step_size=0.1, adapt="pilot")
+    result = bdmc(exact_model, 12, settings, batch_size=6)
+    # per batch: the forward pilot (no schedule, from β = 0), the forward run on its schedule, then the reverse
+    # run (from β = 1) on that schedule reversed; no pilot starts from the exact posterior sample
+    forward = [s for b, s in followed if b == 0.0 and s is not None]
+    reverse = [s for b, s in followed if b == 1.0]
+    assert len(forward) == len(reverse) == 2 and sum(s is None for _, s in followed) == 2
+    assert all(torch.equal(r, reverse_schedule(f)) for f, r in zip(forward, reverse))
+    assert result["lower_mean"] < result["upper_mean"] + 0.5
 
 
 def test_bdmc_sandwich_contains_the_exact_value_and_narrows_with_more_temperatures(exact_model):

@@ -55,6 +55,10 @@ def test_an_ais_difference_without_a_certificate_is_not_resolved_whatever_its_si
     decided = verdicts.likelihood(diff.xs("fashion", level="dataset"))
     assert decided.outcome == verdicts.NOT_RESOLVED and "no BDMC certificate" in decided.measured
     assert "uncertified" not in report.paired_differences(report.frame(RECORDS), "gp")  # IS rows carry none
+    # nor does a value of the AIS rows that does not rest on AIS: IS from q* beside it decides as usual
+    ais["is_from_optimum"] = ais["ais"] - 0.5
+    beside = report.paired_differences(ais, "gp", value="is_from_optimum")
+    assert "uncertified" not in beside and verdicts.paired(beside.loc[("fashion", "vae")]) != verdicts.NOT_RESOLVED
 
 
 def test_missing_cells_are_the_grid_minus_the_records():

@@ -214,10 +214,13 @@ def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_
         wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
     with pytest.raises(ConfigError, match="seed_rule"):
         wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
+    with pytest.raises(ConfigError, match="ais of mnist/vae/seed 1: its certificate run 'vae' has no bdmc measurement at seed 1"):
+        wf.check_grid({**converged, "bdmc": {**converged["bdmc"], "seeds": [0]}})
     # a run's own seeds, and the dataset's skip, hold against the rule too
     one_seed_gp = {**converged, "runs": {**converged["runs"], "gp": {**converged["runs"]["gp"], "seeds": [0, 2]}}}
     assert set(wf.cells(one_seed_gp)) - set(wf.cells(converged)) == set()
-    assert set(wf.cells(converged)) - set(wf.cells(one_seed_gp)) == {("mnist", "gp", 1)}
+    # without R4 at seed 1, its partner (the VAE; SA-VAE diverged above) has nothing to be compared with there
+    assert set(wf.cells(converged)) - set(wf.cells(one_seed_gp)) == {("mnist", run, 1) for run in ("gp", "vae")}
     # a run whose warm start the grid leaves out at a seed cannot be trained there: the grid says so
     one_seed_vae = {**converged, "runs": {**converged["runs"], "vae": {**converged["runs"]["vae"], "seeds": [0]}}}
     with pytest.raises(ConfigError, match="mnist/gp/seed 1 warm-starts from 'vae', which has no seed 1"):
@@ -392,6 +395,7 @@ def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
     parked = wf.parked_checkpoint(cpu, "mnist", "savae", 0)
     parked.parent.mkdir(parents=True)
     parked.write_bytes(b"checkpoint")
+    parked.with_suffix(".partial").write_bytes(b"half")  # an interrupted park's copy
     wf.drop_parked(cpu, "mnist", "savae", 0)
     assert not parked.parent.exists()
     wf.drop_parked(cpu, "mnist", "savae", 0)  # nothing parked: nothing to do
@@ -493,6 +497,22 @@ def test_recorded_settings_are_the_keys_a_measurement_takes_now():
     assert wf.recorded_settings(record, "ais") == wf.measurement_settings(converged, "ais", "mnist")
     del record["ais"]["chains"]  # a record without a key the measurement takes: other settings
     assert wf.recorded_settings(record, "ais") != wf.measurement_settings(converged, "ais", "mnist")
+
+
+def test_a_first_settings_file_is_dated_now_where_a_committed_record_holds_other_settings(tmp_path):
+    converged = {**grid("converged"), "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    record = wf.run_measurement_path(converged, "ais", "mnist", "vae", 0)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"ais": {**converged["ais"], "subset": 100}}))  # another subset than the grid's
+    folder = wf.run_dir(converged, "mnist", "vae", 0)
+    folder.mkdir(parents=True)
+    (folder / "ais.json").write_text("{}")  # this machine's value, of unknown settings
+    assert wf.stale_records(converged) == []  # present here: measured again, not stale
+    written = {path.name: path.stat().st_mtime for path in wf.date_settings(converged)}
+    assert written["ais.settings.json"] > 1e9 and written["k_curve.settings.json"] == 0  # now; the epoch
+    (folder / "ais.json").unlink()
+    (folder.parent / "ais.settings.json").unlink()
+    assert wf.stale_records(converged) == [record]  # a fresh machine: refused by the Snakefile, named
 
 
 def _planned(spec: dict, folder: Path, env: dict) -> dict[str, int]:
