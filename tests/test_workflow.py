@@ -635,3 +635,13 @@ def test_every_committed_record_follows_the_schema_of_its_kind():
         ood = json.loads(path.read_text())
         assert {"dataset", "run", "seed", "ood", "command"} <= set(ood) and ("diverged" in ood or set(ood["auroc"]) == set(
             ood["ood"]["sets"]))
+
+
+def test_a_value_measured_again_is_its_record_s_within_float32_rounding_at_its_size():
+    same = {"n": 50, "subset_seed": None, "is": -1804.1779, "elbo_opt": -1810.0}
+    recorded = {"n": 50, "subset_seed": None, "log_px": -1804.1780, "elbo_opt": -1810.0}
+    assert wf.gap_decomposition_mismatch(same, recorded) is None  # one float32 step at 1,804 nats
+    assert "log_px -1804.1700" in wf.gap_decomposition_mismatch({**same, "is": -1804.17}, recorded)
+    # at MNIST's size the absolute tolerance decides: 2e-4 nats is another model
+    assert wf.gap_decomposition_mismatch({**same, "is": -97.0002}, {**recorded, "log_px": -97.0}) is not None
+    assert wf.same_recorded_value(-97.00005, -97.0) and not wf.same_recorded_value(-1804.0, -1804.01)
