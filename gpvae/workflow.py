@@ -459,28 +459,28 @@ def date_settings(grid: dict) -> list[Path]:
             first = not path.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(settings, indent=1, sort_keys=True))
-            if first and not records_of_other_settings(grid, name, dataset):
+            if first and not any(d == dataset for d, *_ in records_of_other_settings(grid, name)):
                 os.utime(path, (0, 0))
             written.append(path)
     return written
 
 
-def records_of_other_settings(grid: dict, name: str, dataset: str) -> list[tuple[Path, list[str], int]]:
-    """The committed records of measurement ``name`` on ``dataset`` measured with other settings than the
-    grid's (:func:`measurement_settings`): (path, the runs it holds, seed) each."""
+def records_of_other_settings(grid: dict, name: str) -> list[tuple[str, Path, list[str], int]]:
+    """The committed records of measurement ``name`` measured with other settings than the grid's
+    (:func:`measurement_settings`): (dataset, path, the runs it holds, seed) each."""
     from .training import read_json
 
     per_run = name in PER_RUN_MEASUREMENTS
-    cells = [cell for cell in run_measurement_cells(grid, name) if cell[0] == dataset] if per_run else [
-        (dataset, None, seed) for d, seed in measurement_cells(grid, name) if d == dataset]
+    cells = run_measurement_cells(grid, name) if per_run else [
+        (dataset, None, seed) for dataset, seed in measurement_cells(grid, name)]
     found = []
-    for _, run, seed in cells:
+    for dataset, run, seed in cells:
         path = committed_measurement_path(grid, name, dataset, run, seed)
         if not path.exists():
             continue
         saved = read_json(path, "a committed record")
         if recorded_settings(saved, name) != measurement_settings(grid, name, dataset):
-            found.append((path, [run] if per_run else list(saved.get("runs", {})), seed))
+            found.append((dataset, path, [run] if per_run else list(saved.get("runs", {})), seed))
     return found
 
 
@@ -488,8 +488,7 @@ def stale_records(grid: dict) -> list[Path]:
     """Committed measurement records of other settings than the grid's (:func:`records_of_other_settings`)
     whose run-folder file this machine lacks (a fresh machine): Snakemake would keep them as they are.
     Where the file is present, :func:`date_settings` has it measured again."""
-    return [path for name in MEASUREMENT_KEYS for dataset in grid["datasets"]
-            for path, runs, seed in records_of_other_settings(grid, name, dataset)
+    return [path for name in MEASUREMENT_KEYS for dataset, path, runs, seed in records_of_other_settings(grid, name)
             if not all((run_dir(grid, dataset, r, seed) / f"{name}.json").exists() for r in runs)]
 
 
