@@ -451,6 +451,7 @@ def date_settings(grid: dict) -> list[Path]:
     Returns the files written."""
     written = []
     for name in MEASUREMENT_KEYS:
+        datasets_of_other_settings = None  # read once per measurement, only if some file is new
         for dataset in grid["datasets"]:
             settings = measurement_settings(grid, name, dataset)
             path = settings_path(grid, name, dataset)
@@ -459,8 +460,11 @@ def date_settings(grid: dict) -> list[Path]:
             first = not path.exists()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(settings, indent=1, sort_keys=True))
-            if first and not any(d == dataset for d, *_ in records_of_other_settings(grid, name)):
-                os.utime(path, (0, 0))
+            if first:
+                if datasets_of_other_settings is None:
+                    datasets_of_other_settings = {d for d, *_ in records_of_other_settings(grid, name)}
+                if dataset not in datasets_of_other_settings:
+                    os.utime(path, (0, 0))
             written.append(path)
     return written
 
