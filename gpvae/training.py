@@ -14,7 +14,9 @@ epochs since the best epoch or the last drop.
 Divergence (:class:`TrainingDiverged`, exit 3): a non-finite loss at any step, or after an epoch a
 non-finite or exploding training loss or validation ELBO — exploding meaning a mean negative ELBO or
 training loss per image above :data:`DIVERGENCE_FACTOR` times the magnitude of the validation ELBO
-before training. A diverged epoch is never checkpointed: the last checkpoint stays the last good one.
+before training — or, once training ends, a non-finite test estimate of the best parameters (SA-VAE's
+test-time SVI can drive a log-variance below float32's range). Each writes ``diverged.json``. A
+diverged epoch is never checkpointed: the last checkpoint stays the last good one.
 """
 from __future__ import annotations
 
@@ -251,6 +253,16 @@ def _schedule(state: dict, config: TrainConfig, optimizers) -> None:
         state["last_lr_drop"] = state["epoch"]
 
 
+def _record_divergence(err: TrainingDiverged, kept: str, config: TrainConfig, epochs_done: int, origin: dict):
+    """Write ``RUN_DIR/diverged.json`` (the message, options and provenance: a divergence is a result) and
+    raise :class:`TrainingDiverged` saying what was kept."""
+    run_dir = Path(config.run_dir)
+    _write_json(run_dir / DIVERGED, {"diverged": str(err), "model": config.model, "dataset": config.dataset,
+                                     "options": config.to_dict(), "seed": config.seed, "epochs_done": epochs_done,
+                                     **origin})
+    raise TrainingDiverged(f"{err}; {kept} and the divergence in {run_dir / DIVERGED}") from None
+
+
 def _require_finite(result: dict, what: str) -> None:
     """A result with a non-finite mean has failed: :class:`TrainingDiverged` naming the values."""
     bad = {k: v for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)}
@@ -312,10 +324,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         except TrainingDiverged as err:
             kept = (f"the checkpoint of epoch {state['epoch']} (the last good one) is kept in {run_dir}"
                     if state["epoch"] else "no epoch completed, so nothing was saved")
-            _write_json(run_dir / DIVERGED, {"diverged": str(err), "model": config.model, "dataset": config.dataset,
-                                             "options": config.to_dict(), "seed": config.seed,
-                                             "epochs_done": state["epoch"], **origin})
-            raise TrainingDiverged(f"{err}; {kept} and the divergence in {run_dir / DIVERGED}") from None
+            _record_divergence(err, kept, config, state["epoch"], origin)
         if valid_elbo > state["best_valid_elbo"]:
             state.update(best_valid_elbo=valid_elbo, best_epoch=epoch + 1,
                          best_model=copy.deepcopy(model.state_dict()))
@@ -334,7 +343,11 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         state["best_model"] = copy.deepcopy(model.state_dict())
         _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))
     result = evaluate(model, data.test, config.eval_k, config.batch_size, device, data.likelihood, config.seed)
-    _require_finite(result, f"the evaluation of {run_dir}'s best parameters (epoch {state['best_epoch']})")
+    try:
+        _require_finite(result, f"the evaluation of {run_dir}'s best parameters (epoch {state['best_epoch']})")
+    except TrainingDiverged as err:  # a finished training whose model gives no finite estimate: a result too
+        _record_divergence(err, f"the checkpoint of epoch {state['epoch']} is kept in {run_dir}", config,
+                           state["epoch"], origin)
     per_example = result.pop("per_example")
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
                "seed": config.seed, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],

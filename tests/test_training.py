@@ -67,6 +67,27 @@ def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
 
+def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without_a_record(tmp_path, monkeypatch):
+    """Regression: a finished training whose evaluation gave NaN (Fashion-MNIST SA-VAE seed 2, its SVI driving a
+    log-variance to -109) raised without ``diverged.json``, so its workflow job failed on every rerun."""
+    from gpvae import workflow
+
+    config = _config(tmp_path, "nan_eval", epochs=1)
+    real_evaluate = training.evaluate
+
+    def evaluate_to_nan(*args, **kwargs):
+        return {**real_evaluate(*args, **kwargs), "test_ll": float("nan")}
+
+    monkeypatch.setattr(training, "evaluate", evaluate_to_nan)
+    with pytest.raises(training.TrainingDiverged, match=r"non-finite \{'test_ll': nan\}"):
+        training.train(config)
+    assert not (tmp_path / "nan_eval" / training.METRICS).exists()
+    assert training.load_checkpoint(config.out)["epoch"] == 1  # the training is kept
+    assert workflow.diverged(config.out)  # the workflow's train job records it
+    metrics = json.loads((tmp_path / "nan_eval" / training.METRICS).read_text())
+    assert "non-finite {'test_ll': nan}" in metrics["diverged"] and metrics["epochs_done"] == 1
+
+
 def test_existing_run_is_not_overwritten_and_resume_refuses_other_options(tmp_path):
     training.train(_config(tmp_path, "run", epochs=1))
     with pytest.raises(training.RunFolderError, match="--resume"):
