@@ -51,6 +51,9 @@ class TrainConfig(GPRFOptions):
     svi_steps: int = _opt(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
     svi_lr: float = _opt(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
     svi_momentum: float = _opt(SVI_MOMENTUM, "SA-VAE: SVI momentum", minimum=0.0)
+    svi_max_grad_norm: float | None = _opt(None, "SA-VAE: clip each image's SVI gradient (of the mean, and of the "
+                                           "log-variance) to this Euclidean norm before a step, as SA-VAE's code does "
+                                           "(None: no clipping)", minimum=0.0)
     householder_steps: int = _opt(HOUSEHOLDER_STEPS, "HF: Householder reflections T", minimum=1)
     iaf_steps: int = _opt(IAF_STEPS, "IAF: autoregressive flow steps", minimum=1)
     iaf_width: int = _opt(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
@@ -91,6 +94,8 @@ class TrainConfig(GPRFOptions):
             raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
         if not 0.0 < self.lr_factor < 1.0:
             raise ConfigError(f"lr_factor = {self.lr_factor!r} must lie strictly between 0 and 1")
+        if self.svi_max_grad_norm is not None and self.svi_max_grad_norm <= 0:
+            raise ConfigError(f"svi_max_grad_norm = {self.svi_max_grad_norm!r} must be positive (or None: no clipping)")
         if self.variational == "natural" and self.gp_fit != "elbo":
             raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
 

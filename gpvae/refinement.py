@@ -26,7 +26,9 @@ class GaussianRefinement:
     """T gradient-ascent steps on (mean, log-variance) of a diagonal Gaussian.
 
     ``lr`` is the step size, ``momentum`` the heavy-ball coefficient of ``update="sgd"`` (Adam uses
-    its usual betas). ``differentiable`` keeps the graph through the steps.
+    its usual betas). ``differentiable`` keeps the graph through the steps. ``max_grad_norm`` clips,
+    per example, the gradient of the mean and that of the log-variance (each a (d,) vector) to that
+    Euclidean norm before the step, as SA-VAE's ``svi_max_grad_norm`` does; None: no clipping.
     """
 
     steps: int
@@ -34,10 +36,19 @@ class GaussianRefinement:
     momentum: float = 0.0
     update: str = "sgd"
     differentiable: bool = False
+    max_grad_norm: float | None = None
 
     def __post_init__(self):
         if self.update not in UPDATES:
             raise ValueError(f"unknown update {self.update!r}; choose one of {UPDATES}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive or None, not {self.max_grad_norm!r}")
+
+    def clipped(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``grads`` (each (B, d)) with every row's norm clipped to ``max_grad_norm`` (unchanged if None)."""
+        if self.max_grad_norm is None:
+            return list(grads)
+        return [g * (self.max_grad_norm / g.norm(dim=-1, keepdim=True).clamp_min(self.max_grad_norm)) for g in grads]
 
     def __call__(self, objective: Objective, mean: torch.Tensor, log_var: torch.Tensor, trace: list | None = None,
                  until: Callable[[list], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +67,7 @@ class GaussianRefinement:
                     trace.append(value.detach().cpu())
                     if until is not None and until(trace):
                         break
+                grads = self.clipped(grads)
                 if self.update == "sgd":
                     first = [self.momentum * v + g for v, g in zip(first, grads)]
                     moves = first

@@ -11,12 +11,15 @@ improved for that many epochs; with ``lr_schedule="plateau"`` every optimizer's 
 by ``lr_factor`` (not below ``min_lr``) once the validation ELBO has not improved for ``lr_patience``
 epochs since the best epoch or the last drop.
 
-Divergence (:class:`TrainingDiverged`, exit 3): a non-finite loss at any step, or after an epoch a
-non-finite or exploding training loss or validation ELBO — exploding meaning a mean negative ELBO or
-training loss per image above :data:`DIVERGENCE_FACTOR` times the magnitude of the validation ELBO
-before training — or, once training ends, a non-finite test estimate of the best parameters (SA-VAE's
-test-time SVI can drive a log-variance below float32's range). Each writes ``diverged.json``. A
-diverged epoch is never checkpointed: the last checkpoint stays the last good one.
+Divergence (:class:`TrainingDiverged`, exit 3): a non-finite loss at any step; a gradient norm
+beyond :data:`GRADIENT_EXPLOSION_FACTOR` times the run's first step's (SA-VAE's unrolled SVI steps can
+overshoot on a steep likelihood and send it to 1e14); after an epoch a non-finite or exploding training
+loss or validation ELBO — exploding meaning a mean negative ELBO or training loss per image above
+:data:`DIVERGENCE_FACTOR` times the magnitude of the validation ELBO before training — or a failure the
+model reads from its diagnostics (:meth:`~gpvae.models.base.LatentVariableModel.failure`: SA-VAE's SVI
+lowering the validation ELBO); or, once training ends, a non-finite test estimate of the best
+parameters (SA-VAE's test-time SVI can drive a log-variance below float32's range). Each writes
+``diverged.json``. A diverged epoch is never checkpointed: the last checkpoint stays the last good one.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ DIVERGED = "diverged.json"  # written when training diverges: the message, optio
 INIT_IMAGES = 1000  # training images shown to data-dependent initializations (more if the model asks)
 DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-epoch model diagnostics
 DIVERGENCE_FACTOR = 10.0  # |loss| per image beyond 10x the untrained validation ELBO's magnitude: diverged
+GRADIENT_EXPLOSION_FACTOR = 1e6  # a step's gradient norm beyond 1e6x the run's first step's: diverged
 # Options that may change between an interrupted run and its resumption without changing the training.
 RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
 
@@ -174,11 +178,20 @@ def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
         raise RunFolderError(f"cannot resume {run_dir} with different options ({diffs}); use another --out")
 
 
-def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> float:
+def _gradient_norm(model) -> float:
+    """Euclidean norm of every parameter's gradient after a backward pass."""
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return torch.stack(norms).norm().item() if norms else 0.0
+
+
+def _run_epoch(model, optimizers, data, config, generator, device, epoch, state) -> tuple[float, float]:
+    """One epoch of training steps: (mean training loss, largest gradient norm). Sets the run's reference
+    ``state["initial_grad_norm"]`` at its first step and stops on a gradient beyond
+    :data:`GRADIENT_EXPLOSION_FACTOR` times it."""
     model.train()
     model.begin_epoch(epoch, config.epochs)
     order = torch.randperm(len(data.train), generator=generator)
-    total, steps = 0.0, 0
+    total, steps, largest = 0.0, 0, 0.0
     bar = progress(order.split(config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
     for step, idx in enumerate(bar):
         x = data.training_batch(data.train[idx], generator).to(device)
@@ -191,11 +204,19 @@ def _run_epoch(model, optimizers, data, config, generator, device, epoch) -> flo
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = _gradient_norm(model)
+        if state["initial_grad_norm"] is None:
+            state["initial_grad_norm"] = norm
+        bound = GRADIENT_EXPLOSION_FACTOR * max(state["initial_grad_norm"], 1e-12)
+        if not math.isfinite(norm) or norm > bound:
+            raise TrainingDiverged(f"gradient norm {norm:.4g} at epoch {epoch + 1}, step {step + 1}, beyond "
+                                   f"{GRADIENT_EXPLOSION_FACTOR:g}x the run's first step's {state['initial_grad_norm']:.4g}")
+        largest = max(largest, norm)
         for optimizer in optimizers:
             optimizer.step()
         total, steps = total + loss.item(), steps + 1
         bar.set_postfix(loss=f"{loss.item():.2f}")
-    return total / max(steps, 1)
+    return total / max(steps, 1), largest
 
 
 def _diagnostic_images(data: datasets.ImageData, config: TrainConfig, device: torch.device) -> tuple:
@@ -283,8 +304,8 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     optimizers = model.optimizers(config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     state = {"epoch": 0, "best_valid_elbo": -float("inf"), "best_epoch": 0, "history": [], "fits": [],
-             "best_model": copy.deepcopy(model.state_dict()), "initial_valid_elbo": None, "last_lr_drop": 0,
-             "stopped": None}
+             "best_model": copy.deepcopy(model.state_dict()), "initial_valid_elbo": None, "initial_grad_norm": None,
+             "last_lr_drop": 0, "stopped": None}
     if ckpt_path.exists():
         saved = load_checkpoint(run_dir)
         if "optimizer" not in saved:
@@ -317,10 +338,14 @@ def train(config: TrainConfig | None = None, **options) -> dict:
         if epoch in fit_epochs:
             state["fits"].append(_fit_to_data(model, fit_images, config, epoch))
         try:
-            train_loss = _run_epoch(model, optimizers, data, config, generator, device, epoch)
+            train_loss, largest_grad_norm = _run_epoch(model, optimizers, data, config, generator, device, epoch, state)
             seconds = time.perf_counter() - start
             valid_elbo = elbo(model, data.valid, config.batch_size, device).mean().item()
             _check_divergence(train_loss, valid_elbo, state, epoch)
+            diagnostics = _diagnostics(model, diagnostic_images, config.seed + epoch)
+            failure = model.failure(diagnostics)
+            if failure:
+                raise TrainingDiverged(f"{failure} (after epoch {epoch + 1})")
         except TrainingDiverged as err:
             kept = (f"the checkpoint of epoch {state['epoch']} (the last good one) is kept in {run_dir}"
                     if state["epoch"] else "no epoch completed, so nothing was saved")
@@ -330,7 +355,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
                          best_model=copy.deepcopy(model.state_dict()))
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "valid_elbo": valid_elbo,
                                  "lr": optimizers[0].param_groups[0]["lr"], "seconds": seconds,
-                                 **_diagnostics(model, diagnostic_images, config.seed + epoch)})
+                                 "largest_grad_norm": largest_grad_norm, **diagnostics})
         state["epoch"] = epoch + 1
         _schedule(state, config, optimizers)
         _save_checkpoint(ckpt_path, _checkpoint(state, config, model, optimizers, generator, device))

@@ -34,11 +34,11 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path
     straight = training.train(_config(tmp_path, "straight", epochs=3, model="iwae"))
     run_epoch = training._run_epoch
 
-    def interrupt_in_second_epoch(model, optimizer, data, config, generator, device, epoch):
+    def interrupt_in_second_epoch(model, optimizer, data, config, generator, device, epoch, state):
         if epoch == 1:
-            run_epoch(model, optimizer, data, config, generator, device, epoch)  # work that will be lost
+            run_epoch(model, optimizer, data, config, generator, device, epoch, state)  # work that will be lost
             raise KeyboardInterrupt
-        return run_epoch(model, optimizer, data, config, generator, device, epoch)
+        return run_epoch(model, optimizer, data, config, generator, device, epoch, state)
 
     monkeypatch.setattr(training, "_run_epoch", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -86,6 +86,36 @@ def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without
     assert workflow.diverged(config.out)  # the workflow's train job records it
     metrics = json.loads((tmp_path / "nan_eval" / training.METRICS).read_text())
     assert "non-finite {'test_ll': nan}" in metrics["diverged"] and metrics["epochs_done"] == 1
+
+
+def test_an_exploding_gradient_stops_training_as_diverged(tmp_path, monkeypatch):
+    """Regression: SA-VAE's unrolled SVI sent the training gradient from 1e4 to 1e14 on Fashion-MNIST while
+    Adam's normalized steps kept the loss finite, and the run ended hundreds of nats below its start."""
+    config = _config(tmp_path, "explodes", epochs=2)
+    norms = iter([2.0] + [3.0] * 7 + [2.0 * training.GRADIENT_EXPLOSION_FACTOR * 1.01] + [1.0] * 100)
+    monkeypatch.setattr(training, "_gradient_norm", lambda model: next(norms))
+    with pytest.raises(training.TrainingDiverged, match=r"gradient norm 2.02e\+06 at epoch 2, step 3, beyond 1e\+06x"):
+        training.train(config)
+    assert training.load_checkpoint(config.out)["epoch"] == 1
+    assert "gradient norm" in json.loads((tmp_path / "explodes" / training.DIVERGED).read_text())["diverged"]
+
+
+def test_a_savae_whose_svi_lowers_the_elbo_stops_as_diverged(tmp_path, monkeypatch):
+    from gpvae.models.savae import SAVAE
+
+    overshoot = _config(tmp_path, "overshoot", epochs=2, model="savae", svi_steps=5, svi_lr=5.0)
+    with pytest.raises(training.TrainingDiverged, match="gradient norm inf at epoch 1"):  # this one explodes first
+        training.train(overshoot)
+    config = _config(tmp_path, "lowers", epochs=2, model="savae", svi_steps=5)
+    with monkeypatch.context() as patch:  # a milder overshoot: SVI lowers the ELBO, the gradient stays bounded
+        patch.setattr(SAVAE, "svi_gain", lambda self, x: torch.full((len(x),), -0.5))
+        with pytest.raises(training.TrainingDiverged, match="SVI steps lower the validation ELBO by 0.5 nats .*after epoch 1"):
+            training.train(config)
+    assert not (tmp_path / "lowers" / training.CHECKPOINT).exists()  # the failed epoch is never checkpointed
+    assert "--svi-max-grad-norm" in json.loads((tmp_path / "lowers" / training.DIVERGED).read_text())["diverged"]
+    healthy = training.train(_config(tmp_path, "clipped", epochs=1, model="savae", svi_steps=5, svi_lr=5.0,
+                                     svi_max_grad_norm=0.01))
+    assert healthy["history"][0]["svi_gain_valid"] > 0 and healthy["history"][0]["largest_grad_norm"] > 0
 
 
 def test_existing_run_is_not_overwritten_and_resume_refuses_other_options(tmp_path):

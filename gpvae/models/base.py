@@ -76,6 +76,11 @@ class LatentVariableModel(nn.Module):
         and validation images (none by default)."""
         return {}
 
+    def failure(self, diagnostics: dict) -> str | None:
+        """Why the model has failed after an epoch, read from that epoch's :meth:`diagnostics` (the
+        training loop then stops as diverged), or None; never by default."""
+        return None
+
     def check_data(self, n_train: int, source: str) -> None:
         """Refuse (:class:`~gpvae.options.ConfigError`), before any work, options that the ``n_train``
         training images of ``source`` (the data as the run names it) cannot honour; nothing by default."""
