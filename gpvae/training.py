@@ -186,7 +186,7 @@ def _gradient_norm(model) -> float:
 
 def _run_epoch(model, optimizers, data, config, generator, device, epoch, state) -> tuple[float, float]:
     """One epoch of training steps: (mean training loss, largest gradient norm). Sets the run's reference
-    ``state["initial_grad_norm"]`` at its first step and stops on a gradient beyond
+    ``state["initial_grad_norm"]`` at its first step with a gradient and stops on a gradient beyond
     :data:`GRADIENT_EXPLOSION_FACTOR` times it."""
     model.train()
     model.begin_epoch(epoch, config.epochs)
@@ -205,10 +205,9 @@ def _run_epoch(model, optimizers, data, config, generator, device, epoch, state)
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = _gradient_norm(model)
-        if state["initial_grad_norm"] is None:
+        if not state["initial_grad_norm"]:  # the run's first step with a gradient is its reference
             state["initial_grad_norm"] = norm
-        bound = GRADIENT_EXPLOSION_FACTOR * max(state["initial_grad_norm"], 1e-12)
-        if not math.isfinite(norm) or norm > bound:
+        if not math.isfinite(norm) or norm > GRADIENT_EXPLOSION_FACTOR * state["initial_grad_norm"]:
             raise TrainingDiverged(f"gradient norm {norm:.4g} at epoch {epoch + 1}, step {step + 1}, beyond "
                                    f"{GRADIENT_EXPLOSION_FACTOR:g}x the run's first step's {state['initial_grad_norm']:.4g}")
         largest = max(largest, norm)
