@@ -1,5 +1,6 @@
 """The chapters' papermill parameters use the names of the command line (one set of names)."""
 import ast
+import json
 from pathlib import Path
 
 import nbformat
@@ -34,6 +35,15 @@ def test_one_parameters_cell_of_plain_literals_named_like_cli_options(chapter):
     unknown = names - cli_option_names() - NOT_OPTIONS
     assert not unknown, f"{chapter.name}: parameters {sorted(unknown)} are not options of python -m gpvae"
 
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: Path(p).stem)
+def test_every_cell_has_a_unique_id(chapter):
+    """nbformat 4.5 cells carry ids (nbval and the book read them; a missing one is a warning today, an
+    error in later nbformat versions)."""
+    notebook = json.loads(chapter.read_text())
+    ids = [cell.get("id") for cell in notebook["cells"]]
+    assert None not in ids, f"{chapter.name}: cells {[i for i, x in enumerate(ids) if x is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{chapter.name}: repeated cell ids"
 
 
 @requires_data
