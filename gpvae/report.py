@@ -179,6 +179,23 @@ def load_ais(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=AIS_COLUMNS)
 
 
+def ais_costs(results_dir: str | Path, names: dict[str, str] | None = None) -> list[str]:
+    """One sentence per ``<dataset>/ais_cost.json`` under ``results_dir``: AIS at the certified setting against
+    the protocol's IS, seconds per image and their ratio, with the protocol of the measurement; datasets
+    named by ``names`` where given."""
+    names = names or {}
+    sentences = []
+    for path in sorted(Path(results_dir).glob("*/ais_cost.json")):
+        cost = json.loads(path.read_text())
+        sentences.append(
+            f"AIS cost of record ({names.get(cost['dataset'], cost['dataset'])}, {cost['model']}): T = "
+            f"{cost['settings']['steps']}, L = {cost['settings']['leapfrog']} {cost['ais_seconds_per_image']:.3f} s/image "
+            f"against IS K = {cost['eval_k']} {cost['is_seconds_per_image']:.4f} s/image, {cost['ratio']:.1f}× "
+            f"({cost['images']} images, median of {cost['repeats']} interleaved repeats, {cost['device']}, load average "
+            f"{cost['load_average']})")
+    return sentences
+
+
 OOD_COLUMNS = ["dataset", "seed", "run", "ood", "score", "auroc", "n"]
 
 

@@ -221,3 +221,17 @@ def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid(
     assert cpu["vae_extra"] == "VAE +2 epochs (control of SA-VAE, VLAE)"
     assert converged["vae_extra"] == "VAE +20 epochs (control of GP-RF (R5, decoder refit))"
     assert converged["vae_continued"] == MODEL_LABELS["vae_continued"] and cpu["gp"] == MODEL_LABELS["gp"]
+
+
+def test_ais_costs_are_one_sentence_per_dataset_with_setting_ratio_and_protocol(tmp_path):
+    cost = {"dataset": "fashion_mnist", "model": "vae", "settings": {"steps": 1000, "leapfrog": 5}, "eval_k": 500,
+            "ais_seconds_per_image": 0.9627, "is_seconds_per_image": 0.11903, "ratio": 8.088, "images": 100, "repeats": 3,
+            "device": "cpu (x86_64, 1 threads)", "load_average": [1.05, 1.01, 1.09]}
+    for dataset in ("fashion_mnist", "mnist"):
+        (tmp_path / dataset).mkdir()
+        (tmp_path / dataset / "ais_cost.json").write_text(json.dumps({**cost, "dataset": dataset}))
+    (tmp_path / "omniglot").mkdir()  # a dataset without a cost record has no sentence
+    sentences = report.ais_costs(tmp_path, {"fashion_mnist": "Fashion-MNIST"})
+    assert len(sentences) == 2 and sentences[0].startswith("AIS cost of record (Fashion-MNIST, vae): T = 1000, L = 5 ")
+    assert "0.963 s/image against IS K = 500 0.1190 s/image, 8.1× (100 images, median of 3" in sentences[0]
+    assert sentences[1].startswith("AIS cost of record (mnist, vae)")
