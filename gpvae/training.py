@@ -180,8 +180,8 @@ def _check_resumable(saved: dict, config: TrainConfig, run_dir: Path) -> None:
 
 def _gradient_norm(model) -> float:
     """Euclidean norm of every parameter's gradient after a backward pass."""
-    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return torch.stack(norms).norm().item() if norms else 0.0
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
 
 
 def _run_epoch(model, optimizers, data, config, generator, device, epoch, state) -> tuple[float, float]:

@@ -37,9 +37,11 @@ class SAVAE(VAE):
         self.refinement = GaussianRefinement(svi_steps, svi_lr, svi_momentum, update="sgd",
                                              max_grad_norm=svi_max_grad_norm)
 
-    def refined(self, x: torch.Tensor, differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """λ_T = (mean, log_var), (B, d) each; with ``differentiable``, a function of the encoder."""
-        mean, log_var = self.encoder(x)
+    def refined(self, x: torch.Tensor, differentiable: bool,
+                start: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """λ_T = (mean, log_var), (B, d) each, from λ₀ = ``start`` (default: the encoder's output for ``x``);
+        with ``differentiable``, a function of the encoder."""
+        mean, log_var = self.encoder(x) if start is None else start
         refine = dataclasses.replace(self.refinement, differentiable=differentiable)
         with frozen(self.decoder):
             return refine(lambda m, v: gaussian_elbo(self, x, m, v), mean, log_var)
@@ -60,7 +62,7 @@ class SAVAE(VAE):
         both ELBOs from the same ``n_samples`` standard-normal draws (common random numbers)."""
         with torch.no_grad():
             start = self.encoder(x)
-        refined = self.refined(x, differentiable=False)
+        refined = self.refined(x, differentiable=False, start=start)
         seed = int(torch.randint(2 ** 31, ()))
         values = []
         for mean, log_var in (refined, start):
