@@ -13,13 +13,15 @@ from .options import ConfigError
 
 
 # What a run executes: the package, its install files, and the chapter every run of record executes.
-CODE_PATHS = ("gpvae", "pyproject.toml", "requirements.lock", "book/training.ipynb")
+# The workflow (Snakefile and grids) decides what a record measures, so it counts as code too.
+CODE_PATHS = ("gpvae", "workflow", "pyproject.toml", "requirements.lock", "book/training.ipynb")
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
     """The commit of the gpvae checkout, with ``+dirty`` when the code (:data:`CODE_PATHS`) differs
     from it — results and the other chapters do not count — or ``unknown``."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPOSITORY
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 check=True).stdout.strip()
@@ -28,6 +30,20 @@ def git_commit() -> str:
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def require_clean_commit(results_dir: str | Path) -> None:
+    """Refuse to write records into this checkout's own ``results/`` from code that no commit holds
+    (:func:`git_commit` dirty or unknown); records written elsewhere (a user's folder, a test's) pass."""
+    target = Path(results_dir)
+    target = (target if target.is_absolute() else REPOSITORY / target).resolve()
+    if not target.is_relative_to(REPOSITORY / "results"):
+        return
+    commit = git_commit()
+    if commit == "unknown" or commit.endswith("+dirty"):
+        raise ConfigError(f"records of record ({target}) are written only from a clean tree of a commit, and the "
+                          f"code here is {commit}: commit it and run the grid from a clean worktree "
+                          "(git worktree add ../gpvae-runs HEAD)")
 
 
 def device_name(device: torch.device) -> str:

@@ -42,7 +42,7 @@ MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("
 # Keys of a measurement that count images, chains, samples or repeats: positive integers.
 POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
                              "frontier": ("repeats",), "ood": ("images", "elbo_samples")}
-# A measurement may also name the ``seeds`` it measures (default: every seed its runs have, a seed rule's included).
+# A measurement may also name the ``seeds`` it measures (default: every seed its runs have).
 MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
@@ -97,9 +97,9 @@ def check_grid(grid: dict, path: str = "grid") -> dict:
             seeds = (spec or {}).get("seeds", [])
             if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
                 raise ConfigError(f"{path}: {kind} {name!r}: seeds takes a list of integers (default: the grid's seeds)")
-    rule = grid.get("seed_rule")
-    if rule is not None and (set(rule) != {"extra_seeds", "within_nats", "of"} or set(rule["of"]) - set(grid["runs"])):
-        raise ConfigError(f"{path}: seed_rule needs exactly extra_seeds, within_nats and of (runs of the grid), got {rule}")
+    if "seed_rule" in grid:
+        raise ConfigError(f"{path}: seed_rule is no longer read: give every run that a claim compares with GP-RF "
+                          "GP-RF's seeds (the grid's seeds, or a run's own seeds)")
     for name, keys in MEASUREMENT_KEYS.items():
         for dataset in grid["datasets"] if grid.get(name) is not None else []:
             spec = measurement(grid, name, dataset)
@@ -168,49 +168,9 @@ def run_seeds(grid: dict, dataset: str, run: str) -> list[int]:
 
 
 def cells(grid: dict) -> list[tuple[str, str, int]]:
-    """Every (dataset, run, seed) of the grid (each run with :func:`run_seeds`), and the seeds its
-    ``seed_rule`` adds (:func:`rule_seeds`)."""
-    declared = [(dataset, run, seed) for dataset in grid["datasets"] for run in grid["runs"]
-                for seed in run_seeds(grid, dataset, run)]
-    return declared + [cell for cell in rule_seeds(grid, declared) if cell not in declared]
-
-
-def rule_seeds(grid: dict, declared: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """The cells a grid's ``seed_rule`` ({extra_seeds, within_nats, of}) adds, decided on the committed
-    records of the first seed: ``extra_seeds`` for every run whose test log p̂ is within ``within_nats`` of
-    a run of ``of`` (GP-RF's R4 or R5), for that run of ``of``, and for the runs either warm-starts from,
-    each where :func:`seed_allowed` lets it have the seed. Until both records of a pair exist, the pair adds
-    nothing."""
-    from .training import read_json
-
-    rule = grid.get("seed_rule")
-    if not rule:
-        return []
-    first = grid["seeds"][0]
-    added = []
-    for dataset in grid["datasets"]:
-        present = {run for d, run, seed in declared if d == dataset and seed == first}
-        test_ll = {}
-        for run in present:
-            path = record_path(grid, dataset, run, first)
-            record = read_json(path, "a committed record") if path.exists() else {}
-            if "test_ll" in record:  # a diverged run has no likelihood to be within a nat of
-                test_ll[run] = record["test_ll"]
-        pairs = {gp: {run for run, ll in test_ll.items() if run != gp and abs(ll - test_ll[gp]) < rule["within_nats"]}
-                 for gp in rule["of"] if gp in test_ll}
-        chosen = {}
-        for seed in rule["extra_seeds"]:  # a pair only where its run of ``of`` may have the seed
-            runs = set().union(*[close | {gp} for gp, close in pairs.items()
-                                 if close and seed_allowed(grid, dataset, gp, seed)])
-            while True:  # the runs they start from need the same seeds
-                sources = {grid["runs"][run].get("warm_start") for run in runs} - {None} - runs
-                if not sources:
-                    break
-                runs |= sources
-            chosen[seed] = runs
-        added += [(dataset, run, seed) for run in grid["runs"] for seed in rule["extra_seeds"]
-                  if run in chosen[seed] and seed_allowed(grid, dataset, run, seed)]
-    return added
+    """Every (dataset, run, seed) of the grid, each run with :func:`run_seeds`."""
+    return [(dataset, run, seed) for dataset in grid["datasets"] for run in grid["runs"]
+            for seed in run_seeds(grid, dataset, run)]
 
 
 def controls(grid: dict) -> dict[str, list[str]]:
@@ -593,7 +553,7 @@ def frontier_measurement(grid: dict, dataset: str, run: str, seed: int) -> dict:
 
 def measured_at(grid: dict, name: str, dataset: str, seed: int) -> list[str]:
     """The runs of a grouped measurement at ``seed``: its cells of that dataset and seed
-    (:func:`run_measurement_cells`: a run's seeds, those a seed rule adds included, and the measurement's own)."""
+    (:func:`run_measurement_cells`: a run's seeds and the measurement's own)."""
     return [run for d, run, s in run_measurement_cells(grid, name) if (d, s) == (dataset, seed)]
 
 
@@ -623,8 +583,8 @@ def committed_measurement_path(grid: dict, name: str, dataset: str, run: str | N
 
 
 def run_measurement_cells(grid: dict, name: str) -> list[tuple[str, str, int]]:
-    """The (dataset, run, seed) cells a measurement measures: its runs' cells of the grid (:func:`cells`:
-    the seeds a seed rule adds included), at the measurement's own ``seeds`` when it names them, with its
+    """The (dataset, run, seed) cells a measurement measures: its runs' cells of the grid (:func:`cells`),
+    at the measurement's own ``seeds`` when it names them, with its
     ``certificate`` or ``reference`` run present at the same seed."""
     present = cells(grid)
     result = []

@@ -201,51 +201,31 @@ def test_dry_run_of_the_study_profile(tmp_path):
     assert counts["difficulty"] == 7 + 3 + 3 + 3 and counts["measurement_record"] == 4  # mnist seeds 0-2, omniglot
 
 
-def test_the_seed_rule_adds_seeds_to_the_runs_within_a_nat_of_gp_rf_and_to_what_they_start_from(tmp_path):
+def test_every_converged_run_a_claim_compares_with_gp_rf_has_gp_rf_s_seeds(tmp_path):
     converged = {**grid("converged"), "results_dir": str(tmp_path)}
-    assert wf.cells(converged) == [("mnist", run, 0) for run in converged["runs"]]  # no record: nothing added
-    for run, test_ll in {"vae": -88.56, "gp": -88.50, "iwae": -86.0, "savae": -88.1}.items():
-        path = wf.record_path(converged, "mnist", run, 0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"test_ll": test_ll}))
-    added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
-    # VAE and SA-VAE within a nat of R4, so R4 too; IWAE 2.5 nats away; SA-VAE's warm start is the VAE
-    assert added == {("mnist", run, seed) for run in ("vae", "gp", "savae") for seed in (1, 2)}
-    # a diverged run has no likelihood: it adds no seeds, and reading the grid does not fail on it
-    wf.record_path(converged, "mnist", "savae", 0).write_text(json.dumps({"diverged": "loss NaN at epoch 3"}))
-    added = set(wf.cells(converged)) - {("mnist", run, 0) for run in converged["runs"]}
-    assert added == {("mnist", run, seed) for run in ("vae", "gp") for seed in (1, 2)}
-    # the measurements follow the added seeds, except those declared for named seeds (K = 5000, the frontier)
+    gp_seeds = wf.run_seeds(converged, "mnist", "gp")
+    assert gp_seeds == [0, 1, 2]
+    assert all(wf.run_seeds(converged, "mnist", run) == gp_seeds for run in converged["runs"])
+    # the measurements follow the seeds, except those declared for named seeds (K = 5000, the frontier)
     assert wf.measurement_cells(converged, "bdmc") == [("mnist", 0), ("mnist", 1), ("mnist", 2)]
-    assert {cell for cell in wf.run_measurement_cells(converged, "ais") if cell[2]} == added
+    assert {(run, seed) for _, run, seed in wf.run_measurement_cells(converged, "ais")} == {
+        (run, seed) for run in converged["ais"]["runs"] for seed in gp_seeds}
     assert wf.measurement_cells(converged, "k_curve") == wf.measurement_cells(converged, "frontier") == [("mnist", 0)]
-    assert wf.run_measurement_cells(converged, "difficulty") == [("mnist", "gp", s) for s in (0, 1, 2)] + [
-        ("mnist", "gp_refit", 0)]  # R5 has no seed-0 record here: no seed added for it
     with pytest.raises(ConfigError, match="no run of the grid is measured there"):  # an empty record is refused
         wf.measurement_record(converged, "k_curve", "mnist", 1, "cmd")
     with pytest.raises(ConfigError, match="not a cell of the grid's ais measurement"):
-        wf.run_measurement_record(converged, "ais", "mnist", "iwae", 1, "cmd")
+        wf.run_measurement_record(converged, "ais", "mnist", "nope", 1, "cmd")
     with pytest.raises(ConfigError, match="seeds takes a list"):
         wf.check_grid({**converged, "k_curve": {**converged["k_curve"], "seeds": 0}})
     with pytest.raises(ConfigError, match="dataset 'mnist': seeds"):
         wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
-    with pytest.raises(ConfigError, match="seed_rule"):
-        wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["nope"]}})
+    with pytest.raises(ConfigError, match="seed_rule is no longer read"):
+        wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["gp"]}})
     with pytest.raises(ConfigError, match="ais of mnist/vae/seed 1: its certificate run 'vae' has no bdmc measurement at seed 1"):
         wf.check_grid({**converged, "bdmc": {**converged["bdmc"], "seeds": [0]}})
-    # a run's own seeds, and the dataset's skip, hold against the rule too
-    one_seed_gp = {**converged, "runs": {**converged["runs"], "gp": {**converged["runs"]["gp"], "seeds": [0, 2]}}}
-    assert set(wf.cells(one_seed_gp)) - set(wf.cells(converged)) == set()
-    # without R4 at seed 1, its partner (the VAE; SA-VAE diverged above) has nothing to be compared with there
-    assert set(wf.cells(converged)) - set(wf.cells(one_seed_gp)) == {("mnist", run, 1) for run in ("gp", "vae")}
-    # a run whose warm start the grid leaves out at a seed cannot be trained there: the grid says so
-    one_seed_vae = {**converged, "runs": {**converged["runs"], "vae": {**converged["runs"]["vae"], "seeds": [0]}}}
-    with pytest.raises(ConfigError, match="mnist/gp/seed 1 warm-starts from 'vae', which has no seed 1"):
-        wf.check_grid(one_seed_vae)
-    skipping = {**converged, "runs": {**converged["runs"], "savae": {**converged["runs"]["savae"], "warm_start": "iwae"}},
-                "datasets": {"mnist": {**converged["datasets"]["mnist"], "skip": ["iwae"]}}}
-    with pytest.raises(ConfigError, match="mnist/savae/seed 0 warm-starts from 'iwae'"):
-        wf.check_grid(skipping)
+    # a run's own seeds, and the dataset's skip, limit a run's cells
+    two_seed_gp = {**converged, "runs": {**converged["runs"], "gp": {**converged["runs"]["gp"], "seeds": [0, 2]}}}
+    assert set(wf.cells(converged)) - set(wf.cells(two_seed_gp)) == {("mnist", "gp", 1)}
 
 
 def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_path, monkeypatch):
@@ -270,12 +250,12 @@ def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_p
 
 
 def test_dry_run_of_the_converged_profile(tmp_path):
-    """The converged MNIST grid: 8 runs of one seed, each with its gaps, AIS and record; the VAE's BDMC;
-    R4's frontier on the VAE (one job)."""
+    """The converged MNIST grid: 8 runs of three seeds, each with its gaps, AIS and record; the VAE's BDMC
+    per seed; K = 5000 and R4's frontier on the VAE at seed 0 only."""
     counts = dry_run_counts("converged", tmp_path)
-    assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 8 and counts["bdmc"] == 1
-    assert counts["k_curve"] == 4 and counts["difficulty"] == 2 and counts["frontier"] == 1
-    assert counts["measurement_record"] == 4  # k_curve, difficulty, bdmc, frontier
+    assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 8 * 3 and counts["bdmc"] == 3
+    assert counts["k_curve"] == 4 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
+    assert counts["measurement_record"] == 4 + 2 * 2  # k_curve, difficulty, bdmc, frontier; difficulty, bdmc at seeds 1-2
     assert counts["ais_cost"] == 1
     converged = grid("converged")
     vae = wf.chapter_parameters(converged, "mnist", "vae", 0)
