@@ -56,7 +56,7 @@ book: install
 SEEDS ?= 0 1 2
 FIRST ?= mnist omniglot
 SNAKEMAKE_CPU := $(BIN)/snakemake --profile workflow/profiles/cpu
-TARGETS = $(BIN)/python -m gpvae.workflow targets workflow/config/cpu.yaml
+TARGETS = $(BIN)/python -m gpvae.runs targets workflow/config/cpu.yaml
 results: install
 	$(foreach d,$(FIRST),$(SNAKEMAKE_CPU) -- $(foreach s,$(SEEDS),$$($(TARGETS) $(d) $(s))) &&) true
 	for seed in $(SEEDS); do \
@@ -74,7 +74,7 @@ study: install
 	$(BIN)/snakemake --profile workflow/profiles/study
 
 park: install
-	$(BIN)/python -m gpvae.workflow park workflow/config/converged.yaml
+	$(BIN)/python -m gpvae.runs park workflow/config/converged.yaml
 
 clean:
 	rm -rf _build runs

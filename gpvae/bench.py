@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -32,7 +31,7 @@ from . import data as datasets
 from .config import TrainConfig
 from .progress import progress
 from .provenance import provenance, resolve_device
-from .training import new_model
+from .run_folder import load_run, new_model
 
 WARMUP = 5
 
@@ -203,7 +202,6 @@ def ais_cost(run_dir: str | Path, settings, images: int, eval_k: int, repeats: i
     the protocol's importance sampling with ``eval_k`` samples, on the first ``images`` test images of a
     run's model, timed interleaved in one process (:func:`interleaved_medians`), and their ratio."""
     from .evaluation import ais_log_likelihood, log_likelihood
-    from .training import load_run
 
     config, data, model, dev = load_run(run_dir, device=device)
     x = data.test[:images]
@@ -229,7 +227,3 @@ def format_table(report: dict) -> str:
                      f"{r['train_step_ms']:>15.3f}{r['train_ratio_to_vae']:>8.2f}{r['peak_mem_mb']:>10.1f}")
     return "\n".join(lines)
 
-
-def write_json(report: dict, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=1))

@@ -12,15 +12,19 @@ import json
 import sys
 
 from .ais import ADAPT
-from .bench import ais_cost, bench, format_table, write_json
+from .bench import ais_cost, bench, format_table
 from .config import ConfigError, TrainConfig, option_specs
 from .models import MODELS
-from .data import DataError
+from .data import DATASETS, DataError
 from .evaluation import AISSettings, settings_grid
 from .gp.options import PRESETS
 from .protocol import AIS_SUBSET, GAP_SUBSET
-from .training import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, k_curve_run,
-                       train)
+from .io import check_writable, write_json
+from .external import EXTERNAL
+from .measurements import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, gprf_run,
+                           k_curve_run)
+from .run_folder import make_external_run
+from .training import train
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 GAP_KEYS = ("log_px", "elbo_opt", "elbo_model", "approximation_gap", "amortization_gap")
@@ -59,8 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model and evaluate it on the test set")
     _add_config_options(train)
-    evaluate = commands.add_parser("evaluate", help="re-evaluate a trained run's best model")
-    evaluate.add_argument("run_dir", help="run folder written by train (--out)")
+    evaluate = commands.add_parser("evaluate", help="re-evaluate a trained run's best model, or measure your own VAE")
+    evaluate.add_argument("run_dir", help="run folder written by train (--out), or with --external the folder to make")
+    evaluate.add_argument("--external", metavar="FILE.py:FUNCTION",
+                          help="your own VAE: FUNCTION returns gpvae.external.vae(encoder, decoder, likelihood, "
+                               "latent_dim, image_shape) (optionally with its ImageData); RUN_DIR becomes an external "
+                               "run folder that every measurement reads")
+    evaluate.add_argument("--dataset", choices=DATASETS, default="mnist",
+                          help="with --external: the data to measure on, unless FUNCTION returns its own")
+    evaluate.add_argument("--gprf", action="store_true",
+                          help="fit GP-RF's error regression (R4) post hoc to the run's VAE on --error-images training "
+                               "images; log p̂(x) with q̄ beside the VAE's and the GP's variances, to gprf.json")
+    evaluate.add_argument("--error-images", type=_typed(int, 1), default=10_000,
+                          help="with --gprf: training images whose SVI errors are observed (default: 10000)")
+    evaluate.add_argument("--error-inducing", type=_typed(int, 1), default=512,
+                          help="with --gprf: inducing inputs of the error GP's predictive (default: 512)")
     evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
     evaluate.add_argument("--max-test", type=_typed(int, 1), help="evaluate only the first N test images")
     evaluate.add_argument("--data-dir", help="dataset folder (default: the run's)")
@@ -142,7 +159,18 @@ def _ais_settings(args, steps: int) -> AISSettings:
 
 def _evaluate(args) -> None:
     """Every measurement the flags ask for, in turn; the plain re-evaluation when none is asked for."""
+    if args.external:
+        folder = make_external_run(args.run_dir, args.external, args.dataset, args.data_dir, args.device or "auto",
+                                   eval_k=args.eval_k)
+        print(f"wrote {folder / EXTERNAL}: {args.external} on {args.dataset}")
     measured = False
+    if args.gprf:
+        result = gprf_run(args.run_dir, args.error_images, args.error_inducing, args.eval_k, args.max_test,
+                          args.data_dir, args.device)
+        print(f"GP-RF (R4) fitted post hoc on {args.error_images} training images: log p̂(x) {result['test_ll']['gprf']:.3f} "
+              f"nats against the VAE's {result['test_ll']['vae']:.3f} (K = {result['eval_k']}, {result['n_test']} test "
+              f"images, the same draws): {result['gain']:+.3f}")
+        measured = True
     if args.gaps:
         result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device, args.subset_seed)
         print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
@@ -209,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "json", None):
+            check_writable(args.json, "--json")
         if args.command == "train":
             options = {k: v for k, v in vars(args).items() if k != "command"}
             _check_preset(options, argv if argv is not None else sys.argv[1:])
@@ -234,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{report['is_seconds_per_image']:.4f} s/image; AIS / IS = {report['ratio']:.1f} "
                   f"({args.images} images, median of {args.repeats} interleaved repeats, {report['device']})")
             if args.json:
-                write_json(report, args.json)
+                write_json(args.json, report)
         else:
             options = {k: v for k, v in vars(args).items() if k not in ("command", "models", "repeats", "json")}
             report = bench(args.models, TrainConfig(**options), args.repeats)
             print(format_table(report))
             if args.json:
-                write_json(report, args.json)
+                write_json(args.json, report)
     except (DataError, ConfigError) as err:
         print(f"gpvae: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,8 +9,8 @@ import os
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from .data import DATASETS
-from .models import MODELS  # before .gp: the registry imports GP-RF, whose models build on .models.base
 from .gp.options import PRESETS, GPRFOptions
+from .models import MODELS
 from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
 from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
 from .models.rme import MIXTURE_COMPONENTS, SCHEDULES
@@ -98,6 +98,11 @@ class TrainConfig(GPRFOptions):
             raise ConfigError(f"svi_max_grad_norm = {self.svi_max_grad_norm!r} must be positive (or None: no clipping)")
         if self.variational == "natural" and self.gp_fit != "elbo":
             raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [k for k in ("objective", "iw_k") if getattr(self, k) != defaults[k]]
+        if self.model == "gp" and self.gp_fit != "elbo" and changed:
+            raise ConfigError(f"{', '.join(f'{k} = {getattr(self, k)!r}' for k in changed)}: concern gp_fit = 'elbo' "
+                              "only (gp_fit 'errors' is fitted to observed errors, not trained in a bound)")
 
     @property
     def run_dir(self) -> str:

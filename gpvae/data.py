@@ -36,6 +36,8 @@ import torchvision
 import torchvision.transforms.functional as TF
 from torchvision.datasets.utils import check_integrity, extract_archive
 
+from .io import atomic_write
+
 DATASETS = ("mnist", "fashion_mnist", "omniglot", "cifar10", "svhn", "celeba")
 TEST_BINARIZATION_SEED = 0
 VALID_BINARIZATION_SEED = 1
@@ -196,13 +198,12 @@ def _gunzip_once(source: Path, target: Path) -> None:
     process's own and renamed when complete, so jobs started together never read a partial copy."""
     if target.exists():
         return
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    try:
+
+    def unpack(partial: Path) -> None:
         with gzip.open(source, "rb") as packed, partial.open("wb") as unpacked:
             shutil.copyfileobj(packed, unpacked)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+
+    atomic_write(target, unpack)
 
 
 def _extract_once(archive: Path, target: Path) -> None:

@@ -33,7 +33,10 @@ import torch
 from .bench import inference_macs, inference_pass, interleaved_medians, load_average
 from .evaluation import GAP_ELBO_SAMPLES, difficulty_scores, elbo, log_likelihood, posterior_difficulty, spearman
 from .provenance import provenance
-from .training import _fit_to_data, _write_json, load_run, new_model, read_gaps
+from .io import write_json
+from .measurements import read_gaps
+from .models.data_fit import FitsToData
+from .run_folder import fit_to_data, load_run, new_model
 from .verdicts import SPEED_TARGET
 
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
@@ -81,8 +84,8 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
             gp_options = {"gp_fit": "errors"} if options["model"] == "gp" else {}
             cfg = dataclasses.replace(config, init_from=str(run_dir), epochs=0, freeze="none", **gp_options, **options)
             model = new_model(cfg, data).to(dev)
-            fit = (_fit_to_data(model, model.fit_images(data, cfg.seed).to(dev), cfg, 0, final=True)
-                   if model.fits_after_training else None)
+            fit = (fit_to_data(model, model.fit_images(data, cfg.seed).to(dev), cfg, 0, final=True)
+                   if isinstance(model, FitsToData) and model.fits_after_training else None)
             models[label] = model
         model.eval()
         torch.manual_seed(cfg.seed)
@@ -118,7 +121,7 @@ def frontier_run(run_dir: str | Path, settings: dict[str, dict], repeats: int, d
               "gap": gap.mean().item(), "eval_k": config.eval_k, "elbo_samples": GAP_ELBO_SAMPLES,
               "repeats": repeats, "timing": timing, "default": choose_default(rows), "run_dir": str(run_dir),
               "dataset": config.dataset, **provenance(dev)}
-    _write_json(run_dir / "frontier.json", result)
+    write_json(run_dir / "frontier.json", result)
     return result
 
 

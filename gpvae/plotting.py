@@ -8,20 +8,23 @@ PALETTE = "colorblind"
 MODEL_LABELS = {"vae": "VAE", "iwae": "IWAE", "hf": "HF", "iaf": "IAF", "rme": "RME", "savae": "SA-VAE",
                 "vlae": "VLAE", "gp": "GP-RF (R4)", "gp_paper": "GP-RF (R1, literal)",
                 "vae_extra": "VAE +2 epochs (control)", "gp_refit": "GP-RF (R5, decoder refit)",
-                "vae_continued": "VAE trained on (control)"}
+                "vae_continued": "VAE trained on (control)", "gp_iw": "GP-RF (R1, IW bound of q̄)",
+                "gp_iw_expected": "GP-RF (R1, IW bound over F)"}
 # GP-RF gets the strongest colours after the VAE's; grey (index 7) is left for reference lines
 _COLOUR_INDEX = {"vae": 0, "gp": 1, "gp_paper": 2, "iwae": 3, "hf": 4, "iaf": 5, "rme": 6, "savae": 8, "vlae": 9}
 MODEL_COLOURS = {run: sns.color_palette(PALETTE, 10)[i] for run, i in _COLOUR_INDEX.items()}
 MODEL_COLOURS["vae_extra"] = (0.25, 0.25, 0.25)  # a control, not a model of the comparison: dark grey
 MODEL_COLOURS["vae_continued"] = (0.45, 0.45, 0.45)
 MODEL_COLOURS["gp_refit"] = sns.color_palette("dark", 10)[1]  # R4's orange, darker: the same family
+MODEL_COLOURS["gp_iw"] = sns.color_palette("dark", 10)[2]  # R1's green, darker: R1 with another bound
+MODEL_COLOURS["gp_iw_expected"] = sns.color_palette("pastel", 10)[2]
 
 
-def run_labels(grid: dict) -> dict[str, str]:
+def run_labels(grid) -> dict[str, str]:
     """:data:`MODEL_LABELS` for a grid: a control that trains a stated number of extra epochs is named by
     them and by the runs it controls (the CPU grid's ``vae_extra`` trains 2, the converged grid's 20)."""
     labels = dict(MODEL_LABELS)
-    for run, spec in grid["runs"].items():
+    for run, spec in grid.runs.items():
         if spec.get("control_for") and spec.get("warm_start") and "epochs" in spec:
             controlled = ", ".join(MODEL_LABELS.get(r, r) for r in spec["control_for"])
             labels[run] = f"{MODEL_LABELS[spec['model']]} +{spec['epochs']} epochs (control of {controlled})"

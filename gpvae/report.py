@@ -6,10 +6,16 @@ import json
 import math
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from . import verdicts
-from . import workflow as wf
+from .runs.records import flat_record, gap_decomposition_mismatch
+from .runs.schema import PER_RUN_MEASUREMENTS
+
+if TYPE_CHECKING:
+    from .runs.grid import Grid
 
 VALUES = ("test_ll", "test_elbo", "test_bpd", "approximation_gap", "amortization_gap", "wall_seconds",
           "train_seconds", "valid_elbo")
@@ -23,7 +29,7 @@ def load_records(results_dir: str | Path) -> list[dict]:
 def frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: dataset, run, seed, model and :data:`VALUES` (NaN where absent)."""
     columns = ["dataset", "run", "seed", "model", *VALUES, "git_commit", "device"]
-    rows = [{c: flat.get(c) for c in columns} for flat in map(wf.flat_record, records)]
+    rows = [{c: flat.get(c) for c in columns} for flat in map(flat_record, records)]
     return pd.DataFrame(rows, columns=columns).astype({v: float for v in VALUES})
 
 
@@ -72,14 +78,14 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
 LOST_GROUND_NATS = 1.0
 
 
-def lost_ground(records: list[dict], grid: dict, margin: float = LOST_GROUND_NATS) -> list[dict]:
+def lost_ground(records: list[dict], grid: Grid, margin: float = LOST_GROUND_NATS) -> list[dict]:
     """Warm-started runs whose best validation ELBO ended more than ``margin`` nats below that of the
     run they started from: their training made the model worse, so their scores measure a failed
     optimization, not the method. One dict per such run: dataset, run, seed, source, both ELBOs."""
     best = {(r["dataset"], r["run"], r["seed"]): r.get("valid_elbo") for r in records}
     lost = []
     for r in records:
-        source = grid["runs"].get(r["run"], {}).get("warm_start")
+        source = grid.runs.get(r["run"], {}).get("warm_start")
         before = best.get((r["dataset"], source, r["seed"]))
         after = r.get("valid_elbo")
         if source and before is not None and after is not None and after < before - margin:
@@ -147,14 +153,14 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
     block = ais.get("gap_subset")
     gaps = (record or {}).get("gaps", {})
     if block is not None:
-        if not gaps or wf.gap_decomposition_mismatch(block, gaps) is not None:
+        if not gaps or gap_decomposition_mismatch(block, gaps) is not None:
             return dict.fromkeys(GAP_SUBSET_COLUMNS, math.nan)  # the run's record was rewritten since
         optimum = block["is_from_optimum"]
         return {"gap_n": block["n"], "gap_ais": block["mean"], "elbo_opt": block["elbo_opt"],
                 "is_from_optimum": math.nan if optimum is None else optimum,
                 "approximation_gap": block["approximation_gap"]["mean"]}
     same_model = (gaps.get("subset_seed") is not None and ais["is"]["eval_k"] == gaps.get("eval_k")
-                  and wf.gap_decomposition_mismatch({"n": ais["n"], "subset_seed": ais["subset_seed"],
+                  and gap_decomposition_mismatch({"n": ais["n"], "subset_seed": ais["subset_seed"],
                                                      "is": ais["is"]["mean"]}, gaps) is None)
     if same_model:
         return {"gap_n": ais["n"], "gap_ais": ais["mean"], "elbo_opt": gaps["elbo_opt"],
@@ -227,33 +233,33 @@ def load_bdmc(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=BDMC_COLUMNS)
 
 
-def missing_measurements(grid: dict, name: str, rows: pd.DataFrame) -> str:
+def missing_measurements(grid: Grid, name: str, rows: pd.DataFrame) -> str:
     """The grid's cells of measurement ``name`` without a record among ``rows`` (columns ``dataset``,
     ``seed``, and ``run`` for a per-run measurement), as text: ``"mnist seeds 0, 1"``, or for a per-run
     one ``"mnist 28 of 30 runs × seeds"``; empty when none is missing."""
-    if name in wf.PER_RUN_MEASUREMENTS:
+    if name in PER_RUN_MEASUREMENTS:
         present = set(zip(rows["dataset"], rows["run"], rows["seed"]))
-        declared = wf.run_measurement_cells(grid, name)
+        declared = grid.run_measurement_cells(name)
         counts = {d: [sum(c[0] == d for c in declared), sum(c[0] == d and c not in present for c in declared)]
                   for d, _, _ in declared}
         return "; ".join(f"{d} {absent} of {total} runs × seeds" for d, (total, absent) in counts.items() if absent)
     present = set(zip(rows["dataset"], rows["seed"]))
-    absent = [cell for cell in wf.measurement_cells(grid, name) if cell not in present]
+    absent = [cell for cell in grid.measurement_cells(name) if cell not in present]
     by_dataset = {d: [str(s) for dd, s in absent if dd == d] for d, _ in absent}
     return "; ".join(f"{d} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}" for d, seeds in by_dataset.items())
 
 
-def models_only(table: pd.DataFrame, grid: dict) -> pd.DataFrame:
+def models_only(table: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
     of runs): a control is reported beside the models, never counted among them."""
     runs = table.index.get_level_values("run") if "run" in (table.index.names or []) else table.index
-    return table[~runs.isin(list(wf.controls(grid)))]
+    return table[~runs.isin(list(grid.controls()))]
 
 
-def missing(grid: dict, records: list[dict]) -> list[tuple[str, str, int]]:
+def missing(grid: Grid, records: list[dict]) -> list[tuple[str, str, int]]:
     """The grid's (dataset, run, seed) cells without a record."""
     present = {(r["dataset"], r["run"], r["seed"]) for r in records}
-    return [cell for cell in wf.cells(grid) if cell not in present]
+    return [cell for cell in grid.cells() if cell not in present]
 
 
 def mean_sd(mean: float, sd: float, digits: int = 2) -> str:
@@ -340,3 +346,62 @@ def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae"
             row["infer_ratio_to_vae"] = bench[run]["results"][0]["infer_ratio_to_vae"]
         table[run] = row
     return table
+
+
+AIS_CERTIFIED_WIDTH = 0.5  # nats: the widest BDMC sandwich that certifies an AIS setting (the grids' max_width)
+
+
+def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
+    """What the measurements of one run folder (any, an external one included) found, one row each with
+    its protocol and what it means: the protocol's IS log p̂(x), AIS with its BDMC sandwich, the gap
+    decomposition, and GP-RF fitted post hoc. A number whose premise fails is shown as not measurable,
+    with the reason (AIS without a certificate in an approximation gap). Columns ``quantity``, ``nats``,
+    ``protocol``, ``meaning``; measurements not made are left out."""
+    folder, rows = Path(run_dir), []
+
+    def add(quantity, nats, protocol, meaning):
+        rows.append({"quantity": quantity, "nats": nats, "protocol": protocol, "meaning": meaning})
+
+    evaluations = sorted(folder.glob("evaluation_K*_N*.json"), key=lambda p: p.stat().st_mtime)
+    if evaluations:
+        e = json.loads(evaluations[-1].read_text())
+        add("log p̂(x), importance sampling", f"{e['test_ll']:.2f}", f"K = {e['eval_k']}, {e['n_test']} test images",
+            "a lower bound in expectation, with the encoder's Gaussian as the proposal")
+        add("ELBO", f"{e['test_elbo']:.2f}", f"{e['n_test']} test images", "what training maximizes")
+    bdmc = json.loads((folder / "bdmc.json").read_text()) if (folder / "bdmc.json").exists() else None
+    ais = json.loads((folder / "ais.json").read_text()) if (folder / "ais.json").exists() else None
+    for s in bdmc["sandwich"] if bdmc else []:
+        add(f"BDMC sandwich width, T = {s['settings']['steps']}, L = {s['settings']['leapfrog']}", f"{s['width']:.2f}",
+            f"{bdmc['images']} images simulated from the model", "how far AIS at this setting can be from log p(x)")
+    width = next((s["width"] for s in bdmc["sandwich"] if ais and (s["settings"]["steps"], s["settings"]["leapfrog"])
+                  == (ais["settings"]["steps"], ais["settings"]["leapfrog"])), None) if bdmc else None
+    certified = width is not None and width <= AIS_CERTIFIED_WIDTH
+    uncertified = (f"needs AIS certified by a BDMC sandwich of at most {AIS_CERTIFIED_WIDTH:g} nat at its setting ("
+                   + (f"this one's: {width:.2f}" if width is not None else "none measured") + ")")
+    if ais:
+        add("log p(x), AIS from the prior", f"{ais['mean']:.2f}",
+            f"T = {ais['settings']['steps']}, {ais['n']} test images, "
+            + (f"certified (sandwich {width:.2f} nat)" if certified else "not certified"),
+            "ranks decoders: it never calls the encoder")
+        if certified:
+            add("estimator gap, AIS − IS", f"{ais['estimator_gap']:+.2f}", f"the same {ais['n']} images",
+                "what the encoder's proposal leaves to importance sampling")
+        else:
+            add("estimator gap, AIS − IS", "not measurable", f"the same {ais['n']} images", uncertified)
+    if (folder / "gaps.json").exists():
+        g = json.loads((folder / "gaps.json").read_text())
+        add("amortization gap", f"{g['amortization_gap']['mean']:.2f}", f"{g['n']} test images, q* by SVI",
+            "ELBO(q*) − ELBO(encoder): what one forward pass costs")
+        on_gaps = (ais or {}).get("gap_subset")
+        if on_gaps and certified:
+            add("approximation gap", f"{on_gaps['approximation_gap']['mean']:.2f}", f"AIS on the {on_gaps['n']} gap images",
+                "log p(x) − ELBO(q*): what a diagonal Gaussian cannot reach")
+        else:
+            reason = "needs AIS on the gap images (--ais-gap-subset)" if not on_gaps else uncertified
+            add("approximation gap", "not measurable", f"{g['n']} test images", reason)
+    if (folder / "gprf.json").exists():
+        r = json.loads((folder / "gprf.json").read_text())
+        add("GP-RF (R4) log p̂(x) − the VAE's", f"{r['gain']:+.2f}",
+            f"K = {r['eval_k']}, {r['n_test']} test images, {r['options']['error_images']} observed errors",
+            "the same decoder: a gain is the proposal's, not the model's")
+    return pd.DataFrame(rows, columns=["quantity", "nats", "protocol", "meaning"])

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 import gpvae.ais
-from gpvae import cli, training
+from gpvae import measurements
+from gpvae import cli
 from gpvae.ais import (AISSettings, ais_log_likelihood, anneal, bdmc, hmc_transition, log_likelihood_and_grad,
                        reverse_schedule, settings_grid, simulate, temperatures)
 from gpvae.likelihoods import discretized_logistic_log_prob
 from gpvae.models import LinearGaussian
 from gpvae.networks import build_networks
-from gpvae.training import RunFolderError
+from gpvae.io import RunFolderError
 
 from .conftest import data_dir, requires_data
 
@@ -209,7 +210,7 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
         block, gaps = result["gap_subset"], json.loads((tmp_path / "vae" / "gaps.json").read_text())
         assert block["indices"] == gaps["indices"] and block["annealed"] == annealed and block["model_checked"]
         # the images annealed for the gap subset have chains of their own seed (run seed 0 + the offset)
-        assert block["annealed_seed"] == (training.GAP_SUBSET_SEED_OFFSET if annealed else None)
+        assert block["annealed_seed"] == (measurements.GAP_SUBSET_SEED_OFFSET if annealed else None)
         assert result["per_example"] == ais["vae"]["per_example"]  # the AIS subset's values do not move
         if annealed == 0:
             assert block["per_example"] == [result["per_example"][result["indices"].index(i)] for i in gaps["indices"]]
@@ -218,7 +219,7 @@ def test_ais_of_gp_rf_equals_its_vaes_while_their_protocol_estimates_differ(tmp_
     gaps["model_sha256"] = "0" * 64  # gaps.json of another model: refused, named
     (tmp_path / "vae" / "gaps.json").write_text(json.dumps(gaps))
     with pytest.raises(RunFolderError, match="another model"):
-        training.ais_run(tmp_path / "vae", AISSettings(steps=5), 2, gap_subset=True)
+        measurements.ais_run(tmp_path / "vae", AISSettings(steps=5), 2, gap_subset=True)
     assert cli.main(["bdmc", str(tmp_path / "vae"), "--ais-steps", "5", "20", "--ais-leapfrog", "2", "1",
                      "--bdmc-images", "4"]) == 0
     sandwich = json.loads((tmp_path / "vae" / "bdmc.json").read_text())["sandwich"]

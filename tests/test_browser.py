@@ -41,7 +41,9 @@ EXPECTED = {
     "book/results": (3, 2, 1),
     "book/converged": (4, 1, 1),
     "book/appendix_runs": (0, 12, 1),
-    "book/reproduce": (0, 1, 0),
+    "book/reproduce": (0, 2, 0),
+    "book/cli": (0, 1, 0),
+    "book/external": (0, 1, 1),
 }
 
 

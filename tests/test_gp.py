@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from gpvae import run_folder
+from gpvae.io import RunFolderError
 from gpvae import objectives, training
-from gpvae.config import TrainConfig
+from gpvae.config import ConfigError, TrainConfig
 from gpvae.distributions import GaussHermiteMarginal, gauss_hermite
 from gpvae.evaluation import log_likelihood
-from gpvae.gp import ErrorRegressionGPRF, VariationalGPRF
+from gpvae.models.gprf import ErrorRegressionGPRF, VariationalGPRF
 from gpvae.models import GPRF, MODELS, VAE, LinearGaussian, build_model
 from gpvae.models.linear_gaussian import LinearGaussianDecoder
 from gpvae.networks import Encoder
@@ -179,6 +181,76 @@ def test_zero_kernel_amplitude_is_the_vae():
     assert_all_close(gp_log_w, vae_log_w, atol=1e-3, what="log weights, GP-RF with zero amplitude vs VAE")
 
 
+# --- the importance-weighted objectives (iw, iw_expected) ------------------------------------------
+
+def _bound_draws(bound, x, n):
+    """``n`` independent draws of a per-example bound: (n, B)."""
+    with torch.no_grad():
+        return torch.stack([bound(x) for _ in range(n)])
+
+
+def test_importance_weighted_objectives_are_lower_bounds_that_tighten_with_k():
+    """On the exact linear-Gaussian model: E[iw_k] and E[iw_expected_k] stay below log p(x) for every k,
+    rise with k, and at k = 1 are the marginal and the (Monte Carlo) expected ELBO."""
+    model, x, exact = _gp_on_linear_gaussian(outputscale=1.0)
+    log_px = exact.exact_log_marginal(x).mean().item()
+    torch.manual_seed(6)
+    n = 300
+    means = {}
+    for name, bound in (("iw", model.iw_bound), ("iw_expected", model.expected_iw_bound)):
+        for k in (1, 8, 64):
+            draws = _bound_draws(lambda x: bound(x, k), x, n).mean(1)  # mean over images, per draw
+            means[name, k] = (draws.mean().item(), draws.std().item() / math.sqrt(n))
+            assert means[name, k][0] < log_px + 4 * means[name, k][1], (name, k, means[name, k], log_px)
+        assert means[name, 1][0] < means[name, 8][0] < means[name, 64][0], (name, means)
+    for name in ("iw", "iw_expected"):  # k = 64 closes most of the gap that k = 1 leaves
+        assert log_px - means[name, 64][0] < 0.5 * (log_px - means[name, 1][0]), (name, means, log_px)
+    marginal = _bound_draws(lambda x: model.elbo(x), x, n).mean(1)
+    expected = _bound_draws(model.expected_elbo, x, n).mean(1)
+    for (value, stderr), reference in ((means["iw", 1], marginal), (means["iw_expected", 1], expected)):
+        tolerance = 4 * math.hypot(stderr, reference.std().item() / math.sqrt(n))
+        assert abs(value - reference.mean().item()) < tolerance
+
+
+@pytest.mark.parametrize("objective", ["iw", "iw_expected"])
+def test_importance_weighted_gradients_match_finite_differences(objective):
+    """The gradient of the loss with respect to the kernel amplitude (through q̄'s density for iw, through
+    the sampled F for iw_expected) against a central difference with the same random numbers."""
+    model, x, _ = _gp_on_linear_gaussian(objective=objective, outputscale=0.5)
+    model.iw_k = 4
+    raw = model.gp.covar_module.raw_outputscale
+
+    def loss_at(value: float) -> torch.Tensor:
+        with torch.no_grad():
+            raw.fill_(value)
+        torch.manual_seed(11)
+        return model.loss(x)
+
+    start = raw.item()
+    model.zero_grad()
+    loss_at(start).backward()
+    analytic = raw.grad.item()
+    h = 1e-5
+    with torch.no_grad():
+        numeric = (loss_at(start + h) - loss_at(start - h)).item() / (2 * h)
+    assert analytic != 0.0 and math.isfinite(analytic)
+    assert abs(analytic - numeric) < 1e-4 * max(1.0, abs(numeric)), (analytic, numeric)
+    for name, p in model.named_parameters():  # every trained part receives a gradient
+        if p.requires_grad and name.startswith(("encoder", "gp.variational")):
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_the_importance_weighted_objectives_are_a_switch_of_the_variational_reading_only():
+    assert TrainConfig(model="gp", gp_fit="elbo", objective="iw", iw_k=5).objective == "iw"
+    model = build_model(TrainConfig(model="gp", gp_fit="elbo", objective="iw_expected", iw_k=3, inducing=8,
+                                    latent_dim=2), (1, 28, 28), "bernoulli", n_train=100)
+    assert (model.objective, model.iw_k) == ("iw_expected", 3)
+    with pytest.raises(ConfigError, match="objective = 'iw'.*gp_fit = 'elbo' only"):
+        TrainConfig(model="gp", gp_fit="errors", objective="iw")
+    with pytest.raises(ConfigError, match="iw_k = 0 must be at least 1"):
+        TrainConfig(model="gp", gp_fit="elbo", objective="iw", iw_k=0)
+
+
 @pytest.mark.parametrize("objective,link", [("expected", "lognormal"), ("marginal", "lognormal"),
                                             ("expected", "squared"), ("marginal", "squared")])
 def test_every_parameter_group_gets_a_gradient(objective, link):
@@ -237,12 +309,12 @@ def test_warm_start_copies_the_vae_networks_and_refuses_other_shapes(tmp_path):
     common = dict(dataset="mnist", max_train=500, max_test=20, eval_k=5, latent_dim=4, device="cpu",
                   data_dir=str(data_dir()))
     training.train(TrainConfig(model="vae", epochs=1, out=str(tmp_path / "vae"), **common))
-    best = training.load_checkpoint(tmp_path / "vae")["best_model"]
-    _, model, _ = training.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"), **common))
+    best = run_folder.load_checkpoint(tmp_path / "vae")["best_model"]
+    _, model, _ = run_folder.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"), **common))
     for key, value in model.state_dict().items():
         if key.split(".")[0] in ("encoder", "decoder"):
             assert torch.equal(value, best[key]), key
     assert model.gp.mean_module.head is model.encoder.head
-    with pytest.raises(training.RunFolderError, match="networks differ"):
-        training.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"),
+    with pytest.raises(RunFolderError, match="networks differ"):
+        run_folder.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"),
                                      **{**common, "latent_dim": 5}))

@@ -9,7 +9,9 @@ import sys
 import pytest
 import torch
 
-from gpvae import cli, training
+from gpvae import run_folder
+from gpvae.data import cache_dir
+from gpvae import cli
 from gpvae.config import ConfigError, TrainConfig
 
 from .conftest import REPO, data_dir, requires_data
@@ -52,7 +54,7 @@ def test_the_error_fit_cache_follows_the_source_weights(tmp_path, vae):
 
 def test_a_damaged_fit_cache_is_recomputed(tmp_path, vae, monkeypatch):
     assert _train(tmp_path, "gp1", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
-    caches = list((training.datasets.cache_dir() / "fits").glob("svi_errors_*.pt"))
+    caches = list((cache_dir() / "fits").glob("svi_errors_*.pt"))
     assert caches
     for cache in caches:
         _truncate(cache)
@@ -67,7 +69,7 @@ def test_divergence_that_stays_finite_exits_3_and_writes_no_metrics(tmp_path, ca
     assert not (tmp_path / "lr1" / "metrics.json").exists()
     checkpoint = tmp_path / "lr1" / "checkpoint.pt"
     if checkpoint.exists():  # only finite epochs are ever checkpointed
-        saved = training.load_checkpoint(tmp_path / "lr1")
+        saved = run_folder.load_checkpoint(tmp_path / "lr1")
         assert all(torch.isfinite(torch.tensor([h["valid_elbo"], h["train_loss"]])).all() for h in saved["history"])
     else:
         assert "nothing was saved" in err
@@ -100,7 +102,7 @@ def test_damaged_decompressed_data_is_refused_in_the_data_folder_and_redone_in_t
     for gz in (data_dir() / "MNIST" / "raw").glob("*.gz"):
         shutil.copy(gz, raw)
     assert _train(tmp_path, "a", "--model", "vae", "--epochs", "0", "--data-dir", str(tmp_path / "data")) == 0
-    cached = training.datasets.cache_dir() / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    cached = cache_dir() / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     _truncate(cached)
     assert _train(tmp_path, "b", "--model", "vae", "--epochs", "0", "--data-dir", str(tmp_path / "data")) == 0
     assert _metrics(tmp_path, "b")["test_ll"] == _metrics(tmp_path, "a")["test_ll"]

@@ -1,12 +1,15 @@
 """Summaries of the workflow's records for the book (gpvae.report)."""
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from gpvae import report, verdicts
-from gpvae import workflow as wf
+from gpvae.runs.grid import Grid
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def record(dataset, run, seed, test_ll, amortization=1.0):
@@ -62,10 +65,10 @@ def test_an_ais_difference_without_a_certificate_is_not_resolved_whatever_its_si
 
 
 def test_missing_cells_are_the_grid_minus_the_records():
-    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
     absent = report.missing(grid, RECORDS)
     assert ("mnist", "vae", 0) not in absent and ("mnist", "iwae", 0) in absent
-    assert len(absent) == len(wf.cells(grid)) - len(RECORDS)
+    assert len(absent) == len(grid.cells()) - len(RECORDS)
 
 
 def test_mean_sd_text():
@@ -82,7 +85,7 @@ def test_verdict_needs_two_seeds_and_twice_the_sd(mean, sd, n, expected):
 
 
 def test_models_only_leaves_out_the_controls():
-    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
     runs = report.frame(RECORDS + [record("mnist", "vae_extra", 0, -92.0)])
     kept = report.models_only(report.summarize(runs, "test_ll"), grid)
     assert ("mnist", "vae_extra") not in kept.index and ("mnist", "gp") in kept.index
@@ -91,7 +94,7 @@ def test_models_only_leaves_out_the_controls():
 
 
 def test_a_warm_start_that_ends_below_its_source_lost_ground():
-    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
     records = [dict(record("fashion_mnist", "vae", 0, -1930.0), valid_elbo=-1967.6),
                dict(record("fashion_mnist", "savae", 0, -2731.0), valid_elbo=-2729.9),  # SA-VAE broke it
                dict(record("fashion_mnist", "vae_extra", 0, -1909.0), valid_elbo=-1967.0),  # gained
@@ -159,7 +162,7 @@ def test_readings_table_takes_runs_without_a_gap_decomposition(tmp_path):
 
 
 def test_missing_measurements_are_the_grid_s_cells_without_a_record():
-    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
     rows = pd.DataFrame({"dataset": ["mnist", "mnist", "omniglot", "omniglot", "omniglot", "fashion_mnist"],
                          "seed": [0, 0, 0, 1, 2, 2]})
     assert report.missing_measurements(grid, "k_curve", rows) == "mnist seeds 1, 2; fashion_mnist seeds 0, 1"
@@ -167,12 +170,13 @@ def test_missing_measurements_are_the_grid_s_cells_without_a_record():
 
 
 def test_missing_per_run_measurements_are_counted_run_by_run():
-    grid = wf.load_grid(wf.Path(__file__).resolve().parents[1] / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
     rows = pd.DataFrame({"dataset": ["mnist", "mnist"], "run": ["vae", "gp"], "seed": [0, 0]})
-    # 10 AIS runs x 3 seeds on MNIST and Omniglot-28, 9 on Fashion-MNIST (no VLAE): one run of a seed is not the seed
-    assert report.missing_measurements(grid, "ais", rows) == ("mnist 28 of 30 runs × seeds; omniglot 30 of 30 runs × "
+    # 12 AIS runs x 3 seeds on MNIST and Omniglot-28, 9 on Fashion-MNIST (no VLAE, no importance-weighted screen):
+    # one run of a seed is not the seed
+    assert report.missing_measurements(grid, "ais", rows) == ("mnist 34 of 36 runs × seeds; omniglot 36 of 36 runs × "
                                                               "seeds; fashion_mnist 27 of 27 runs × seeds")
-    everything = pd.DataFrame(wf.run_measurement_cells(grid, "ais"), columns=["dataset", "run", "seed"])
+    everything = pd.DataFrame(grid.run_measurement_cells("ais"), columns=["dataset", "run", "seed"])
     assert report.missing_measurements(grid, "ais", everything) == ""
 
 
@@ -216,8 +220,8 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
 def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid():
     from gpvae.plotting import MODEL_LABELS, run_labels
 
-    config = wf.Path(__file__).resolve().parents[1] / "workflow" / "config"
-    cpu, converged = (run_labels(wf.load_grid(config / f"{name}.yaml")) for name in ("cpu", "converged"))
+    config = REPO / "workflow" / "config"
+    cpu, converged = (run_labels(Grid.load(config / f"{name}.yaml")) for name in ("cpu", "converged"))
     assert cpu["vae_extra"] == "VAE +2 epochs (control of SA-VAE, VLAE)"
     assert converged["vae_extra"] == "VAE +20 epochs (control of GP-RF (R5, decoder refit))"
     assert converged["vae_continued"] == MODEL_LABELS["vae_continued"] and cpu["gp"] == MODEL_LABELS["gp"]
@@ -235,3 +239,35 @@ def test_ais_costs_are_one_sentence_per_dataset_with_setting_ratio_and_protocol(
     assert len(sentences) == 2 and sentences[0].startswith("AIS cost of record (Fashion-MNIST, vae): T = 1000, L = 5 ")
     assert "0.963 s/image against IS K = 500 0.1190 s/image, 8.1× (100 images, median of 3" in sentences[0]
     assert sentences[1].startswith("AIS cost of record (mnist, vae)")
+
+
+def test_a_run_folder_s_summary_shows_an_approximation_gap_only_where_ais_is_certified(tmp_path):
+    (tmp_path / "evaluation_K100_N20.json").write_text(json.dumps({"test_ll": -95.0, "test_elbo": -99.0, "eval_k": 100,
+                                                                   "n_test": 20}))
+    (tmp_path / "gaps.json").write_text(json.dumps({"n": 10, "eval_k": 100, "amortization_gap": {"mean": 2.5},
+                                                    "approximation_gap": {"mean": -0.7}}))
+    setting = {"steps": 1000, "leapfrog": 5}
+    ais = {"mean": -94.0, "n": 20, "settings": setting, "estimator_gap": 1.0,
+           "gap_subset": {"n": 10, "approximation_gap": {"mean": 1.2}}}
+    (tmp_path / "ais.json").write_text(json.dumps(ais))
+
+    def rows():
+        table = report.measurement_summary(tmp_path)
+        return dict(zip(table["quantity"], table["nats"])), dict(zip(table["quantity"], table["meaning"]))
+
+    values, meanings = rows()  # no certificate: the IS-based −0.7 is never shown, nor AIS − IS
+    assert values["approximation gap"] == "not measurable" and "none measured" in meanings["approximation gap"]
+    assert values["estimator gap, AIS − IS"] == "not measurable"
+    assert values["log p̂(x), importance sampling"] == "-95.00" and values["amortization gap"] == "2.50"
+    bdmc = {"images": 100, "sandwich": [{"settings": setting, "width": 3.1}]}
+    (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
+    values, meanings = rows()  # a sandwich too wide to certify
+    assert values["approximation gap"] == "not measurable" and "this one's: 3.10" in meanings["approximation gap"]
+    bdmc["sandwich"][0]["width"] = 0.3
+    (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
+    values, _ = rows()  # certified: AIS − ELBO(q*) on the gap images
+    assert values["approximation gap"] == "1.20" and values["estimator gap, AIS − IS"] == "+1.00"
+    del ais["gap_subset"]
+    (tmp_path / "ais.json").write_text(json.dumps(ais))
+    values, meanings = rows()
+    assert values["approximation gap"] == "not measurable" and "--ais-gap-subset" in meanings["approximation gap"]

@@ -7,7 +7,10 @@ import sys
 import pytest
 import torch
 
-from gpvae import training
+from gpvae import measurements, run_folder, training
+from gpvae.cli import main as cli_main
+from gpvae.io import RunFolderError
+from gpvae.layout import CHECKPOINT, METRICS
 from gpvae.config import ConfigError, TrainConfig
 from gpvae.models import VAE
 
@@ -43,7 +46,7 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path
     monkeypatch.setattr(training, "_run_epoch", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         training.train(_config(tmp_path, "resumed", epochs=3, model="iwae"))
-    assert training.load_checkpoint(tmp_path / "resumed")["epoch"] == 1
+    assert run_folder.load_checkpoint(tmp_path / "resumed")["epoch"] == 1
     monkeypatch.setattr(training, "_run_epoch", run_epoch)
     resumed = training.train(_config(tmp_path, "resumed", epochs=3, model="iwae", resume=True))
     assert resumed["test_ll"] == straight["test_ll"]
@@ -62,7 +65,7 @@ def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_pat
     monkeypatch.setattr(VAE, "loss", loss_that_explodes)
     with pytest.raises(training.TrainingDiverged, match="epoch 2, step 3"):
         training.train(config)
-    saved = training.load_checkpoint(config.out)
+    saved = run_folder.load_checkpoint(config.out)
     assert saved["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
@@ -81,10 +84,10 @@ def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without
     monkeypatch.setattr(training, "evaluate", evaluate_to_nan)
     with pytest.raises(training.TrainingDiverged, match=r"non-finite \{'test_ll': nan\}"):
         training.train(config)
-    assert not (tmp_path / "nan_eval" / training.METRICS).exists()
-    assert training.load_checkpoint(config.out)["epoch"] == 1  # the training is kept
+    assert not (tmp_path / "nan_eval" / METRICS).exists()
+    assert run_folder.load_checkpoint(config.out)["epoch"] == 1  # the training is kept
     assert workflow.diverged(config.out)  # the workflow's train job records it
-    metrics = json.loads((tmp_path / "nan_eval" / training.METRICS).read_text())
+    metrics = json.loads((tmp_path / "nan_eval" / METRICS).read_text())
     assert "non-finite {'test_ll': nan}" in metrics["diverged"] and metrics["epochs_done"] == 1
 
 
@@ -96,7 +99,7 @@ def test_an_exploding_gradient_stops_training_as_diverged(tmp_path, monkeypatch)
     monkeypatch.setattr(training, "_gradient_norm", lambda model: next(norms))
     with pytest.raises(training.TrainingDiverged, match=r"gradient norm 2.02e\+06 at epoch 2, step 3, beyond 1e\+06x"):
         training.train(config)
-    assert training.load_checkpoint(config.out)["epoch"] == 1
+    assert run_folder.load_checkpoint(config.out)["epoch"] == 1
     assert "gradient norm" in json.loads((tmp_path / "explodes" / training.DIVERGED).read_text())["diverged"]
 
 
@@ -118,11 +121,50 @@ def test_a_savae_whose_svi_lowers_the_elbo_stops_as_diverged(tmp_path, monkeypat
     assert healthy["history"][0]["svi_gain_valid"] > 0 and healthy["history"][0]["largest_grad_norm"] > 0
 
 
+def test_every_path_the_library_writes_is_checked_before_any_work(tmp_path, capsys):
+    """Regression: ``--out`` naming an existing file ended in a FileExistsError traceback (exit 1)."""
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a run folder")
+    for argv, named in ((["train", "--out", str(taken)], f"--out {taken} is a file"),
+                        (["train", "--out", str(taken / "run")], f"{taken} is a file, so no folder"),
+                        (["bench", "--json", str(tmp_path)], f"--json {tmp_path} is a folder"),
+                        (["bench-ais", str(tmp_path), "--json", str(taken / "x.json")], f"{taken} is a file")):
+        assert cli_main([*argv, "--data-dir", str(data_dir())] if argv[0] != "bench-ais" else argv) == 2
+        assert named in capsys.readouterr().err
+    assert taken.read_text() == "not a run folder"  # nothing lost
+
+
+def _relabel(run: str, **changes) -> None:
+    """Rewrite the options a run folder's checkpoint records (a run of another dataset or latent size)."""
+    path = f"{run}/{CHECKPOINT}"
+    saved = torch.load(path, weights_only=True)
+    saved["config"].update(changes)
+    torch.save(saved, path)
+
+
+def test_a_warm_start_or_a_reference_of_other_data_is_refused_by_name(tmp_path):
+    """Regression: a VAE trained on Omniglot-28 was accepted as the warm start of an MNIST run without a word
+    (the networks have the same shapes)."""
+    training.train(_config(tmp_path, "source", epochs=1))
+    _relabel(tmp_path / "source", dataset="omniglot")
+    with pytest.raises(RunFolderError, match=r"cannot warm start from .*source: it was trained with dataset 'omniglot' "
+                                             r"\(this run: 'mnist'\)"):
+        training.train(_config(tmp_path, "warm", epochs=1, init_from=str(tmp_path / "source")))
+    _relabel(tmp_path / "source", dataset="mnist", latent_dim=16)
+    with pytest.raises(RunFolderError, match=r"latent_dim 16 \(this run: 8\)"):
+        training.train(_config(tmp_path, "warm", epochs=1, init_from=str(tmp_path / "source")))
+    assert not (tmp_path / "warm" / CHECKPOINT).exists()  # refused before any work
+    training.train(_config(tmp_path, "run", epochs=1))
+    _relabel(tmp_path / "source", dataset="fashion_mnist", latent_dim=8)
+    with pytest.raises(RunFolderError, match="cannot be the difficulty reference"):
+        measurements.difficulty_run(tmp_path / "run", tmp_path / "source", data_dir=str(data_dir()))
+
+
 def test_existing_run_is_not_overwritten_and_resume_refuses_other_options(tmp_path):
     training.train(_config(tmp_path, "run", epochs=1))
-    with pytest.raises(training.RunFolderError, match="--resume"):
+    with pytest.raises(RunFolderError, match="--resume"):
         training.train(_config(tmp_path, "run", epochs=1))
-    with pytest.raises(training.RunFolderError, match="lr"):
+    with pytest.raises(RunFolderError, match="lr"):
         training.train(_config(tmp_path, "run", epochs=2, lr=0.1, resume=True))
 
 
@@ -189,7 +231,7 @@ def test_every_model_trains_on_8bit_fashion_mnist_without_diverging(model):
     at the second step; it now reads them on [-1, 1] like the likelihood."""
     config = TrainConfig(model=model, dataset="fashion_mnist", max_train=400, max_test=10, device="cpu",
                          inducing=32, error_inducing=32, error_images=400)
-    data, net, _ = training.prepare(config)
+    data, net, _ = run_folder.prepare(config)
     assert net.encoder.pixel_levels
     optimizers, generator = net.optimizers(1e-3), torch.Generator().manual_seed(0)
     for step in range(4):

@@ -1,4 +1,4 @@
-"""The runs-of-record workflow (workflow/Snakefile, gpvae.workflow): grids, dry runs of every profile,
+"""The runs-of-record workflow (workflow/Snakefile, gpvae.runs): grids, dry runs of every profile,
 and one tiny grid run end to end through papermill, records and table."""
 import csv
 import json
@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from gpvae import workflow as wf
+from gpvae.runs import jobs, persistence, records, schema
+from gpvae.runs.grid import Grid
 from gpvae.cli import main as cli_main
 from gpvae.config import ConfigError
 
@@ -22,26 +23,28 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def grid(name: str) -> dict:
-    return wf.load_grid(REPO / "workflow" / "config" / f"{name}.yaml")
+def grid(name: str) -> Grid:
+    return Grid.load(REPO / "workflow" / "config" / f"{name}.yaml")
 
 
-def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():
+def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_and_the_iw_screen_on_logistic_data():
     cpu = grid("cpu")
-    cells = wf.cells(cpu)
-    assert len(cells) == (3 * 10 - 1) * 3
+    cells = cpu.cells()
+    assert len(cells) == (3 * 12 - 3) * 3
     assert ("fashion_mnist", "vlae", 0) not in cells and ("mnist", "vlae", 2) in cells
-    assert {r["model"] for r in cpu["runs"].values()} == {"vae", "iwae", "hf", "iaf", "rme", "savae", "vlae", "gp"}
+    assert {(d, s) for d, r, s in cells if r == "gp_iw_expected"} == {(d, s) for d in ("mnist", "omniglot") for s in (0, 1, 2)}
+    assert cpu.chapter_parameters("omniglot", "gp_iw", 1)["options"] == {"gp_preset": "paper", "objective": "iw", "iw_k": 5}
+    assert {r["model"] for r in cpu.runs.values()} == {"vae", "iwae", "hf", "iaf", "rme", "savae", "vlae", "gp"}
 
 
 def test_the_cpu_grid_controls_for_the_extra_epochs_of_the_warm_started_models():
     cpu = grid("cpu")
-    assert wf.controls(cpu) == {"vae_extra": ["savae", "vlae"]} and wf.controls(grid("gpu")) == {}
-    control = wf.chapter_parameters(cpu, "omniglot", "vae_extra", 2)
-    for run in wf.controls(cpu)["vae_extra"]:  # the same schedule as the models it controls for
-        compared = wf.chapter_parameters(cpu, "omniglot", run, 2)
+    assert cpu.controls() == {"vae_extra": ["savae", "vlae"]} and grid("gpu").controls() == {}
+    control = cpu.chapter_parameters("omniglot", "vae_extra", 2)
+    for run in cpu.controls()["vae_extra"]:  # the same schedule as the models it controls for
+        compared = cpu.chapter_parameters("omniglot", run, 2)
         assert (control["epochs"], control["options"]["init_from"]) == (compared["epochs"], compared["options"]["init_from"])
-    assert control["model"] == "vae" and control["options"] == {"init_from": f"{cpu['runs_dir']}/omniglot/vae_seed2"}
+    assert control["model"] == "vae" and control["options"] == {"init_from": f"{cpu.layout.runs_dir}/omniglot/vae_seed2"}
 
 
 @pytest.mark.parametrize("table", sorted(REPO.glob("results/workflow/*/runs.csv")), ids=lambda path: path.parent.name)
@@ -50,36 +53,36 @@ def test_a_committed_table_is_the_table_of_its_committed_records(table, tmp_path
     left ``runs.csv`` holding their old numbers; it must be what the ``table`` rule makes of the records."""
     from gpvae import report
 
-    wf.write_table(report.load_records(table.parent), tmp_path / "runs.csv")
+    records.write_table(report.load_records(table.parent), tmp_path / "runs.csv")
     assert (tmp_path / "runs.csv").read_text() == table.read_text(), (
         f"{table} differs from its records: make it again with the workflow's table rule")
 
 
 def test_the_fashion_mnist_savae_clips_its_svi_gradients_on_both_grids():
     for name in ("cpu", "gpu"):
-        assert wf.chapter_parameters(grid(name), "fashion_mnist", "savae", 0)["options"]["svi_max_grad_norm"] == 100.0
-        assert "svi_max_grad_norm" not in wf.chapter_parameters(grid(name), "mnist", "savae", 0)["options"]
+        assert grid(name).chapter_parameters("fashion_mnist", "savae", 0)["options"]["svi_max_grad_norm"] == 100.0
+        assert "svi_max_grad_norm" not in grid(name).chapter_parameters("mnist", "savae", 0)["options"]
 
 
 def test_bench_times_each_architecture_once(monkeypatch):
     timed = []
-    monkeypatch.setattr("gpvae.bench.bench", lambda models, config, repeats: timed.append(models) or {"model": models})
-    reports = wf.bench_grid(grid("cpu"), "mnist")
+    monkeypatch.setattr("gpvae.runs.jobs.bench", lambda models, config, repeats: timed.append(models) or {"model": models})
+    reports = jobs.bench_grid(grid("cpu"), "mnist")
     assert "vae_extra" not in reports and {"vae", "savae", "gp", "gp_paper"} <= set(reports)
-    assert len(timed) == len(reports) == 9
+    assert len(timed) == len(reports) == 11  # gp_iw and gp_iw_expected: R1 with other bounds
 
 
 def test_chapter_parameters_warm_start_and_overrides():
     cpu = grid("cpu")
-    gp = wf.chapter_parameters(cpu, "fashion_mnist", "gp", 1)
+    gp = cpu.chapter_parameters("fashion_mnist", "gp", 1)
     assert gp["options"]["init_from"] == str(REPO / "runs/workflow/cpu/fashion_mnist/vae_seed1")  # the repository's runs_dir
     assert gp["options"]["error_images"] == 2000 and gp["epochs"] == 0  # the dataset's override, the run's epochs
     assert gp["max_train"] == 20000 and gp["max_test"] == 500 and gp["eval_k"] == 500
-    vae = wf.chapter_parameters(cpu, "mnist", "vae", 0)
+    vae = cpu.chapter_parameters("mnist", "vae", 0)
     assert vae == {"model": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
                    "eval_k": 1000, "seed": 0, "device": "cpu", "out": str(REPO / "runs/workflow/cpu/mnist/vae_seed0"),
                    "options": {}}
-    assert wf.chapter_parameters(grid("gpu"), "mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
+    assert grid("gpu").chapter_parameters("mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
 
 
 @pytest.mark.parametrize("change, message", [
@@ -103,19 +106,19 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["k_curve"].update(max_test=True), "k_curve of mnist: max_test takes a positive integer"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
-    bad = grid("cpu")
+    bad = grid("cpu").spec
     change(bad)
     with pytest.raises(ConfigError, match=message):
-        wf.check_grid(bad)
+        Grid(bad)
 
 
 def test_an_ais_job_whose_certificate_run_diverged_names_it(tmp_path):
-    cpu = {**grid("cpu"), "runs_dir": str(tmp_path)}
-    folder = wf.run_dir(cpu, "mnist", "vae", 0)
+    cpu = grid("cpu").replace(runs_dir=str(tmp_path))
+    folder = cpu.layout.run_dir("mnist", "vae", 0)
     folder.mkdir(parents=True)
     (folder / "bdmc.json").write_text(json.dumps({"diverged": "non-finite loss at epoch 3", "run_dir": str(folder)}))
     with pytest.raises(ConfigError, match=r"mnist seed 0: the AIS certificate run 'vae' diverged \(non-finite loss"):
-        wf.ais_measurement(cpu, "mnist", "gp", 0)
+        jobs.ais_measurement(cpu, "mnist", "gp", 0)
 
 
 def test_the_certified_ais_setting_is_the_cheapest_within_the_width_else_the_costliest():
@@ -123,26 +126,26 @@ def test_the_certified_ais_setting_is_the_cheapest_within_the_width_else_the_cos
         return {"settings": {"steps": steps, "leapfrog": leapfrog, "chains": 1}, "width": width}
 
     measured = {"sandwich": [entry(250, 5, 6.5), entry(4000, 1, 0.45), entry(1000, 5, 0.4), entry(4000, 5, 0.1)]}
-    assert wf.certified_setting(measured, 0.5) == {"steps": 4000, "leapfrog": 1, "decoder_passes": 4000,
+    assert jobs.certified_setting(measured, 0.5) == {"steps": 4000, "leapfrog": 1, "decoder_passes": 4000,
                                                    "width": 0.45, "max_width": 0.5, "certified": True}
-    assert wf.certified_setting(measured, 0.42)["decoder_passes"] == 5000  # (1000, 5): fewer passes than (4000, 5)
-    fallback = wf.certified_setting(measured, 0.05)
+    assert jobs.certified_setting(measured, 0.42)["decoder_passes"] == 5000  # (1000, 5): fewer passes than (4000, 5)
+    fallback = jobs.certified_setting(measured, 0.05)
     assert (fallback["steps"], fallback["leapfrog"], fallback["certified"]) == (4000, 5, False)
 
 
 def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path):
-    cpu = {**grid("cpu"), "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    folder, committed = wf.run_dir(cpu, "mnist", "vae", 0), wf.record_path(cpu, "mnist", "vae", 0)
+    cpu = grid("cpu").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
+    folder, committed = cpu.layout.run_dir("mnist", "vae", 0), cpu.layout.record_path("mnist", "vae", 0)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"test_ll": -98.25}))
     (folder / "ais.json").write_text(json.dumps({"mean": -97.0, "run_dir": str(folder)}))
-    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # no record yet
+    assert records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # no record yet
     committed.parent.mkdir(parents=True)
     committed.write_text(json.dumps({"test_ll": -98.25}))
-    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # the recorded model
+    assert records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0  # the recorded model
     committed.write_text(json.dumps({"test_ll": -98.31}))
     with pytest.raises(ConfigError, match=r"-98.2500 is not the committed record's -98.3100"):
-        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+        records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
     # the folder's gap decomposition, which AIS reads for the approximation gap, is checked the same way
     committed.write_text(json.dumps({"test_ll": -98.25, "gaps": {"log_px": -97.5, "elbo_opt": -101.0, "n": 100,
                                                                  "subset_seed": None}}))
@@ -151,25 +154,25 @@ def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path
         return {"log_px": {"mean": -97.5}, "elbo_opt": {"mean": elbo_opt}, "n": n, "subset_seed": None}
 
     (folder / "gaps.json").write_text(json.dumps(gaps(-101.0)))
-    assert wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0
+    assert records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")["mean"] == -97.0
     (folder / "gaps.json").write_text(json.dumps(gaps(-100.2)))
     with pytest.raises(ConfigError, match=r"elbo_opt -100.2000 is not the committed record's -101.0000"):
-        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+        records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
     (folder / "gaps.json").write_text(json.dumps(gaps(-101.0, n=50)))
     with pytest.raises(ConfigError, match="covers 50 images"):  # other images: named as such
-        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+        records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
     # an AIS with a gap subset is checked on the decomposition it used, not on the folder's later gaps.json
     used = {"n": 100, "subset_seed": None, "is": -97.5, "elbo_opt": -100.7}
     (folder / "ais.json").write_text(json.dumps({"mean": -97.0, "run_dir": str(folder), "gap_subset": used}))
     (folder / "gaps.json").write_text(json.dumps(gaps(-101.0)))
     with pytest.raises(ConfigError, match=r"elbo_opt -100.7000 is not the committed record's -101.0000"):
-        wf.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
+        records.run_measurement_record(cpu, "ais", "mnist", "vae", 0, "cmd")
 
 
 def test_seeds_from_the_command_line():
     cpu = grid("cpu")
     for given, expected in ((1, [1]), ("[0, 2]", [0, 2]), ([2], [2])):
-        assert wf.check_grid({**cpu, "seeds": given})["seeds"] == expected
+        assert cpu.replace(seeds=given).seeds == expected
 
 
 def dry_run_counts(profile: str, tmp_path: Path) -> dict[str, int]:
@@ -183,7 +186,7 @@ def dry_run_counts(profile: str, tmp_path: Path) -> dict[str, int]:
             if len(line.split()) == 2 and line.split()[1].isdigit()}
 
 
-@pytest.mark.parametrize("profile, jobs", [("cpu", 87), ("gpu", 78), ("slurm", 78)])
+@pytest.mark.parametrize("profile, jobs", [("cpu", 99), ("gpu", 78), ("slurm", 78)])
 def test_dry_run_of_each_profile(profile, jobs, tmp_path):
     counts = dry_run_counts(profile, tmp_path)
     assert counts["train"] == jobs and counts["bench"] == 3 and counts["table"] == 1
@@ -202,35 +205,35 @@ def test_dry_run_of_the_study_profile(tmp_path):
 
 
 def test_every_converged_run_a_claim_compares_with_gp_rf_has_gp_rf_s_seeds(tmp_path):
-    converged = {**grid("converged"), "results_dir": str(tmp_path)}
-    gp_seeds = wf.run_seeds(converged, "mnist", "gp")
+    converged = grid("converged").replace(results_dir=str(tmp_path))
+    gp_seeds = converged.run_seeds("mnist", "gp")
     assert gp_seeds == [0, 1, 2]
-    assert all(wf.run_seeds(converged, "mnist", run) == gp_seeds for run in converged["runs"])
+    assert all(converged.run_seeds("mnist", run) == gp_seeds for run in converged.runs)
     # the measurements follow the seeds, except those declared for named seeds (K = 5000, the frontier)
-    assert wf.measurement_cells(converged, "bdmc") == [("mnist", 0), ("mnist", 1), ("mnist", 2)]
-    assert {(run, seed) for _, run, seed in wf.run_measurement_cells(converged, "ais")} == {
-        (run, seed) for run in converged["ais"]["runs"] for seed in gp_seeds}
-    assert wf.measurement_cells(converged, "k_curve") == wf.measurement_cells(converged, "frontier") == [("mnist", 0)]
+    assert converged.measurement_cells("bdmc") == [("mnist", 0), ("mnist", 1), ("mnist", 2)]
+    assert {(run, seed) for _, run, seed in converged.run_measurement_cells("ais")} == {
+        (run, seed) for run in converged.spec["ais"]["runs"] for seed in gp_seeds}
+    assert converged.measurement_cells("k_curve") == converged.measurement_cells("frontier") == [("mnist", 0)]
     with pytest.raises(ConfigError, match="no run of the grid is measured there"):  # an empty record is refused
-        wf.measurement_record(converged, "k_curve", "mnist", 1, "cmd")
+        records.measurement_record(converged, "k_curve", "mnist", 1, "cmd")
     with pytest.raises(ConfigError, match="not a cell of the grid's ais measurement"):
-        wf.run_measurement_record(converged, "ais", "mnist", "nope", 1, "cmd")
+        records.run_measurement_record(converged, "ais", "mnist", "nope", 1, "cmd")
     with pytest.raises(ConfigError, match="seeds takes a list"):
-        wf.check_grid({**converged, "k_curve": {**converged["k_curve"], "seeds": 0}})
+        converged.replace(k_curve={**converged.spec["k_curve"], "seeds": 0})
     with pytest.raises(ConfigError, match="dataset 'mnist': seeds"):
-        wf.check_grid({**converged, "datasets": {"mnist": {**converged["datasets"]["mnist"], "seeds": 0}}})
+        converged.replace(datasets={"mnist": {**converged.datasets["mnist"], "seeds": 0}})
     with pytest.raises(ConfigError, match="seed_rule is no longer read"):
-        wf.check_grid({**converged, "seed_rule": {"extra_seeds": [1], "within_nats": 1.0, "of": ["gp"]}})
+        converged.replace(seed_rule={"extra_seeds": [1], "within_nats": 1.0, "of": ["gp"]})
     with pytest.raises(ConfigError, match="ais of mnist/vae/seed 1: its certificate run 'vae' has no bdmc measurement at seed 1"):
-        wf.check_grid({**converged, "bdmc": {**converged["bdmc"], "seeds": [0]}})
+        converged.replace(bdmc={**converged.spec["bdmc"], "seeds": [0]})
     # a run's own seeds, and the dataset's skip, limit a run's cells
-    two_seed_gp = {**converged, "runs": {**converged["runs"], "gp": {**converged["runs"]["gp"], "seeds": [0, 2]}}}
-    assert set(wf.cells(converged)) - set(wf.cells(two_seed_gp)) == {("mnist", "gp", 1)}
+    two_seed_gp = converged.replace(runs={**converged.runs, "gp": {**converged.runs["gp"], "seeds": [0, 2]}})
+    assert set(converged.cells()) - set(two_seed_gp.cells()) == {("mnist", "gp", 1)}
 
 
 def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_path, monkeypatch):
     """Relative runs_dir and results_dir are the repository's (where Snakemake runs), not the caller's: a
-    chapter executed from book/ sees the same records, so the seed rule adds the same seeds."""
+    chapter executed from book/ sees the same records."""
     repo = tmp_path / "repo"
     (repo / "workflow" / "config").mkdir(parents=True)
     (repo / "workflow" / "Snakefile").write_text("")
@@ -241,12 +244,12 @@ def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_p
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"test_ll": test_ll}))
     monkeypatch.chdir(tmp_path)  # elsewhere: a relative results_dir would find nothing here
-    loaded = wf.load_grid(repo / "workflow" / "config" / "converged.yaml")
-    assert Path(loaded["results_dir"]) == repo / spec["results_dir"] and Path(loaded["runs_dir"]) == repo / spec["runs_dir"]
-    assert ("mnist", "gp", 2) in wf.cells(loaded) and ("mnist", "vae", 1) in wf.cells(loaded)
+    loaded = Grid.load(repo / "workflow" / "config" / "converged.yaml")
+    assert loaded.layout.results_dir == repo / spec["results_dir"] and loaded.layout.runs_dir == repo / spec["runs_dir"]
+    assert ("mnist", "gp", 2) in loaded.cells() and ("mnist", "vae", 1) in loaded.cells()
     outside = tmp_path / "grid.yaml"  # a grid file outside any repository keeps its paths as written
     outside.write_text(yaml.safe_dump(spec))
-    assert wf.load_grid(outside)["results_dir"] == spec["results_dir"]
+    assert str(Grid.load(outside).layout.results_dir) == spec["results_dir"]
 
 
 def test_dry_run_of_the_converged_profile(tmp_path):
@@ -258,9 +261,9 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     assert counts["measurement_record"] == 4 + 2 * 2  # k_curve, difficulty, bdmc, frontier; difficulty, bdmc at seeds 1-2
     assert counts["ais_cost"] == 1
     converged = grid("converged")
-    vae = wf.chapter_parameters(converged, "mnist", "vae", 0)
+    vae = converged.chapter_parameters("mnist", "vae", 0)
     assert vae["epochs"] == 1500 and vae["max_test"] is None and vae["options"]["patience"] == 50
-    assert wf.chapter_parameters(converged, "mnist", "gp", 0)["options"]["error_images"] == 50000
+    assert converged.chapter_parameters("mnist", "gp", 0)["options"]["error_images"] == 50000
 
 
 def test_without_a_profile_the_workflow_says_how_to_run_it():
@@ -371,48 +374,48 @@ def test_the_record_job_drops_the_parked_checkpoint_of_a_finished_or_diverged_ru
     spec, root, _, env = smoke_grid
     shutil.copytree(root / "runs", tmp_path / "runs")
     shutil.copytree(root / "results", tmp_path / "results")
-    here = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(here))
+    here = Grid({**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")})
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(here.spec))
     targets = []
     for run in ("vae", "diverges"):  # parked by a session that stopped, then finished on another machine
-        parked = wf.parked_checkpoint(here, "mnist", run, 0)
+        parked = here.layout.parked_checkpoint("mnist", run, 0)
         parked.parent.mkdir(parents=True)
         parked.write_bytes(b"checkpoint")
-        (wf.run_dir(here, "mnist", run, 0) / "metrics.json").touch()  # its record to be written again
-        targets.append(str(wf.record_path(here, "mnist", run, 0)))
+        (here.layout.run_dir("mnist", run, 0) / "metrics.json").touch()  # its record to be written again
+        targets.append(str(here.layout.record_path("mnist", run, 0)))
     done = subprocess.run([*SNAKEMAKE, *targets, "--configfile", str(tmp_path / "grid.yaml"), "--cores", "1",
                            "--rerun-triggers", "mtime"], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not any(wf.parked_checkpoint(here, "mnist", run, 0).parent.exists() for run in ("vae", "diverges"))
+    assert not any(here.layout.parked_checkpoint("mnist", run, 0).parent.exists() for run in ("vae", "diverges"))
 
 
 def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
-    cpu = {**grid("cpu"), "results_dir": str(tmp_path)}
-    parked = wf.parked_checkpoint(cpu, "mnist", "savae", 0)
+    cpu = grid("cpu").replace(results_dir=str(tmp_path))
+    parked = cpu.layout.parked_checkpoint("mnist", "savae", 0)
     parked.parent.mkdir(parents=True)
     parked.write_bytes(b"checkpoint")
     parked.with_suffix(".partial").write_bytes(b"half")  # an interrupted park's copy
-    wf.drop_parked(cpu, "mnist", "savae", 0)
+    persistence.drop_parked(cpu, "mnist", "savae", 0)
     assert not parked.parent.exists()
-    wf.drop_parked(cpu, "mnist", "savae", 0)  # nothing parked: nothing to do
+    persistence.drop_parked(cpu, "mnist", "savae", 0)  # nothing parked: nothing to do
 
 
 def test_a_training_that_failed_without_diverging_fails_its_job(tmp_path):
-    assert not wf.diverged(tmp_path)  # no diverged.json: the job's error stands
+    assert not persistence.diverged(tmp_path)  # no diverged.json: the job's error stands
     (tmp_path / "metrics.json").write_text(json.dumps({"test_ll": -90.0}))
-    assert not wf.diverged(tmp_path, tmp_path / "gaps.json") and not (tmp_path / "gaps.json").exists()
+    assert not persistence.diverged(tmp_path, tmp_path / "gaps.json") and not (tmp_path / "gaps.json").exists()
 
 
 def test_runs_and_datasets_may_name_fewer_seeds_and_grouped_measurements_hold_the_runs_present():
     study = grid("study")
-    assert wf.run_seeds(study, "mnist", "r4_gp") == [0, 1, 2] and wf.run_seeds(study, "mnist", "r1_paper") == [0]
-    assert wf.run_seeds(study, "omniglot", "r4_gp") == [0]
-    assert wf.measurement_cells(study, "difficulty") == [("mnist", 0), ("mnist", 1), ("mnist", 2), ("omniglot", 0)]
-    assert wf.measured_at(study, "difficulty", "mnist", 1) == ["r3_posthoc", "r4_gp", "r4_knn"]
-    assert wf.run_seeds({**study, "seeds": [1]}, "mnist", "r1_paper") == []  # --config seeds=1: R1 has none
+    assert study.run_seeds("mnist", "r4_gp") == [0, 1, 2] and study.run_seeds("mnist", "r1_paper") == [0]
+    assert study.run_seeds("omniglot", "r4_gp") == [0]
+    assert study.measurement_cells("difficulty") == [("mnist", 0), ("mnist", 1), ("mnist", 2), ("omniglot", 0)]
+    assert study.measured_at("difficulty", "mnist", 1) == ["r3_posthoc", "r4_gp", "r4_knn"]
+    assert study.replace(seeds=[1]).run_seeds("mnist", "r1_paper") == []  # --config seeds=1: R1 has none
     with pytest.raises(ConfigError, match="seeds takes a list"):
-        wf.check_grid({**study, "runs": {**study["runs"], "vae": {"model": "vae", "seeds": 0}}})
+        study.replace(runs={**study.runs, "vae": {"model": "vae", "seeds": 0}})
 
 
 @requires_data
@@ -446,8 +449,8 @@ def test_committed_weights_evaluate_and_serve_warm_starts_on_a_fresh_machine(smo
     metrics = json.loads((weights / "metrics.json").read_text())
     again = json.loads((weights / "evaluation_K8_N40.json").read_text())
     assert again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
-    fresh = {**spec, "runs_dir": str(tmp_path / "runs")}  # no run folders: warm starts read the weights
-    assert wf.chapter_parameters(fresh, "mnist", "gp", 0)["options"]["init_from"] == str(weights)
+    fresh = Grid({**spec, "runs_dir": str(tmp_path / "runs")})  # no run folders: warm starts read the weights
+    assert fresh.chapter_parameters("mnist", "gp", 0)["options"]["init_from"] == str(weights)
 
 
 @requires_data
@@ -470,19 +473,19 @@ def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke
     # measured once: AIS and its certificate come back from their records, not from a second measurement
     assert counts.get("ais", 0) == 0 and counts.get("bdmc", 0) == 0, plan.stdout
     restored = json.loads((tmp_path / "runs" / "mnist" / "vae_seed0" / "ais.json").read_text())
-    committed = json.loads(wf.run_measurement_path(fresh, "ais", "mnist", "vae", 0).read_text())
+    committed = json.loads(Grid(fresh).layout.run_measurement_path("ais", "mnist", "vae", 0).read_text())
     assert restored["per_example"] == committed["per_example"] and "sandwich" in json.loads(
         (tmp_path / "runs" / "mnist" / "vae_seed0" / "bdmc.json").read_text())
     # a record rewritten from restored measurements keeps the wall time of the jobs that measured them
-    certificate = json.loads(wf.committed_measurement_path(fresh, "bdmc", "mnist", "vae", 0).read_text())
-    rewritten = wf.measurement_record(wf.load_grid(config), "bdmc", "mnist", 0, "snakemake")
+    certificate = json.loads(Grid(fresh).layout.committed_measurement_path("bdmc", "mnist", "vae", 0).read_text())
+    rewritten = records.measurement_record(Grid.load(config), "bdmc", "mnist", 0, "snakemake")
     assert rewritten["runs"]["vae"]["wall_seconds"] == certificate["runs"]["vae"]["wall_seconds"] is not None
-    assert wf.run_measurement_record(wf.load_grid(config), "ais", "mnist", "vae", 0, "snakemake")["wall_seconds"] \
+    assert records.run_measurement_record(Grid.load(config), "ais", "mnist", "vae", 0, "snakemake")["wall_seconds"] \
         == committed["wall_seconds"] is not None
     with pytest.raises(Exception, match="committed weights of a finished run"):
         from gpvae.training import train
         from gpvae.config import TrainConfig
-        train(TrainConfig(**{**wf.load_grid(config)["runs"]["vae"], "out": str(tmp_path / "runs" / "mnist" / "vae_seed0"),
+        train(TrainConfig(**{**Grid.load(config).runs["vae"], "out": str(tmp_path / "runs" / "mnist" / "vae_seed0"),
                              "resume": True, "epochs": 2, "max_train": 1000, "max_test": 40, "eval_k": 8,
                              "device": "cpu", "data_dir": str(data_dir())}))
 
@@ -491,25 +494,25 @@ def test_recorded_settings_are_the_keys_a_measurement_takes_now():
     record = {"ais": {"runs": ["vae"], "subset": 500, "subset_seed": 2026, "chains": 1, "leapfrog": 5,
                       "certificate": "vae"}}  # before the certificate fixed L
     converged = grid("converged")
-    assert wf.recorded_settings(record, "ais") == wf.measurement_settings(converged, "ais", "mnist")
+    assert schema.recorded_settings(record, "ais") == converged.measurement_settings("ais", "mnist")
     del record["ais"]["chains"]  # a record without a key the measurement takes: other settings
-    assert wf.recorded_settings(record, "ais") != wf.measurement_settings(converged, "ais", "mnist")
+    assert schema.recorded_settings(record, "ais") != converged.measurement_settings("ais", "mnist")
 
 
 def test_a_first_settings_file_is_dated_now_where_a_committed_record_holds_other_settings(tmp_path):
-    converged = {**grid("converged"), "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    record = wf.run_measurement_path(converged, "ais", "mnist", "vae", 0)
+    converged = grid("converged").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
+    record = converged.layout.run_measurement_path("ais", "mnist", "vae", 0)
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"ais": {**converged["ais"], "subset": 100}}))  # another subset than the grid's
-    folder = wf.run_dir(converged, "mnist", "vae", 0)
+    record.write_text(json.dumps({"ais": {**converged.spec["ais"], "subset": 100}}))  # another subset than the grid's
+    folder = converged.layout.run_dir("mnist", "vae", 0)
     folder.mkdir(parents=True)
     (folder / "ais.json").write_text("{}")  # this machine's value, of unknown settings
-    assert wf.stale_records(converged) == []  # present here: measured again, not stale
-    written = {path.name: path.stat().st_mtime for path in wf.date_settings(converged)}
+    assert records.stale_records(converged) == []  # present here: measured again, not stale
+    written = {path.name: path.stat().st_mtime for path in persistence.date_settings(converged)}
     assert written["ais.settings.json"] > 1e9 and written["k_curve.settings.json"] == 0  # now; the epoch
     (folder / "ais.json").unlink()
     (folder.parent / "ais.settings.json").unlink()
-    assert wf.stale_records(converged) == [record]  # a fresh machine: refused by the Snakefile, named
+    assert records.stale_records(converged) == [record]  # a fresh machine: refused by the Snakefile, named
 
 
 def _planned(spec: dict, folder: Path, env: dict) -> dict[str, int]:
@@ -552,14 +555,14 @@ def test_a_measurement_whose_settings_changed_is_measured_again_and_its_old_reco
 @requires_data
 def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, tmp_path):
     spec, root, _, _ = smoke_grid
-    fresh = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    started = wf.run_dir(fresh, "mnist", "vae", 0)
+    fresh = Grid({**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")})
+    started = fresh.layout.run_dir("mnist", "vae", 0)
     started.mkdir(parents=True)
     shutil.copy(root / "runs" / "mnist" / "vae_seed0" / "checkpoint.pt", started / "checkpoint.pt")
-    assert wf.park(fresh) == [wf.parked_checkpoint(fresh, "mnist", "vae", 0)]
+    assert persistence.park(fresh) == [fresh.layout.parked_checkpoint("mnist", "vae", 0)]
     shutil.rmtree(tmp_path / "runs")  # the machine is gone; the parked checkpoint is committed
-    assert wf.unpark(fresh, "mnist", "vae", 0) and (started / "checkpoint.pt").exists()
-    assert not wf.unpark(fresh, "mnist", "vae", 0)  # a folder with a checkpoint is never overwritten
+    assert persistence.unpark(fresh, "mnist", "vae", 0) and (started / "checkpoint.pt").exists()
+    assert not persistence.unpark(fresh, "mnist", "vae", 0)  # a folder with a checkpoint is never overwritten
 
 
 @requires_data
@@ -597,7 +600,7 @@ def test_targets_of_one_dataset_and_seed(capsys, monkeypatch):
     """What `make results` prioritizes: the records of one dataset and seed, and nothing else, as paths
     Snakemake takes from the repository."""
     monkeypatch.chdir(REPO)
-    assert wf.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
+    assert jobs.main(["targets", str(REPO / "workflow" / "config" / "cpu.yaml"), "fashion_mnist", "1"]) == 0
     paths = capsys.readouterr().out.split()
     assert len(paths) == 21 and all(p.startswith("results/workflow/cpu/fashion_mnist/") for p in paths)
     assert sum(p.endswith("_seed1.json") and "/ais/" not in p for p in paths) == 9
@@ -637,8 +640,8 @@ def test_every_committed_record_follows_the_schema_of_its_kind():
 def test_a_value_measured_again_is_its_record_s_within_float32_rounding_at_its_size():
     same = {"n": 50, "subset_seed": None, "is": -1804.1779, "elbo_opt": -1810.0}
     recorded = {"n": 50, "subset_seed": None, "log_px": -1804.1780, "elbo_opt": -1810.0}
-    assert wf.gap_decomposition_mismatch(same, recorded) is None  # one float32 step at 1,804 nats
-    assert "log_px -1804.1700" in wf.gap_decomposition_mismatch({**same, "is": -1804.17}, recorded)
+    assert records.gap_decomposition_mismatch(same, recorded) is None  # one float32 step at 1,804 nats
+    assert "log_px -1804.1700" in records.gap_decomposition_mismatch({**same, "is": -1804.17}, recorded)
     # at MNIST's size the absolute tolerance decides: 2e-4 nats is another model
-    assert wf.gap_decomposition_mismatch({**same, "is": -97.0002}, {**recorded, "log_px": -97.0}) is not None
-    assert wf.same_recorded_value(-97.00005, -97.0) and not wf.same_recorded_value(-1804.0, -1804.01)
+    assert records.gap_decomposition_mismatch({**same, "is": -97.0002}, {**recorded, "log_px": -97.0}) is not None
+    assert records.same_recorded_value(-97.00005, -97.0) and not records.same_recorded_value(-1804.0, -1804.01)

@@ -8,7 +8,7 @@ from ..options import option
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
-OBJECTIVES = ("expected", "marginal")
+OBJECTIVES = ("expected", "marginal", "iw", "iw_expected")
 VARIATIONAL_FAMILIES = ("shared", "meanfield", "full", "natural")
 AMPLITUDES = ("learned", "fixed", "floored")
 FITS = ("elbo", "errors")
@@ -35,8 +35,10 @@ class GPRFOptions:
     inducing: int = option(128, "GP-RF inducing points M (gp_fit elbo)", minimum=1)
     variance_link: str = option("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma",
                                 choices=VARIANCE_LINKS)
-    objective: str = option("expected", "GP-RF objective: expected ELBO over F, or ELBO of the marginal",
-                            choices=OBJECTIVES)
+    objective: str = option("expected", "GP-RF objective (gp_fit elbo): expected ELBO over F, ELBO of the marginal, "
+                            "importance-weighted bound of the marginal with iw_k samples, or the importance-weighted "
+                            "bound of q(z | x, F) averaged over F", choices=OBJECTIVES)
+    iw_k: int = option(5, "GP-RF objective iw / iw_expected: importance samples k per image", minimum=1)
     variational: str = option("shared", "GP-RF q(v): covariance shared per output group, diagonal, full per "
                               "output, or full with natural parameters trained by natural gradients",
                               choices=VARIATIONAL_FAMILIES)

@@ -1,10 +1,10 @@
 """Inference models behind one interface (:class:`LatentVariableModel`), and their registry."""
 from __future__ import annotations
 
-from ..gp import GPRF
 from ..networks import build_networks
 from .base import EncoderDecoderModel, LatentVariableModel
 from .flows import HouseholderFlowVAE, IAFVAE
+from .gprf import GPRF
 from .rme import RME
 from .savae import SAVAE
 from .linear_gaussian import LinearGaussian

@@ -41,7 +41,6 @@ class LatentVariableModel(nn.Module):
 
     latent_dim: int
     initialization_images: int = 0  # training images :meth:`initialize_from_data` needs (beyond the default)
-    fits_after_training: bool = False  # whether :meth:`fit_to_data` runs on the best parameters after training
 
     @classmethod
     def from_config(cls, encoder, decoder, config, n_train: int):
@@ -80,24 +79,6 @@ class LatentVariableModel(nn.Module):
         """Why the model has failed after an epoch, read from that epoch's :meth:`diagnostics` (the
         training loop then stops as diverged), or None; never by default."""
         return None
-
-    def check_data(self, n_train: int, source: str) -> None:
-        """Refuse (:class:`~gpvae.options.ConfigError`), before any work, options that the ``n_train``
-        training images of ``source`` (the data as the run names it) cannot honour; nothing by default."""
-
-    def data_fit_epochs(self, epochs: int) -> list[int]:
-        """Epochs (0-based) before which :meth:`fit_to_data` runs (none by default)."""
-        return []
-
-    def fit_images(self, data, seed: int) -> torch.Tensor:
-        """The binarized training images that every :meth:`fit_to_data` of a run sees, chosen from
-        ``data`` (a :class:`~gpvae.data.ImageData`) and binarized once with the run's ``seed``."""
-        raise NotImplementedError
-
-    def fit_to_data(self, x: torch.Tensor, seed: int, cache=None) -> dict:
-        """Fit a part of the model that is not trained by gradient steps to binarized training images
-        ``x``; ``cache`` may hold reusable intermediate results. Returns a record of the fit."""
-        raise NotImplementedError
 
     def summary(self) -> dict:
         """Scalar hyperparameters worth recording beside the metrics (none by default)."""

@@ -12,12 +12,18 @@ where q(F(x)) comes from (:meth:`GPRF._marginals`) and how it is trained:
 
 ``GPRF(encoder, decoder, n_train, **options)`` builds the reading that ``gp_fit`` names.
 
-Objectives of the variational reading (``objective``), both lower bounds on Σ_i log p(x_i):
+Objectives of the variational reading (``objective``), each a lower bound on Σ_i log p(x_i) (the
+book's chapter on the random function derives them):
 
 * ``expected`` — Σ_i E_{q(F(x_i))}[ELBO(x_i; F(x_i))] − KL(q(v) ‖ p(v)), one draw of F(x_i) per
   example (closest to the paper's wording: the encoder's deviation is random noise).
 * ``marginal`` — Σ_i ELBO(x_i; q̄) − KL(q(v) ‖ p(v)). Tighter, since the entropy of a mixture is
   at least the mean entropy of its components.
+* ``iw`` — Σ_i E log (1/k) Σ_j p(x_i, z_j) / q̄(z_j | x_i), z_j ~ q̄, − KL(q(v) ‖ p(v)): the
+  importance-weighted bound with q̄ as the proposal (k = ``iw_k``); it rewards a proposal that covers
+  the posterior, where the ELBO punishes the spread F adds.
+* ``iw_expected`` — Σ_i E_{q(F(x_i))} E log (1/k) Σ_j p(x_i, z_j) / q(z_j | x_i, F), z_j ~ q(z | x_i, F),
+  − KL(q(v) ‖ p(v)): the importance-weighted bound of each conditional proposal, averaged over F.
 
 Minibatches scale the data term by N/B: the loss is −mean_i(objective_i) + KL/N. Test-time
 inference uses q̄ with its exact density, whatever the training objective.
@@ -26,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -35,16 +40,17 @@ import torch
 
 from .. import objectives
 from ..distributions import GaussHermiteMarginal, gauss_hermite
-from ..models.base import EncoderDecoderModel
+from ..io import atomic_write
 from ..networks import Decoder, Encoder
 from ..objectives import gaussian_elbo
 from ..options import ConfigError, validate
 from ..progress import progress
 from ..provenance import parameter_digest
 from ..refinement import Convergence, optimal_gaussian
-from .error_regression import MIN_VARIANCE, ErrorRegressionGP, NearestNeighbourErrors, median_distance
-from .options import GPRFOptions
-from .variational import InferenceFunctionGP
+from ..gp.error_regression import MIN_VARIANCE, ErrorRegressionGP, NearestNeighbourErrors, median_distance
+from ..gp.options import GPRFOptions
+from ..gp.variational import InferenceFunctionGP
+from .base import EncoderDecoderModel
 
 KERNEL_LR_FACTOR = 0.1  # kernel hyperparameters learn 10x slower than the networks (NotPSDError guard)
 DIAGNOSTIC_SAMPLES = 10  # draws per validation image behind the expected-minus-marginal ELBO diagnostic
@@ -137,6 +143,25 @@ class GPRF(EncoderDecoderModel):
         z = m + var_z.sqrt() * torch.randn_like(m)
         return self.log_likelihood(x, z.unsqueeze(0)).squeeze(0) - objectives.gaussian_kl_to_standard(m, var_z.log())
 
+    def _sampled_conditional(self, x: torch.Tensor, shape: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draw of F(x) ~ q(F(x)) per element of ``shape``: the mean and standard deviation of
+        q(z | x, F), (*shape, B, d) each."""
+        mean_m, var_m, mean_l, var_l = self.function_marginals(x)
+        draw = lambda: torch.randn((*shape, *mean_m.shape), dtype=x.dtype, device=x.device)
+        m = mean_m + var_m.sqrt() * draw()
+        return m, self.latent_variance(mean_l + var_l.sqrt() * draw()).sqrt()
+
+    def iw_bound(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log (1/k) Σ_j p(x, z_j) / q̄(z_j | x) with z_j ~ q̄ and q̄'s exact density: (B,)."""
+        return objectives.iwae_bound(self.log_weights(x, k))
+
+    def expected_iw_bound(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """One draw of F(x), then log (1/k) Σ_j p(x, z_j) / q(z_j | x, F) with z_j ~ q(z | x, F): (B,)."""
+        m, std_z = self._sampled_conditional(x)
+        conditional = torch.distributions.Normal(m, std_z, validate_args=False)
+        z = conditional.rsample((k,))
+        return objectives.iwae_bound(self.log_joint(x, z) - conditional.log_prob(z).sum(-1))
+
     def sampled_function_log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
         """log w with a fresh function draw per sample and its *conditional* density:
         F_s ~ q(F(x)), z_s ~ q(z | x, F_s), log w_s = log p(x, z_s) − log q(z_s | x, F_s). (S, B).
@@ -145,10 +170,7 @@ class GPRF(EncoderDecoderModel):
         (1/q̄(z) = E[1/q(z | x, F) | z]), so the estimate with q̄ is tighter at the same S. For
         comparison only; the evaluation protocol uses :meth:`proposal`.
         """
-        mean_m, var_m, mean_l, var_l = self.function_marginals(x)
-        shape = (n_samples, *mean_m.shape)
-        m = mean_m + var_m.sqrt() * torch.randn(shape, dtype=x.dtype, device=x.device)
-        std_z = self.latent_variance(mean_l + var_l.sqrt() * torch.randn(shape, dtype=x.dtype, device=x.device)).sqrt()
+        m, std_z = self._sampled_conditional(x, (n_samples,))
         z = m + std_z * torch.randn_like(m)
         conditional = torch.distributions.Normal(m, std_z, validate_args=False).log_prob(z).sum(-1)
         return self.log_joint(x, z) - conditional
@@ -196,7 +218,7 @@ class VariationalGPRF(GPRF):
     def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, **options):
         super().__init__(encoder, decoder, n_train, **options)
         o = self.options
-        self.objective = o.objective
+        self.objective, self.iw_k = o.objective, o.iw_k
         self.gp = InferenceFunctionGP(encoder.head, encoder.feature_dim, 2 * self.latent_dim, o.inducing, o.kernel,
                                       o.variational, o.amplitude, o.amplitude_value)
         self.initialization_images = o.inducing
@@ -231,7 +253,11 @@ class VariationalGPRF(GPRF):
         return self.gp.marginals(features)
 
     def training_objective(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``expected`` ELBO over F (:meth:`expected_elbo`) or the ``marginal`` one, q̄'s: (B,)."""
+        """The per-example bound ``objective`` names (the module's list): (B,)."""
+        if self.objective == "iw":
+            return self.iw_bound(x, self.iw_k)
+        if self.objective == "iw_expected":
+            return self.expected_iw_bound(x, self.iw_k)
         return self.expected_elbo(x) if self.objective == "expected" else self.elbo(x)
 
     def kl_per_example(self) -> torch.Tensor:
@@ -326,10 +352,8 @@ class ErrorRegressionGPRF(GPRF):
                   "samples_per_step": self.options.error_svi_samples}
         opt_mean, opt_log_var = torch.cat(means), torch.cat(log_vars)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
-            torch.save({"mean": opt_mean, "log_var": opt_log_var, "record": record}, partial)
-            os.replace(partial, cache)
+            state = {"mean": opt_mean, "log_var": opt_log_var, "record": record}
+            atomic_write(cache, lambda partial: torch.save(state, partial))
         return features, torch.cat([opt_mean - mean, opt_log_var - log_var], -1), record
 
     def _error_digest(self, x: torch.Tensor, seed: int) -> str:

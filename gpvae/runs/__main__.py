@@ -1,0 +1,3 @@
+from .jobs import main
+
+raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""The keys a grid file takes (``workflow/config/<profile>.yaml``), without the numerical stack."""
+from ..layout import PER_RUN_MEASUREMENTS
+
+GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
+             "evaluation", "bench", "datasets", "runs")
+RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds")
+MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
+                    "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
+                    "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
+                    "frontier": ("runs", "settings", "repeats"),
+                    "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
+# Keys of a measurement that count images, chains, samples or repeats: positive integers.
+POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
+                             "frontier": ("repeats",), "ood": ("images", "elbo_samples")}
+# A measurement may also name the ``seeds`` it measures (default: every seed its runs have).
+MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
+GROUPED_MEASUREMENTS = tuple(name for name in MEASUREMENT_KEYS if name not in PER_RUN_MEASUREMENTS)
+DATASET_ONLY_KEYS = ("skip", "seeds", "evaluation", "overrides", *MEASUREMENT_KEYS)
+
+
+def recorded_settings(record: dict, name: str) -> dict:
+    """The settings a record of measurement ``name`` was made with: the values of the keys the measurement
+    takes now (None where the record predates a key), without the runs it covers. A key it no longer takes
+    is not a setting of it (ais's L, which the BDMC certificate now fixes and the record's ``settings`` state)."""
+    spec = record.get(name) or {}
+    return {k: spec.get(k) for k in MEASUREMENT_KEYS[name] if k != "runs"}
