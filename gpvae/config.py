@@ -103,6 +103,8 @@ class TrainConfig(GPRFOptions):
         if self.model == "gp" and self.gp_fit != "elbo" and changed:
             raise ConfigError(f"{', '.join(f'{k} = {getattr(self, k)!r}' for k in changed)}: concern gp_fit = 'elbo' "
                               "only (gp_fit 'errors' is fitted to observed errors, not trained in a bound)")
+        if "iw_k" in changed and not self.objective.startswith("iw"):
+            raise ConfigError(f"iw_k = {self.iw_k} concerns objective 'iw' or 'iw_expected' only, not {self.objective!r}")
 
     @property
     def run_dir(self) -> str:

@@ -112,12 +112,16 @@ def check(model: VAE, x: torch.Tensor, device: torch.device) -> None:
     wrong output shape, a likelihood that does not fit the data ``x`` (B, C, H, W) (Bernoulli on 8-bit
     pixels, the logistic on values that are not 0..255), a non-finite log p(x | z), or a model whose
     parameters are on another device than ``device``."""
+    device = torch.empty(0, device=device).device  # "cuda" as the parameters name it: "cuda:0"
     places = {p.device for p in model.parameters()}
     if places and places != {device}:
         raise ConfigError(f"the model's parameters are on {', '.join(sorted(map(str, places)))}, the measurements run "
                           f"on {device}: move it (model.to({str(device)!r})) or pass --device")
     x = x[:CHECK_IMAGES].to(device)
     likelihood, d = model.decoder.likelihood, model.latent_dim
+    if tuple(x.shape[1:]) != model.decoder.image_shape:
+        raise ConfigError(f"the data's images are {tuple(x.shape[1:])}, the model declares image_shape "
+                          f"{model.decoder.image_shape}")
     binary = bool(((x == 0) | (x == 1)).all())
     if likelihood == "bernoulli" and not binary:
         raise ConfigError(f"the bernoulli likelihood needs binary pixels; the data's run from {x.min().item():g} to "

@@ -15,7 +15,7 @@ from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amor
                          difficulty_scores, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
                          roc_curve, spearman, test_subset)
 from .io import RunFolderError, read_json, write_json
-from .models import GPRF, LatentVariableModel
+from .models import GPRF, VAE, LatentVariableModel
 from .protocol import GAP_EVAL_K, GAP_SUBSET
 from .provenance import parameter_digest, provenance
 from .run_folder import fit_to_data, load_checkpoint, load_run, require_agreement
@@ -254,11 +254,11 @@ def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int |
     result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), model_summary=model.summary(),
                   **provenance(dev))
     stem = f"K{config.eval_k}_N{result['n_test']}"
-    write_json(Path(run_dir) / f"evaluation_{stem}.json", result)
+    write_json(measurement_file(run_dir, f"evaluation_{stem}"), result)
     if per_example:
         if hasattr(model, "difficulty"):
             values.update(posterior_difficulty(model, data.test, config.batch_size, dev))
-        write_json(Path(run_dir) / f"per_example_{stem}.json", values)
+        write_json(measurement_file(run_dir, f"per_example_{stem}"), values)
     return result
 
 
@@ -269,6 +269,9 @@ def gprf_run(run_dir: str | Path, error_images: int = 10_000, error_inducing: in
     on its features; then the protocol's log p̂(x) with q̄ beside the VAE's own, on the same test images and
     draws, and the GP's per-image predictive variances. Writes and returns ``RUN_DIR/gprf.json``."""
     config, data, vae, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
+    if type(vae) is not VAE:
+        raise ConfigError(f"--gprf fits GP-RF to a VAE's encoder; {run_dir} holds a {type(vae).__name__}, whose own "
+                          "proposal is not the encoder's Gaussian (train --model gp --init-from a VAE run instead)")
     options = {"gp_fit": "errors", "error_images": error_images, "error_inducing": error_inducing}
     try:
         gprf = GPRF(vae.encoder, vae.decoder, len(data.train), **options).to(dev)

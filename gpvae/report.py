@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from . import verdicts
+from .layout import measurement_file
 from .runs.records import flat_record, gap_decomposition_mismatch
 from .runs.schema import PER_RUN_MEASUREMENTS
 
@@ -354,13 +355,19 @@ AIS_CERTIFIED_WIDTH = 0.5  # nats: the widest BDMC sandwich that certifies an AI
 def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
     """What the measurements of one run folder (any, an external one included) found, one row each with
     its protocol and what it means: the protocol's IS log p̂(x), AIS with its BDMC sandwich, the gap
-    decomposition, and GP-RF fitted post hoc. A number whose premise fails is shown as not measurable,
-    with the reason (AIS without a certificate in an approximation gap). Columns ``quantity``, ``nats``,
-    ``protocol``, ``meaning``; measurements not made are left out."""
+    decomposition, and GP-RF fitted post hoc. A number whose premise fails is shown as not measurable, with
+    the reason: an estimator or approximation gap needs AIS certified by a BDMC sandwich of the same decoder
+    at the same setting, and AIS on the images of the folder's own gap decomposition. Columns ``quantity``,
+    ``nats``, ``protocol``, ``meaning``; measurements not made (or diverged) are left out."""
     folder, rows = Path(run_dir), []
 
     def add(quantity, nats, protocol, meaning):
         rows.append({"quantity": quantity, "nats": nats, "protocol": protocol, "meaning": meaning})
+
+    def read(name: str) -> dict | None:
+        path = measurement_file(folder, name)
+        found = json.loads(path.read_text()) if path.exists() else None
+        return None if found is None or "diverged" in found else found
 
     evaluations = sorted(folder.glob("evaluation_K*_N*.json"), key=lambda p: p.stat().st_mtime)
     if evaluations:
@@ -368,16 +375,15 @@ def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
         add("log p̂(x), importance sampling", f"{e['test_ll']:.2f}", f"K = {e['eval_k']}, {e['n_test']} test images",
             "a lower bound in expectation, with the encoder's Gaussian as the proposal")
         add("ELBO", f"{e['test_elbo']:.2f}", f"{e['n_test']} test images", "what training maximizes")
-    bdmc = json.loads((folder / "bdmc.json").read_text()) if (folder / "bdmc.json").exists() else None
-    ais = json.loads((folder / "ais.json").read_text()) if (folder / "ais.json").exists() else None
+    bdmc, ais, gaps, gprf = (read(name) for name in ("bdmc", "ais", "gaps", "gprf"))
     for s in bdmc["sandwich"] if bdmc else []:
         add(f"BDMC sandwich width, T = {s['settings']['steps']}, L = {s['settings']['leapfrog']}", f"{s['width']:.2f}",
             f"{bdmc['images']} images simulated from the model", "how far AIS at this setting can be from log p(x)")
-    width = next((s["width"] for s in bdmc["sandwich"] if ais and (s["settings"]["steps"], s["settings"]["leapfrog"])
-                  == (ais["settings"]["steps"], ais["settings"]["leapfrog"])), None) if bdmc else None
+    same_decoder = bool(bdmc and ais and bdmc.get("decoder_sha256") == ais.get("decoder_sha256"))
+    width = next((s["width"] for s in bdmc["sandwich"] if s["settings"] == ais["settings"]), None) if same_decoder else None
     certified = width is not None and width <= AIS_CERTIFIED_WIDTH
-    uncertified = (f"needs AIS certified by a BDMC sandwich of at most {AIS_CERTIFIED_WIDTH:g} nat at its setting ("
-                   + (f"this one's: {width:.2f}" if width is not None else "none measured") + ")")
+    uncertified = (f"needs AIS certified by a BDMC sandwich of at most {AIS_CERTIFIED_WIDTH:g} nat, of the same decoder "
+                   "at the same setting (" + (f"this one's: {width:.2f}" if width is not None else "none") + ")")
     if ais:
         add("log p(x), AIS from the prior", f"{ais['mean']:.2f}",
             f"T = {ais['settings']['steps']}, {ais['n']} test images, "
@@ -388,19 +394,22 @@ def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
                 "what the encoder's proposal leaves to importance sampling")
         else:
             add("estimator gap, AIS − IS", "not measurable", f"the same {ais['n']} images", uncertified)
-    if (folder / "gaps.json").exists():
-        g = json.loads((folder / "gaps.json").read_text())
-        add("amortization gap", f"{g['amortization_gap']['mean']:.2f}", f"{g['n']} test images, q* by SVI",
+    if gaps:
+        add("amortization gap", f"{gaps['amortization_gap']['mean']:.2f}", f"{gaps['n']} test images, q* by SVI",
             "ELBO(q*) − ELBO(encoder): what one forward pass costs")
         on_gaps = (ais or {}).get("gap_subset")
-        if on_gaps and certified:
+        recorded = {"n": gaps["n"], "subset_seed": gaps.get("subset_seed"), "log_px": gaps.get("log_px", {}).get("mean"),
+                    "elbo_opt": gaps.get("elbo_opt", {}).get("mean")}
+        mismatch = gap_decomposition_mismatch(on_gaps, recorded) if on_gaps else None
+        if on_gaps and certified and mismatch is None:
             add("approximation gap", f"{on_gaps['approximation_gap']['mean']:.2f}", f"AIS on the {on_gaps['n']} gap images",
                 "log p(x) − ELBO(q*): what a diagonal Gaussian cannot reach")
         else:
-            reason = "needs AIS on the gap images (--ais-gap-subset)" if not on_gaps else uncertified
-            add("approximation gap", "not measurable", f"{g['n']} test images", reason)
-    if (folder / "gprf.json").exists():
-        r = json.loads((folder / "gprf.json").read_text())
+            reason = ("needs AIS on the gap images (--ais-gap-subset)" if not on_gaps else
+                      f"AIS used another gap decomposition: {mismatch}" if mismatch else uncertified)
+            add("approximation gap", "not measurable", f"{gaps['n']} test images", reason)
+    if gprf:
+        r = gprf
         add("GP-RF (R4) log p̂(x) − the VAE's", f"{r['gain']:+.2f}",
             f"K = {r['eval_k']}, {r['n_test']} test images, {r['options']['error_images']} observed errors",
             "the same decoder: a gain is the proposal's, not the model's")

@@ -153,12 +153,15 @@ def load_external(options: dict, run_dir: str | Path, full_test: bool = True,
     device = resolve_device(given.get("device", options["device"]))
     data = datasets.load(options["dataset"], given.get("data_dir", options["data_dir"]), options["download"])
     model, data = external.build(options["spec"], data)
-    model = model.eval()
+    model = model.to(device).eval()
     external.check(model, data.test, device)
+    max_test = given.get("max_test")
+    if not full_test and max_test is not None and max_test > len(data.test):
+        raise ConfigError(f"--max-test {max_test} exceeds the {len(data.test)} test images of {options['dataset']}")
     config = TrainConfig(model="vae", dataset=options["dataset"], latent_dim=model.latent_dim, seed=options["seed"],
                          device=str(device), data_dir=given.get("data_dir", options["data_dir"]), out=str(run_dir),
                          eval_k=given.get("eval_k", options.get("eval_k", TrainConfig().eval_k)),
-                         max_test=None if full_test else given.get("max_test"))
+                         max_test=None if full_test else max_test)
     return config, data.limit(None, config.max_test), model, device
 
 

@@ -247,6 +247,8 @@ def test_the_importance_weighted_objectives_are_a_switch_of_the_variational_read
     assert (model.objective, model.iw_k) == ("iw_expected", 3)
     with pytest.raises(ConfigError, match="objective = 'iw'.*gp_fit = 'elbo' only"):
         TrainConfig(model="gp", gp_fit="errors", objective="iw")
+    with pytest.raises(ConfigError, match="iw_k = 3 concerns objective 'iw' or 'iw_expected' only"):
+        TrainConfig(model="gp", gp_fit="elbo", objective="expected", iw_k=3)
     with pytest.raises(ConfigError, match="iw_k = 0 must be at least 1"):
         TrainConfig(model="gp", gp_fit="elbo", objective="iw", iw_k=0)
 

@@ -256,7 +256,7 @@ def test_a_run_folder_s_summary_shows_an_approximation_gap_only_where_ais_is_cer
         return dict(zip(table["quantity"], table["nats"])), dict(zip(table["quantity"], table["meaning"]))
 
     values, meanings = rows()  # no certificate: the IS-based −0.7 is never shown, nor AIS − IS
-    assert values["approximation gap"] == "not measurable" and "none measured" in meanings["approximation gap"]
+    assert values["approximation gap"] == "not measurable" and "setting (none)" in meanings["approximation gap"]
     assert values["estimator gap, AIS − IS"] == "not measurable"
     assert values["log p̂(x), importance sampling"] == "-95.00" and values["amortization gap"] == "2.50"
     bdmc = {"images": 100, "sandwich": [{"settings": setting, "width": 3.1}]}
@@ -267,6 +267,13 @@ def test_a_run_folder_s_summary_shows_an_approximation_gap_only_where_ais_is_cer
     (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
     values, _ = rows()  # certified: AIS − ELBO(q*) on the gap images
     assert values["approximation gap"] == "1.20" and values["estimator gap, AIS − IS"] == "+1.00"
+    (tmp_path / "bdmc.json").write_text(json.dumps({**bdmc, "decoder_sha256": "another decoder"}))
+    values, _ = rows()  # a certificate of another decoder certifies nothing
+    assert values["approximation gap"] == values["estimator gap, AIS − IS"] == "not measurable"
+    (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
+    (tmp_path / "gaps.json").write_text(json.dumps({"n": 12, "eval_k": 100, "amortization_gap": {"mean": 2.5}}))
+    values, meanings = rows()  # the folder's gaps were measured again on other images than AIS's
+    assert values["approximation gap"] == "not measurable" and "covers 10 images" in meanings["approximation gap"]
     del ais["gap_subset"]
     (tmp_path / "ais.json").write_text(json.dumps(ais))
     values, meanings = rows()

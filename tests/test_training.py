@@ -73,7 +73,7 @@ def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without_a_record(tmp_path, monkeypatch):
     """Regression: a finished training whose evaluation gave NaN (Fashion-MNIST SA-VAE seed 2, its SVI driving a
     log-variance to -109) raised without ``diverged.json``, so its workflow job failed on every rerun."""
-    from gpvae import workflow
+    from gpvae.runs.persistence import diverged
 
     config = _config(tmp_path, "nan_eval", epochs=1)
     real_evaluate = training.evaluate
@@ -86,7 +86,7 @@ def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without
         training.train(config)
     assert not (tmp_path / "nan_eval" / METRICS).exists()
     assert run_folder.load_checkpoint(config.out)["epoch"] == 1  # the training is kept
-    assert workflow.diverged(config.out)  # the workflow's train job records it
+    assert diverged(config.out)  # the workflow's train job records it
     metrics = json.loads((tmp_path / "nan_eval" / METRICS).read_text())
     assert "non-finite {'test_ll': nan}" in metrics["diverged"] and metrics["epochs_done"] == 1
 

@@ -20,7 +20,7 @@ import yaml
 
 from ..ais import settings_grid
 from ..config import ConfigError, TrainConfig
-from ..layout import Layout
+from ..layout import GAPS, METRICS, Layout, measurement_file
 from .schema import (DATASET_ONLY_KEYS, GRID_KEYS, MEASUREMENT_KEYS, MEASUREMENT_OPTIONAL_KEYS,
                      POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
 
@@ -160,7 +160,7 @@ class Grid:
 
     def subset_seed_option(self, dataset: str) -> str:
         """``--subset-seed S`` when the evaluation draws its gap subset at random, else nothing (the first
-        ``gap_subset`` test images, as grids before seeded subsets declared)."""
+        ``gap_subset`` test images)."""
         seed = self.evaluation(dataset).get("subset_seed")
         return f"--subset-seed {seed}" if seed is not None else ""
 
@@ -211,9 +211,9 @@ class Grid:
         spec = self.measurement(name, dataset) or {}
         if name == "difficulty" and spec.get("reference"):
             folders.append(layout.run_dir(dataset, spec["reference"], seed))
-        files = [folder / f for folder in folders for f in ("metrics.json", "gaps.json")]
+        files = [folder / f for folder in folders for f in (METRICS, GAPS)]
         if name == "ais" and spec.get("certificate"):
-            files.append(layout.run_dir(dataset, spec["certificate"], seed) / "bdmc.json")
+            files.append(measurement_file(layout.run_dir(dataset, spec["certificate"], seed), "bdmc"))
         return [*files, layout.settings_path(name, dataset)]
 
     # ---- a cell's training ------------------------------------------------------------------------

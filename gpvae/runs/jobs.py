@@ -11,6 +11,7 @@ from ..bench import ais_cost, bench
 from ..config import ConfigError, TrainConfig
 from ..frontier import frontier_run
 from ..io import read_json, write_json
+from ..layout import measurement_file
 from ..measurements import ais_run, ood_run
 from .grid import Grid
 from .persistence import diverged, park, unpark
@@ -40,7 +41,7 @@ def certified_ais(grid: Grid, dataset: str, seed: int) -> tuple[dict, AISSetting
     ``bdmc.json``) and the AIS settings it fixes."""
     spec, bdmc_spec = grid.measurement("ais", dataset), grid.measurement("bdmc", dataset)
     folder = grid.layout.run_dir(dataset, spec["certificate"], seed)
-    bdmc = read_json(folder / "bdmc.json", "run the grid's bdmc job first")
+    bdmc = read_json(measurement_file(folder, "bdmc"), "run the grid's bdmc job first")
     if "diverged" in bdmc:
         raise ConfigError(f"{dataset} seed {seed}: the AIS certificate run {spec['certificate']!r} diverged "
                           f"({bdmc['diverged']}), so no BDMC certificate fixes T for this dataset and seed; "

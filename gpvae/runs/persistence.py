@@ -103,7 +103,7 @@ def restore(grid) -> list[Path]:
         when = base + 10 * _warm_start_depth(grid, run)
         for name in (CHECKPOINT, *RESTORED_FILES):
             if (weights / name).exists():
-                shutil.copy(weights / name, folder / name)
+                atomic_write(folder / name, lambda partial, source=weights / name: shutil.copy(source, partial))
                 stamp = when + (1 if name == GAPS else 0)  # gaps after the training it measures
                 os.utime(folder / name, (stamp, stamp))
         done.append(folder)

@@ -20,7 +20,7 @@ DATASET_ONLY_KEYS = ("skip", "seeds", "evaluation", "overrides", *MEASUREMENT_KE
 
 def recorded_settings(record: dict, name: str) -> dict:
     """The settings a record of measurement ``name`` was made with: the values of the keys the measurement
-    takes now (None where the record predates a key), without the runs it covers. A key it no longer takes
-    is not a setting of it (ais's L, which the BDMC certificate now fixes and the record's ``settings`` state)."""
+    takes (None where the record lacks a key), without the runs it covers. A key it does not take is not a
+    setting of it (ais's L, which the BDMC certificate fixes and the record's ``settings`` state)."""
     spec = record.get(name) or {}
     return {k: spec.get(k) for k in MEASUREMENT_KEYS[name] if k != "runs"}
