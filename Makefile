@@ -14,7 +14,7 @@ BOOK_BUILD = rm -rf _build/.jupyter_cache && $(BIN)/jupyter-book build . -n -W -
 # Debian's Chromium and its driver, for the browser test (tests/test_browser.py).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install browser test book results converged study park clean
+.PHONY: install browser test book results converged study iw park clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,10 @@ converged: install
 # The GP-RF readings study (workflow/config/study.yaml): about 4.5 CPU-hours here; rerun to resume.
 study: install
 	$(BIN)/snakemake --profile workflow/profiles/study
+
+# The importance-weighted screen (workflow/config/iw.yaml): about 4.5 CPU-hours here; rerun to resume.
+iw: install
+	$(BIN)/snakemake --profile workflow/profiles/iw
 
 park: install
 	$(BIN)/python -m gpvae.runs park workflow/config/converged.yaml
