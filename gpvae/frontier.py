@@ -41,7 +41,7 @@ from .verdicts import SPEED_TARGET
 
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
 MAX_INFER_RATIO = SPEED_TARGET  # the default is the setting closing most of the gap within this time × the VAE's
-MIN_GAP_CLOSED = 0.2  # ... and only if it closes at least this share (issue 21's target)
+MIN_GAP_CLOSED = 0.2  # ... and only if it closes at least this share of the amortization gap
 
 
 def _variance_error(model, x: torch.Tensor) -> dict | None:

@@ -25,7 +25,7 @@ ELBO(q) = Σ_k α_k E_{z ~ h_k}[log p(x, z) − log q(z | x)], so the α_k get e
 The paper derives each new component from the functional gradient of the ELBO at q_{m−1},
 E_h[log p(x, z) − log q_{m−1}(z | x)] = ELBO(h) + KL(h ‖ q_{m−1}); here the component and its weight
 are fitted jointly on the mixture ELBO, the objective that criterion ascends.
-Default M = ``mixture_components`` = 4, set without the paper's text at hand (closing note of issue 5).
+Default M = ``mixture_components`` = 4: a choice of this library (the paper's own value is not in its abstract).
 """
 from __future__ import annotations
 

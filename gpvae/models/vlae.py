@@ -14,7 +14,7 @@ ELBO of this Gaussian (Monte Carlo reconstruction, analytic KL) with gradients t
 so the encoder learns a good starting point and the decoder sees the refined posterior.
 
 Default: ``laplace_iterations`` = 4. The VLAE paper studies the number of updates as a
-hyperparameter; this default was set without its text at hand (see the closing note of issue 5).
+hyperparameter; this default is a choice of this library, not a value taken from that paper.
 """
 from __future__ import annotations
 
