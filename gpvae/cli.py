@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "run folder that every measurement reads")
     evaluate.add_argument("--dataset", choices=DATASETS, default="mnist",
                           help="with --external: the data to measure on, unless FUNCTION returns its own")
+    evaluate.add_argument("--download", action="store_true",
+                          help="with --external: let torchvision download the dataset when it is missing")
     evaluate.add_argument("--gprf", action="store_true",
                           help="fit GP-RF's error regression (R4) post hoc to the run's VAE on --error-images training "
                                "images; log p̂(x) with q̄ beside the VAE's and the GP's variances, to gprf.json")
@@ -161,7 +163,7 @@ def _evaluate(args) -> None:
     """Every measurement the flags ask for, in turn; the plain re-evaluation when none is asked for."""
     if args.external:
         folder = make_external_run(args.run_dir, args.external, args.dataset, args.data_dir, args.device or "auto",
-                                   eval_k=args.eval_k)
+                                   eval_k=args.eval_k, download=args.download)
         print(f"wrote {folder / EXTERNAL}: {args.external} on {args.dataset}")
     measured = False
     if args.gprf:

@@ -317,6 +317,9 @@ def test_warm_start_copies_the_vae_networks_and_refuses_other_shapes(tmp_path):
         if key.split(".")[0] in ("encoder", "decoder"):
             assert torch.equal(value, best[key]), key
     assert model.gp.mean_module.head is model.encoder.head
-    with pytest.raises(RunFolderError, match="networks differ"):
+    with pytest.raises(RunFolderError, match=r"trained with latent_dim 4 \(this run: 5\)"):
         run_folder.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"),
                                      **{**common, "latent_dim": 5}))
+    with pytest.raises(RunFolderError, match="networks differ"):
+        run_folder.prepare(TrainConfig(model="gp", gp_fit="elbo", init_from=str(tmp_path / "vae"),
+                                     **{**common, "network": "conv"}))
