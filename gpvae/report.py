@@ -14,6 +14,7 @@ from . import verdicts
 from .layout import measurement_file
 from .runs.records import flat_record, gap_decomposition_mismatch
 from .runs.schema import PER_RUN_MEASUREMENTS
+from .validity import AIS_CERTIFIED_WIDTH
 
 if TYPE_CHECKING:
     from .runs.grid import Grid
@@ -347,9 +348,6 @@ def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae"
             row["infer_ratio_to_vae"] = bench[run]["results"][0]["infer_ratio_to_vae"]
         table[run] = row
     return table
-
-
-AIS_CERTIFIED_WIDTH = 0.5  # nats: the widest BDMC sandwich that certifies an AIS setting (the grids' max_width)
 
 
 def measurement_summary(run_dir: str | Path) -> pd.DataFrame:

@@ -1,0 +1,29 @@
+"""The book's pages as library code: every table, figure and verdict sentence of a results chapter is a
+function here, tested on small fixture records; a chapter only loads its grid, calls and renders.
+
+* :mod:`gpvae.pages.landing`: the landing page's one line per claim, the converged table and figure;
+* :mod:`gpvae.pages.results`: the 20-epoch grid (Tables 1–5, its figures and verdicts);
+* :mod:`gpvae.pages.converged`: the converged grid (Tables 6–7, curves, AIS beside IS);
+* :mod:`gpvae.pages.readings`: the readings study, the frontier and the difficulty figures.
+
+No torch: these modules read JSON records only.
+"""
+from __future__ import annotations
+
+DATASET_LABELS = {"mnist": "MNIST", "omniglot": "Omniglot-28", "fashion_mnist": "Fashion-MNIST"}
+
+
+def dataset_label(dataset: str) -> str:
+    """The name a page gives a dataset: ``"omniglot"`` → ``"Omniglot-28"``."""
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def legend_below(fig, axes, columns: int = 4) -> None:
+    """One legend under the panels (never over the data), with every label drawn in any of ``axes``."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(entries.values(), entries.keys(), loc="upper center", ncol=min(len(entries), columns),
+                   frameon=False, bbox_to_anchor=(0.5, 0.0))
