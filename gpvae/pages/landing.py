@@ -1,0 +1,277 @@
+"""The landing page: one line per claim of the abstract, decided on the strongest evidence the records
+hold (the converged grid where it has the measurement, the 20-epoch grid beside it as the budget
+column), one compact table of the converged models and one figure.
+
+:class:`Evidence` gathers the records of the grids a claim draws on; :func:`claim_lines` decides each
+claim through :mod:`gpvae.verdicts` and returns one Markdown line per claim, naming budget, estimator
+and seeds. No torch: everything here reads JSON records.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import report, verdicts
+from ..plotting import MODEL_COLOURS, MODEL_LABELS
+from . import dataset_label
+
+GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
+GP_READINGS = ("gp", "gp_refit", "gp_paper", "gp_iw", "gp_iw_expected")
+OWN_SCORE, KNN_SCORE = "mean_function_variance", "neighbour_distance"
+DIFFICULTY_BASELINES = {"negative_elbo": "the VAE's −ELBO", "encoder_variance": "the VAE's encoder variance"}
+KNN_LABEL = "a 10-nearest-neighbour average"
+
+
+@dataclass
+class Evidence:
+    """The records of one grid a claim reads: ``grid`` (:class:`gpvae.runs.grid.Grid`), its run records,
+    AIS rows (:func:`gpvae.report.load_ais`), difficulty rows and frontier records; ``name`` says the
+    budget in words (``"converged"``, ``"20 epochs"``)."""
+
+    name: str
+    grid: object
+    records: list[dict] = field(default_factory=list)
+    ais: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.AIS_COLUMNS))
+    difficulty: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.DIFFICULTY_COLUMNS))
+    frontiers: dict[int, dict] = field(default_factory=dict)
+    bench: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str, grid) -> "Evidence":
+        """Every record of ``grid`` under its results folder (runs the grid no longer declares left out)."""
+        root = grid.layout.results_dir
+        records = [r for r in report.load_records(root) if r["run"] in grid.runs and r["dataset"] in grid.datasets]
+        ais = report.load_ais(root)
+        ais = ais[ais.run.isin(list(grid.runs)) & ais.dataset.isin(list(grid.datasets))]
+        frontiers, bench = {}, {}
+        for dataset in grid.datasets:
+            for seed in grid.seeds:
+                path = grid.layout.measurement_path("frontier", dataset, seed)
+                if path.exists():
+                    frontiers[seed] = json.loads(path.read_text())
+            bench_path = grid.layout.dataset_record(dataset, "bench")
+            if bench_path.exists():
+                bench[dataset] = json.loads(bench_path.read_text())
+        return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench)
+
+    def baselines(self) -> list[str]:
+        """The runs a claim compares GP-RF with: the grid's models that are neither controls nor GP-RF."""
+        controls = set(self.grid.controls())
+        return [run for run, spec in self.grid.runs.items() if spec["model"] != "gp" and run not in controls]
+
+    def seeds(self, run: str) -> int:
+        """How many seeds of ``run`` have an AIS row."""
+        return int(self.ais[self.ais.run == run].seed.nunique())
+
+
+def _against(evidence: Evidence, reading: str) -> pd.DataFrame:
+    """``reading`` minus every baseline by AIS, seed-matched, over all datasets (rows: dataset, run)."""
+    if reading not in set(evidence.ais.run):
+        return pd.DataFrame(columns=["mean", "sd", "n", "uncertified"],
+                            index=pd.MultiIndex.from_tuples([], names=["dataset", "run"]))
+    differences = report.paired_differences(evidence.ais, reading, value="ais")
+    return differences[differences.index.get_level_values("run").isin(evidence.baselines())]
+
+
+def _differences_text(reading: str, differences: pd.DataFrame, several_datasets: bool) -> str:
+    """``"GP-RF (R4) − IWAE: −1.51 (n = 1), …"``: each seed-matched difference [nats], mean ± sd."""
+    parts = []
+    for (dataset, run), row in differences.iterrows():
+        where = f" on {dataset_label(dataset)}" if several_datasets else ""
+        sd = "" if math.isnan(row["sd"]) else f" ± {row['sd']:.2f}"
+        value = f"{row['mean']:+.2f}".replace("-", "−")
+        parts.append(f"{MODEL_LABELS.get(reading, reading)} − {MODEL_LABELS.get(run, run)}{where}: "
+                     f"{value}{sd} (n = {int(row['n'])})")
+    return ", ".join(parts)
+
+
+def _decide(differences: pd.DataFrame) -> verdicts.Verdict:
+    """Claim 1 over every (dataset, model) row of ``differences``."""
+    return verdicts.likelihood(differences.set_axis([f"{run} on {dataset}" for dataset, run in differences.index]))
+
+
+def likelihood_line(strongest: Evidence, budget_column: Evidence | None = None,
+                    screen: Evidence | None = None) -> str:
+    """Claim 1 by AIS (certified by BDMC): GP-RF (R4) minus every baseline on ``strongest``'s records, with
+    each other reading's outcome, ``budget_column``'s verdict beside it and, when given, the outcome of the
+    importance-weighted ``screen`` (its readings against IWAE at the same k)."""
+    differences = _against(strongest, GP_RF)
+    decided = _decide(differences)
+    datasets = sorted(set(differences.index.get_level_values("dataset")))
+    line = (f"**1. Higher test log-likelihood than every baseline — {decided.outcome}** ({strongest.name}, "
+            f"{', '.join(map(dataset_label, datasets)) or 'no dataset'}, log p(x) by AIS certified by BDMC, nats; "
+            f"{verdicts.PAIRED_CRITERION}): "
+            f"{_differences_text(GP_RF, differences, len(datasets) > 1) or 'not measured'}.")
+    others = []
+    for reading in GP_READINGS[1:]:
+        if reading in set(strongest.ais.run):
+            others.append(f"{MODEL_LABELS[reading]} {_decide(_against(strongest, reading)).outcome}")
+    if others:
+        line += " Other readings: " + "; ".join(others) + "."
+    if budget_column is not None and len(budget_column.ais):
+        small = _decide(_against(budget_column, GP_RF))
+        line += f" At {budget_column.name}, by AIS: {small.outcome} — {small.measured}."
+    if screen is not None and len(screen.ais):
+        line += " " + screen_sentence(screen)
+    return line
+
+
+def screen_sentence(screen: Evidence, against: str = "iwae") -> str:
+    """Does a reading trained with an importance-weighted bound beat IWAE at the same k, by AIS?"""
+    parts = []
+    for reading in ("gp_iw", "gp_iw_expected"):
+        if reading not in set(screen.ais.run):
+            continue
+        rows = report.paired_differences(screen.ais, reading, value="ais").xs(against, level="run", drop_level=False)
+        parts.append(f"{_decide(rows).outcome} for {MODEL_LABELS[reading]} ({_differences_text(reading, rows, True)})")
+    if not parts:
+        return ""
+    return (f"Trained with an importance-weighted bound, against IWAE at the same k ({screen.name}, by AIS): "
+            + "; ".join(parts) + ".")
+
+
+def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
+    """Claim 2: one pass of R4 against the VAE and SA-VAE, timed side by side in one process — the
+    frontier of ``strongest`` where it exists, else its benchmark of record, else ``fallback``'s."""
+    for evidence in (strongest, fallback):
+        if evidence is None:
+            continue
+        if evidence.frontiers:
+            seed, frontier = min(evidence.frontiers.items())
+            measured = next(iter(frontier["runs"].values()))
+            settings = measured["settings"]
+            gp_ratio = settings["r4_default"]["ratio_to_vae"]["100"]
+            savae_ratio = settings["sa_vae_inference"]["ratio_to_vae"]["100"]
+            where = f"{evidence.name}, the frontier of seed {seed}, batch 100, {measured['device']}"
+            break
+        dataset = next((d for d, b in evidence.bench.items() if {"gp", "savae"} <= set(b)), None)
+        if dataset:
+            bench = evidence.bench[dataset]
+            gp_ratio, savae_ratio = (bench[run]["results"][0]["infer_ratio_to_vae"] for run in ("gp", "savae"))
+            where = f"{evidence.name}, {dataset_label(dataset)} benchmark, batch 100, {bench['gp']['device']}"
+            break
+    else:
+        gp_ratio = savae_ratio = None
+        where = "no benchmark of record"
+    decided = verdicts.speed(gp_ratio, savae_ratio)
+    return (f"**2. One pass at about the encoder's cost, much faster than SA-VAE — {decided.outcome}** ({where}; "
+            f"criterion: {decided.criterion}): {decided.measured}" + (f"; {decided.breakdown()}." if decided.details else "."))
+
+
+def _difficulty(evidence: Evidence, run: str, dataset: str) -> tuple[verdicts.Verdict, pd.Series, dict, int]:
+    """Claim 3 on ``evidence``'s difficulty rows of ``run`` on ``dataset``: the verdict, the GP's per-seed ρ,
+    each control's per-seed ρ and the images per seed."""
+    rows = evidence.difficulty[(evidence.difficulty.run == run) & (evidence.difficulty.dataset == dataset)]
+    own = rows[rows.score == OWN_SCORE].set_index("seed")["spearman"]
+    controls = {label: rows[rows.score == score].set_index("seed")["spearman"]
+                for score, label in DIFFICULTY_BASELINES.items()}
+    controls[KNN_LABEL] = pd.Series(
+        {seed: settings["knn10"]["spearman"][KNN_SCORE] for seed, frontier in evidence.frontiers.items()
+         for settings in [next(iter(frontier["runs"].values()))["settings"]] if "knn10" in settings}, dtype=float)
+    return verdicts.ahead_of_baselines(own, controls), own, controls, int(rows["n"].max()) if len(rows) else 0
+
+
+def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, run: str = GP_RF,
+                    dataset: str = "mnist") -> str:
+    """Claim 3: the Spearman ρ of GP-RF's mean-function variance with the per-image amortization gap, on
+    ``strongest``'s difficulty records, against chance, the VAE's −ELBO and encoder variance on the same images
+    and a nearest-neighbour average (the frontier's ``knn10`` setting, on the seeds it measured); a control
+    without a value on two seeds leaves the claim not resolved. ``budget_column``'s verdict beside it."""
+    decided, own, controls, images = _difficulty(strongest, run, dataset)
+    if own.empty:
+        return (f"**3. The GP's variance measures posterior difficulty — {verdicts.NOT_RESOLVED}** "
+                f"({strongest.name}: no difficulty record of GP-RF (R4)).")
+
+    def mean(values: pd.Series) -> str:
+        return f"{values.mean():.3f} (n = {len(values)})" if len(values) else "not measured"
+
+    line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}** ({strongest.name}, "
+            f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap on {images} test images per "
+            f"seed; ahead of chance, the VAE's own scores and a nearest-neighbour average, {verdicts.PAIRED_CRITERION}): "
+            f"GP-RF (R4) {mean(own)}, the VAE's −ELBO {mean(controls[DIFFICULTY_BASELINES['negative_elbo']])}, "
+            f"{KNN_LABEL} {mean(controls[KNN_LABEL])}; {decided.breakdown()}.")
+    if budget_column is not None:
+        small, small_own, _, small_images = _difficulty(budget_column, run, dataset)
+        if len(small_own):
+            line += (f" At {budget_column.name} ({small_images} images per seed; the nearest-neighbour control not "
+                     "measured there): "
+                     f"{small.outcome} — {small.breakdown()}.")
+    return line
+
+
+def converged_table(evidence: Evidence) -> pd.DataFrame:
+    """The converged models by AIS beside their own IS on the same images [nats], mean ± sd over seeds,
+    with the seeds measured and the epochs trained (mean); controls left out."""
+    controls = set(evidence.grid.controls())
+    epochs = pd.DataFrame([{"run": r["run"], "epochs": r.get("epochs_done")} for r in evidence.records
+                           if "diverged" not in r]).groupby("run")["epochs"].mean() if evidence.records else pd.Series()
+    rows = []
+    for run in evidence.grid.runs:
+        part = evidence.ais[evidence.ais.run == run]
+        if run in controls or part.empty:
+            continue
+        ais, is_ = verdicts.spread(part.set_index("seed")["ais"]), verdicts.spread(part.set_index("seed")["is"])
+        rows.append({"model": MODEL_LABELS.get(run, run), "log p(x) by AIS": report.mean_sd(ais["mean"], ais["sd"]),
+                     "own IS, same images": report.mean_sd(is_["mean"], is_["sd"]), "seeds": int(ais["n"]),
+                     "epochs": "post hoc" if not epochs.get(run) else f"{epochs[run]:.0f}"})
+    return pd.DataFrame(rows, columns=["model", "log p(x) by AIS", "own IS, same images", "seeds", "epochs"])
+
+
+def table_caption(evidence: Evidence) -> str:
+    """What :func:`converged_table` rests on, from its AIS rows: images, setting, certificate, K."""
+    ais = evidence.ais
+    if ais.empty:
+        return "No AIS record yet."
+    steps, leapfrog = sorted(set(ais.steps)), sorted(set(ais.leapfrog))
+    widths = ais.groupby("seed")["width"].first()
+    return (f"{dataset_label(ais.dataset.iloc[0])}, {evidence.name} [nats]: AIS from the prior with T = "
+            f"{', '.join(map(str, steps))} and L = {', '.join(map(str, leapfrog))}, one chain per image, on "
+            f"{int(ais.n.max())} seeded random test images per seed; BDMC sandwich {widths.min():.2f}–{widths.max():.2f} "
+            f"nats ({'every seed certified' if ais.certified.all() else 'not every seed certified'}); IS with the model's "
+            f"own proposal at K = {int(ais.eval_k.max())} on the same images. Mean ± sd over seeds.")
+
+
+def converged_figure(evidence: Evidence):
+    """log p(x) by AIS per model, one dot per seed and a bar at the mean; controls left out."""
+    controls = set(evidence.grid.controls())
+    runs = [r for r in evidence.grid.runs if r not in controls and r in set(evidence.ais.run)]
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * max(len(runs), 2) + 1.0))
+    for y, run in enumerate(runs):
+        values = evidence.ais[evidence.ais.run == run]["ais"]
+        ax.scatter(values, [y] * len(values), color=MODEL_COLOURS.get(run, "k"), zorder=3, s=22)
+        ax.plot([values.mean()] * 2, [y - 0.3, y + 0.3], color="k", lw=1.5)
+    ax.set_yticks(range(len(runs)), [MODEL_LABELS.get(r, r) for r in runs])
+    ax.invert_yaxis()
+    ax.set_xlabel("test log p(x) by AIS [nats per image; higher is better]")
+    datasets = ", ".join(map(dataset_label, sorted(set(evidence.ais.dataset))))
+    ax.set_title(f"{datasets}, {evidence.name}: one dot per seed, bar at the mean", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def protocol_statement(records: list[dict], budget: str) -> str:
+    """How the test log-likelihoods and gaps of ``records`` were measured, per dataset, from what the
+    records carry (``eval_k``, ``n_test``, ``options.max_test``; the gaps' ``n`` and ``subset_seed``)."""
+    parts = []
+    frame = pd.DataFrame([{"dataset": r["dataset"], "k": r.get("eval_k"), "n": r.get("n_test"),
+                           "first": (r.get("options") or {}).get("max_test") is not None,
+                           "gap_n": (r.get("gaps") or {}).get("n"), "gap_k": (r.get("gaps") or {}).get("eval_k"),
+                           "gap_seed": (r.get("gaps") or {}).get("subset_seed")}
+                          for r in records if "diverged" not in r and r.get("eval_k")])
+    if frame.empty:
+        return f"{budget}: no record."
+    for dataset, part in frame.groupby("dataset", sort=False):
+        tests = "; ".join(
+            f"K = {int(k)} on {'the first ' if first else 'all '}{int(n):,} test images"
+            for (k, n, first), _ in part.groupby(["k", "n", "first"]))
+        gaps = part.dropna(subset=["gap_n"])
+        gap_text = "; ".join(
+            f"gaps on {'the first ' if seed != seed else ''}{int(n)} {'' if seed != seed else f'seeded random (seed {int(seed)}) '}"
+            f"test images with K = {int(k)}"
+            for (n, k, seed), _ in gaps.fillna({"gap_seed": math.nan}).groupby(["gap_n", "gap_k", "gap_seed"], dropna=False))
+        parts.append(f"{dataset_label(dataset)}: log p̂(x) with {tests}" + (f"; {gap_text}" if gap_text else ""))
+    return f"{budget}: " + ". ".join(parts) + "."

@@ -1,0 +1,110 @@
+"""The landing page's claim lines, table and protocol statement, on small fixture evidence: each claim
+holds, fails, is not resolved, or has nothing to stand on, as the records say."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gpvae import report, verdicts
+from gpvae.pages import landing
+from gpvae.runs.grid import Grid
+
+CONVERGED = Grid.load(Path(__file__).resolve().parents[1] / "workflow" / "config" / "converged.yaml")
+
+
+def ais_rows(values: dict[str, list[float]], certified: bool = True) -> pd.DataFrame:
+    """AIS rows of MNIST: {run: [log p(x) of seed 0, 1, ...]} [nats], IS 0.4 nat below."""
+    rows = [{"dataset": "mnist", "seed": seed, "run": run, "ais": v, "is": v - 0.4, "estimator_gap": 0.4, "eval_k": 1000,
+             "steps": 4000, "leapfrog": 5, "certified": certified, "width": 0.3 if certified else 3.0, "n": 500}
+            for run, seeds in values.items() for seed, v in enumerate(seeds)]
+    return pd.DataFrame(rows, columns=report.AIS_COLUMNS)
+
+
+def evidence(ais: pd.DataFrame | None = None, **fields) -> landing.Evidence:
+    return landing.Evidence("converged", CONVERGED, ais=ais if ais is not None else ais_rows({}), **fields)
+
+
+@pytest.mark.parametrize("values, outcome", [
+    ({"gp": [-86.0, -86.1, -85.9], "vae": [-87.0, -87.1, -86.9], "iwae": [-86.5, -86.6, -86.4],
+      "savae": [-86.7, -86.8, -86.6]}, verdicts.HOLDS),
+    ({"gp": [-87.5, -87.6, -87.4], "vae": [-87.5, -87.6, -87.4], "iwae": [-86.0, -86.1, -85.9]}, verdicts.FAILS),
+    ({"gp": [-86.0], "vae": [-87.0], "iwae": [-86.5]}, verdicts.NOT_RESOLVED),
+])
+def test_likelihood_is_decided_by_ais_against_every_baseline(values, outcome):
+    line = landing.likelihood_line(evidence(ais_rows(values)))
+    assert line.startswith(f"**1. Higher test log-likelihood than every baseline — {outcome}**")
+    assert "GP-RF (R4) − IWAE" in line and "by AIS certified by BDMC" in line
+
+
+def test_likelihood_on_uncertified_ais_is_not_resolved_whatever_its_size():
+    values = {"gp": [-80.0, -80.1, -79.9], "vae": [-90.0, -90.1, -89.9]}
+    assert f"— {verdicts.NOT_RESOLVED}**" in landing.likelihood_line(evidence(ais_rows(values, certified=False)))
+
+
+def test_likelihood_without_ais_is_not_measured():
+    line = landing.likelihood_line(evidence())
+    assert f"— {verdicts.NOT_RESOLVED}**" in line and "not measured" in line
+
+
+def test_a_control_is_never_counted_among_the_baselines():
+    values = {"gp": [-87.0, -87.1, -86.9], "vae": [-87.5, -87.6, -87.4], "vae_continued": [-80.0, -80.1, -79.9]}
+    line = landing.likelihood_line(evidence(ais_rows(values)))
+    assert f"— {verdicts.HOLDS}**" in line and "control" not in line
+
+
+def frontier(gp_ratio: float, savae_ratio: float, knn: float = 0.5) -> dict:
+    settings = {"r4_default": {"ratio_to_vae": {"100": gp_ratio}}, "sa_vae_inference": {"ratio_to_vae": {"100": savae_ratio}},
+                "knn10": {"spearman": {"neighbour_distance": knn}}}
+    return {"runs": {"vae": {"settings": settings, "device": "cpu (x86_64, 1 threads)"}}}
+
+
+@pytest.mark.parametrize("frontiers, outcome", [({0: frontier(1.2, 40.0)}, verdicts.HOLDS),
+                                                ({0: frontier(4.2, 46.0)}, verdicts.FAILS),
+                                                ({}, verdicts.NOT_RESOLVED)])
+def test_speed_from_the_frontier_timed_side_by_side(frontiers, outcome):
+    assert f"— {outcome}**" in landing.speed_line(evidence(frontiers=frontiers))
+
+
+def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
+    rows = [{"dataset": "mnist", "seed": seed, "run": "gp", "score": score, "spearman": v, "partial_spearman": None,
+             "n": 2000}
+            for score, values in (("mean_function_variance", own), ("negative_elbo", elbo),
+                                  ("encoder_variance", [-0.4] * len(own)))
+            for seed, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=report.DIFFICULTY_COLUMNS)
+
+
+@pytest.mark.parametrize("own, elbo, knn, outcome", [
+    ([0.80, 0.81, 0.79], [0.70, 0.71, 0.69], [0.60, 0.61, 0.59], verdicts.HOLDS),
+    ([0.80, 0.81, 0.79], [0.70, 0.71, 0.69], [0.90, 0.91, 0.89], verdicts.FAILS),  # behind the neighbours
+    ([0.80, 0.81, 0.79], [0.70, 0.71, 0.69], [0.60], verdicts.NOT_RESOLVED),  # the control on one seed only
+])
+def test_difficulty_must_beat_the_elbo_and_a_nearest_neighbour_average(own, elbo, knn, outcome):
+    frontiers = {seed: frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
+    line = landing.difficulty_line(evidence(difficulty=difficulty_rows(own, elbo), frontiers=frontiers))
+    assert f"— {outcome}**" in line and "2000 test images per seed" in line
+
+
+def test_difficulty_without_records_is_not_resolved():
+    assert f"— {verdicts.NOT_RESOLVED}**" in landing.difficulty_line(evidence())
+
+
+def test_the_table_leaves_controls_out_and_its_caption_says_what_the_rows_carry():
+    found = evidence(ais_rows({"vae": [-87.5, -87.6], "vae_extra": [-87.4, -87.5]}, certified=False))
+    table = landing.converged_table(found)
+    assert list(table["model"]) == ["VAE"] and table["seeds"].tolist() == [2]
+    caption = landing.table_caption(found)
+    assert "T = 4000" in caption and "500 seeded random test images" in caption and "not every seed certified" in caption
+
+
+def record(max_test, n_test, eval_k, gap_n, gap_seed) -> dict:
+    return {"dataset": "mnist", "run": "vae", "seed": 0, "eval_k": eval_k, "n_test": n_test,
+            "options": {"max_test": max_test}, "gaps": {"n": gap_n, "eval_k": eval_k, "subset_seed": gap_seed}}
+
+
+def test_the_protocol_statement_is_read_from_the_records():
+    first = landing.protocol_statement([record(2000, 2000, 1000, 100, None)], "20 epochs")
+    assert "K = 1000 on the first 2,000 test images" in first and "gaps on the first 100 test images" in first
+    drawn = landing.protocol_statement([record(None, 10000, 5000, 500, 2026)], "converged")
+    assert "K = 5000 on all 10,000 test images" in drawn and "500 seeded random (seed 2026)" in drawn
+    assert "K = 1000" not in drawn and "first" not in drawn
