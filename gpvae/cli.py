@@ -14,6 +14,7 @@ import sys
 from .ais import ADAPT
 from .bench import ais_cost, bench, format_table
 from .config import ConfigError, TrainConfig, option_specs
+from .gp.options import ERROR_IMAGES
 from .models import MODELS
 from .data import DATASETS, DataError
 from .evaluation import AISSettings, settings_grid
@@ -76,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gprf", action="store_true",
                           help="fit GP-RF's error regression (R4) post hoc to the run's VAE on --error-images training "
                                "images; log p̂(x) with q̄ beside the VAE's and the GP's variances, to gprf.json")
-    evaluate.add_argument("--error-images", type=_typed(int, 1), default=10_000,
-                          help="with --gprf: training images whose SVI errors are observed (default: 10000)")
+    evaluate.add_argument("--error-images", type=_typed(int, 1), default=None,
+                          help=f"with --gprf: training images whose SVI errors are observed (default: {ERROR_IMAGES:,} "
+                               "or every training image, whichever is fewer)")
     evaluate.add_argument("--error-inducing", type=_typed(int, 1), default=512,
                           help="with --gprf: inducing inputs of the error GP's predictive (default: 512)")
     evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
@@ -169,7 +171,7 @@ def _evaluate(args) -> None:
     if args.gprf:
         result = gprf_run(args.run_dir, args.error_images, args.error_inducing, args.eval_k, args.max_test,
                           args.data_dir, args.device)
-        print(f"GP-RF (R4) fitted post hoc on {args.error_images} training images: log p̂(x) {result['test_ll']['gprf']:.3f} "
+        print(f"GP-RF (R4) fitted post hoc on {result['options']['error_images']} training images: log p̂(x) {result['test_ll']['gprf']:.3f} "
               f"nats against the VAE's {result['test_ll']['vae']:.3f} (K = {result['eval_k']}, {result['n_test']} test "
               f"images, the same draws): {result['gain']:+.3f}")
         measured = True

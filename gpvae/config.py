@@ -87,7 +87,7 @@ class TrainConfig(GPRFOptions):
             for name, value in PRESETS[self.gp_preset].items():
                 if getattr(self, name) == getattr(defaults, name):
                     setattr(self, name, value)
-        if self.error_model == "knn" and self.error_neighbours > self.error_images:
+        if self.error_model == "knn" and self.error_images is not None and self.error_neighbours > self.error_images:
             raise ConfigError(f"error_neighbours = {self.error_neighbours} exceeds error_images = {self.error_images}: "
                               "the nearest-neighbour control averages at most the observed errors")
         if self.freeze != "none" and not self.init_from:

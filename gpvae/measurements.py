@@ -262,10 +262,11 @@ def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int |
     return result
 
 
-def gprf_run(run_dir: str | Path, error_images: int = 10_000, error_inducing: int = 512, eval_k: int | None = None,
+def gprf_run(run_dir: str | Path, error_images: int | None = None, error_inducing: int = 512, eval_k: int | None = None,
              max_test: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
     """GP-RF's error regression (reading R4) fitted post hoc to a run's VAE — any run folder, an external one
-    included: the encoder's errors observed by per-image SVI on ``error_images`` training images, regressed
+    included: the encoder's errors observed by per-image SVI on ``error_images`` training images (None: the
+    default of :meth:`~gpvae.gp.options.GPRFOptions.observed_images`), regressed
     on its features; then the protocol's log p̂(x) with q̄ beside the VAE's own, on the same test images and
     draws, and the GP's per-image predictive variances. Writes and returns ``RUN_DIR/gprf.json``."""
     config, data, vae, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
@@ -275,6 +276,7 @@ def gprf_run(run_dir: str | Path, error_images: int = 10_000, error_inducing: in
     options = {"gp_fit": "errors", "error_images": error_images, "error_inducing": error_inducing}
     try:
         gprf = GPRF(vae.encoder, vae.decoder, len(data.train), **options).to(dev)
+        options["error_images"] = gprf.options.observed_images(len(data.train))
         gprf.check_data(len(data.train), config.dataset)
     except ValueError as err:
         raise ConfigError(f"GP-RF on {run_dir}: {err}") from None

@@ -129,6 +129,14 @@ def test_options_that_cannot_all_hold_are_refused_before_any_work(tmp_path, caps
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
 
 
+def test_the_default_error_images_adapt_to_the_training_images(tmp_path, vae):
+    """--max-train 1000 with --error-images left at its default observes the errors of all 1000 images; a value
+    given beyond them is refused (above)."""
+    assert _train(tmp_path, "gp", "--model", "gp", "--init-from", str(vae), "--epochs", "0",
+                  "--error-svi-steps", "100", "--error-inducing", "32") == 0
+    assert _metrics(tmp_path, "gp")["fits"][0]["svi"]["images"] == 1000
+
+
 def test_python_api_names_a_value_of_the_wrong_type():
     with pytest.raises(ConfigError, match=r"epochs = '2' \(str\) must be int"):
         TrainConfig(epochs="2")

@@ -16,6 +16,7 @@ ERROR_INPUTS = ("features", "features_and_moments")
 ERROR_MODELS = ("gp", "knn")
 INDUCING_PLACEMENTS = ("random", "kmeans")
 INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
+ERROR_IMAGES = 10_000  # the observed errors of an error regression left at its default: this many, or every training image
 
 
 @dataclass
@@ -51,7 +52,8 @@ class GPRFOptions:
                          "images (reading R4, the study's best), or a variational GP in the ELBO (R1-R3)", choices=FITS)
     error_model: str = option("gp", "gp_fit errors: GP regression, or the k-nearest-neighbour control",
                               choices=ERROR_MODELS)
-    error_images: int = option(10_000, "gp_fit errors: training images whose SVI errors are observed", minimum=1)
+    error_images: int | None = option(None, "gp_fit errors: training images whose SVI errors are observed (default: "
+                                      f"{ERROR_IMAGES:,} or every training image, whichever is fewer)", minimum=1)
     error_inducing: int = option(512, "gp_fit errors: inducing inputs of the error GP's predictive", minimum=1)
     error_neighbours: int = option(10, "gp_fit errors with error_model knn: neighbours averaged", minimum=1)
     error_kernel_groups: int = option(2, "gp_fit errors: kernels of the error GP, one per output group (mean and "
@@ -71,6 +73,11 @@ class GPRFOptions:
                                "refitted before each (reading R5)", minimum=0)
     refit_epochs: int = option(5, "gp_fit errors: epochs per refit round (the last rounds x refit_epochs epochs)",
                                minimum=1)
+
+    def observed_images(self, n_train: int) -> int:
+        """How many of ``n_train`` training images have their errors observed: ``error_images`` as given, else
+        :data:`ERROR_IMAGES` or all of them, whichever is fewer (a default adapts to the data)."""
+        return min(ERROR_IMAGES, n_train) if self.error_images is None else self.error_images
 
 
 # Named configurations: ``--gp-preset paper`` is the paper's wording read literally (reading R1).

@@ -286,10 +286,11 @@ class ErrorRegressionGPRF(GPRF):
         super().__init__(encoder, decoder, n_train, **options)
         o, n_outputs = self.options, 2 * self.latent_dim
         if o.error_model == "gp":
-            self.gp = ErrorRegressionGP(self.error_input_dim, n_outputs, min(o.error_inducing, o.error_images, n_train),
+            self.gp = ErrorRegressionGP(self.error_input_dim, n_outputs,
+                                        min(o.error_inducing, o.observed_images(n_train), n_train),
                                         o.error_kernel_groups, o.error_inducing_placement, o.error_variance_rank)
         else:
-            self.gp = NearestNeighbourErrors(self.error_input_dim, n_outputs, min(o.error_images, n_train),
+            self.gp = NearestNeighbourErrors(self.error_input_dim, n_outputs, min(o.observed_images(n_train), n_train),
                                              o.error_neighbours)
 
     @property
@@ -309,14 +310,16 @@ class ErrorRegressionGPRF(GPRF):
         return self.gp.summary()
 
     def check_data(self, n_train: int, source: str) -> None:
-        """Refuse ``error_images`` beyond the ``n_train`` training images of ``source`` (ConfigError)."""
-        if self.options.error_images > n_train:
+        """Refuse an ``error_images`` given beyond the ``n_train`` training images of ``source`` (ConfigError)."""
+        if self.options.observed_images(n_train) > n_train:
             raise ConfigError(f"--error-images {self.options.error_images} exceeds the {n_train} training images of "
                               f"{source}")
 
     def fit_images(self, data, seed: int) -> torch.Tensor:
-        """The first ``error_images`` training images of ``data``, binarized once with ``seed``."""
-        return data.training_batch(data.train[:self.options.error_images], torch.Generator().manual_seed(seed))
+        """The first :meth:`~gpvae.gp.options.GPRFOptions.observed_images` training images of ``data``, binarized
+        once with ``seed``."""
+        images = data.train[:self.options.observed_images(len(data.train))]
+        return data.training_batch(images, torch.Generator().manual_seed(seed))
 
     def data_fit_epochs(self, epochs: int) -> list[int]:
         """Epochs (0-based) before which the error model is refitted (R5 rounds)."""
