@@ -54,6 +54,18 @@ def low_rank_premise(variance_error: dict | None, tolerance: float = LOW_RANK_VA
             f"{tolerance:.0%}): its gap closed and difficulty scores are not those of the GP")
 
 
+LOOSE_NATS = 1.0  # beyond the Monte Carlo error of a mean over a gap subset
+
+
+def importance_estimate_premise(approximation_gap: float) -> str | None:
+    """Why log p̂(x) by importance sampling cannot enter a gap, or None: the mean ``approximation_gap``
+    log p̂(x) − ELBO(q*) [nats] below −:data:`LOOSE_NATS`, which log p(x) ≥ ELBO(q*) never allows (the
+    estimate falls short of log p(x) by at least that much)."""
+    if approximation_gap < -LOOSE_NATS:
+        return f"log p̂(x) by IS is {-approximation_gap:.1f} nats below ELBO(q*), which log p(x) never is"
+    return None
+
+
 def shown(value: float | None, reason: str | None, digits: int = 2) -> str:
     """A table cell: the value with ``digits`` decimals, or ``not measurable (reason)``."""
     if reason:

@@ -104,7 +104,7 @@ def record(max_test, n_test, eval_k, gap_n, gap_seed) -> dict:
 
 def test_the_protocol_statement_is_read_from_the_records():
     first = landing.protocol_statement([record(2000, 2000, 1000, 100, None)], "20 epochs")
-    assert "K = 1000 on the first 2,000 test images" in first and "gaps on the first 100 test images" in first
+    assert "K = 1000 on the first 2,000 test images" in first and "K = 1000 on the first 100 test images" in first
     drawn = landing.protocol_statement([record(None, 10000, 5000, 500, 2026)], "converged")
-    assert "K = 5000 on all 10,000 test images" in drawn and "500 seeded random (seed 2026)" in drawn
-    assert "K = 1000" not in drawn and "first" not in drawn
+    assert "K = 5000 on all 10,000 test images" in drawn
+    assert "500 test images drawn at random (subset seed 2026)" in drawn and "K = 1000" not in drawn

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from . import dataset_label
+from .protocol import gap_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
 GP_READINGS = ("gp", "gp_refit", "gp_paper", "gp_iw", "gp_iw_expected")
@@ -254,24 +255,10 @@ def converged_figure(evidence: Evidence):
 
 
 def protocol_statement(records: list[dict], budget: str) -> str:
-    """How the test log-likelihoods and gaps of ``records`` were measured, per dataset, from what the
-    records carry (``eval_k``, ``n_test``, ``options.max_test``; the gaps' ``n`` and ``subset_seed``)."""
-    parts = []
-    frame = pd.DataFrame([{"dataset": r["dataset"], "k": r.get("eval_k"), "n": r.get("n_test"),
-                           "first": (r.get("options") or {}).get("max_test") is not None,
-                           "gap_n": (r.get("gaps") or {}).get("n"), "gap_k": (r.get("gaps") or {}).get("eval_k"),
-                           "gap_seed": (r.get("gaps") or {}).get("subset_seed")}
-                          for r in records if "diverged" not in r and r.get("eval_k")])
-    if frame.empty:
+    """How the test log-likelihoods and gaps of ``records`` were measured, per dataset, read from the records
+    (:mod:`gpvae.pages.protocol`)."""
+    tests, gaps = test_protocol(records), gap_protocol(records)
+    if tests.empty:
         return f"{budget}: no record."
-    for dataset, part in frame.groupby("dataset", sort=False):
-        tests = "; ".join(
-            f"K = {int(k)} on {'the first ' if first else 'all '}{int(n):,} test images"
-            for (k, n, first), _ in part.groupby(["k", "n", "first"]))
-        gaps = part.dropna(subset=["gap_n"])
-        gap_text = "; ".join(
-            f"gaps on {'the first ' if seed != seed else ''}{int(n)} {'' if seed != seed else f'seeded random (seed {int(seed)}) '}"
-            f"test images with K = {int(k)}"
-            for (n, k, seed), _ in gaps.fillna({"gap_seed": math.nan}).groupby(["gap_n", "gap_k", "gap_seed"], dropna=False))
-        parts.append(f"{dataset_label(dataset)}: log p̂(x) with {tests}" + (f"; {gap_text}" if gap_text else ""))
-    return f"{budget}: " + ". ".join(parts) + "."
+    text = f"{budget}: log p̂(x) with " + protocol_text(tests)
+    return text + (f"; gap decompositions with {protocol_text(gaps)}." if len(gaps) else ".")
