@@ -37,11 +37,11 @@ from .io import write_json
 from .measurements import read_gaps
 from .models.data_fit import FitsToData
 from .run_folder import fit_to_data, load_run, new_model
-from .verdicts import SPEED_TARGET
+from .validity import low_rank_premise
+from .verdicts import MIN_GAP_CLOSED, SPEED_TARGET
 
 BATCH_SIZES = (100, 1)  # inference is timed on a test batch of each size
 MAX_INFER_RATIO = SPEED_TARGET  # the default is the setting closing most of the gap within this time × the VAE's
-MIN_GAP_CLOSED = 0.2  # ... and only if it closes at least this share of the amortization gap
 
 
 def _variance_error(model, x: torch.Tensor) -> dict | None:
@@ -129,8 +129,10 @@ def choose_default(rows: dict[str, dict], max_ratio: float = MAX_INFER_RATIO,
                    min_closed: float = MIN_GAP_CLOSED, batch: str = "100") -> dict:
     """The stated rule for ``--model gp``'s default: among the GP settings at most ``max_ratio`` × the VAE's
     inference time (batch ``batch``), the one that closes the most of the gap, if it closes at least
-    ``min_closed``. Returns {"setting": label or None, "fastest", "closes_most", "reason"}."""
-    gp = {label: row for label, row in rows.items() if label != "vae" and row["options"].get("model", "gp") == "gp"}
+    ``min_closed``; a setting whose low-rank predictive breaks its tolerance (:func:`gpvae.validity.low_rank_premise`)
+    is none of them. Returns {"setting": label or None, "fastest", "closes_most", "reason"}."""
+    gp = {label: row for label, row in rows.items() if label != "vae" and row["options"].get("model", "gp") == "gp"
+          and low_rank_premise(row.get("variance_error")) is None}
     if not gp:
         return {"setting": None, "fastest": None, "closes_most": None, "reason": "no GP setting was measured"}
     fastest = min(gp, key=lambda label: gp[label]["ratio_to_vae"][batch])

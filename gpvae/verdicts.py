@@ -36,6 +36,7 @@ HOLDS, FAILS, NOT_RESOLVED, TIED = "holds", "fails", "not resolved", "tied"
 MARGIN_SDS = 2.0  # a paired difference must clear zero by this many sample sds ...
 MIN_SEEDS = 2  # ... over at least this many seeds
 SPEED_TARGET = 1.5  # one pass of GP-RF at most this × the VAE's inference time (batch 100)
+MIN_GAP_CLOSED = 0.2  # the default setting of R4 must close at least this share of the amortization gap
 
 
 @dataclass(frozen=True)

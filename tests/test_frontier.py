@@ -64,3 +64,9 @@ def test_the_default_rule_holds_fails_or_finds_no_setting(rows, chosen, reason):
     assert decision["setting"] == chosen and reason in decision["reason"]
     gp = {k: r for k, r in rows.items() if r["options"].get("model", "gp") == "gp"}
     assert decision["closes_most"] == max(gp, key=lambda k: gp[k]["gap_closed"])  # another model never counts
+
+
+def test_a_broken_low_rank_setting_is_never_chosen_fastest_or_best():
+    broken = {**_row(0.90, 1.0), "variance_error": {"of_mean": 5.0, "per_output": 6.0}}
+    decision = frontier.choose_default({"vae": _row(0.0, 1.0), "ok": _row(0.30, 1.4), "broken": broken})
+    assert decision["setting"] == decision["fastest"] == decision["closes_most"] == "ok"

@@ -10,12 +10,23 @@ No torch: these modules read JSON records only.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 DATASET_LABELS = {"mnist": "MNIST", "omniglot": "Omniglot-28", "fashion_mnist": "Fashion-MNIST"}
 
 
 def dataset_label(dataset: str) -> str:
     """The name a page gives a dataset: ``"omniglot"`` → ``"Omniglot-28"``."""
     return DATASET_LABELS.get(dataset, dataset)
+
+
+def listed(values) -> str:
+    """``"1000"``, ``"0, 1, 2"``: the distinct values of a protocol setting, sorted (NaN and None left out)."""
+    distinct = sorted({int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
+                       for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}, key=str)
+    return ", ".join(map(str, distinct)) if distinct else "–"
 
 
 def legend_below(fig, axes, columns: int = 4) -> None:

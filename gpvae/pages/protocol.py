@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .. import validity
-from . import dataset_label
+from . import dataset_label, listed
 
 if TYPE_CHECKING:
     from ..runs.grid import Grid
@@ -62,11 +62,20 @@ def measurement_protocol(grid: Grid, name: str) -> pd.DataFrame:
 def images_text(n: int, subset_seed, whole: bool = False) -> str:
     """``"the first 2,000 test images"``, ``"500 test images drawn at random (subset seed 2026)"``, or with
     ``whole`` ``"all 10,000 test images"``."""
+    count = n if isinstance(n, str) else f"{int(n):,}"  # several counts, already listed
     if whole is True:
-        return f"all {int(n):,} test images"
+        return f"all {count} test images"
     if subset_seed is None or pd.isna(subset_seed):
-        return f"the first {int(n):,} test images"
-    return f"{int(n):,} test images drawn at random (subset seed {int(subset_seed)})"
+        return f"the first {count} test images"
+    return f"{count} test images drawn at random (subset seed {int(subset_seed)})"
+
+
+def records_images(records: list[dict]) -> str:
+    """The test images of the log-likelihoods of run ``records``: :func:`images_text` of their counts, "all"
+    when every record was asked for the whole test set."""
+    done = [r for r in records if "n_test" in r]
+    whole = bool(done) and all("max_test" in r.get("options", {}) and r["options"]["max_test"] is None for r in done)
+    return images_text(listed(r["n_test"] for r in done), None, whole)
 
 
 def _seeds_text(seeds) -> str:

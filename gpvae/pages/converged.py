@@ -1,0 +1,412 @@
+"""The converged chapter (``book/converged.ipynb``): Table 6 (MNIST at convergence beside the 20-epoch grid
+and the literature), the validation curves, AIS beside each model's own IS estimate (Table 7, in two
+parts), the BDMC certificates, the verdicts' quantities at both budgets, and R1 and SA-VAE at convergence.
+Every caption states the protocol its records carry. No torch: JSON records only."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import report, validity, verdicts
+from ..plotting import MODEL_COLOURS
+from . import dataset_label, legend_below, listed
+from .protocol import images_text, records_images
+
+# Burda, Grosse & Salakhutdinov (2016), Table 1, MNIST, one stochastic layer (784-200-200-50), 3,280 epochs, K = 5000
+LITERATURE = {"vae": -86.76, "iwae": -85.54}
+# The quantities of Table 7 that rest on the AIS estimate, and so on its BDMC certificate.
+AIS_GAPS = ("estimator gap [nats]", "approximation gap by AIS [nats]", "IS from q* − AIS [nats]")
+
+
+def _reason(premise) -> str | None:
+    """A premise cell of a frame: its reason, or None where it holds (a frame stores None as NaN)."""
+    return premise if isinstance(premise, str) else None
+
+
+def progress(grid, records: list[dict]) -> str:
+    """What has run: records, job-hours of wall time, runs under way (parked checkpoints) and not started."""
+    parked = grid.layout.parked_runs()
+    hours = sum(r.get("wall_seconds") or 0 for r in records) / 3600
+    waiting = [f"{r}_seed{s}" for d, r, s in report.missing(grid, records) if f"{r}_seed{s}" not in parked]
+    return (f"{grid.budget}\n\n{len(records)} of the grid's {len(grid.cells())} runs × seeds have a record "
+            f"({hours:.1f} job-hours of wall time); under way (checkpoint committed): {', '.join(parked) or 'none'}; "
+            f"not started: {', '.join(waiting) or 'none'}.")
+
+
+def _stopped(record: dict) -> str:
+    if "diverged" in record:
+        return "diverged"
+    return "post-hoc fit" if not record.get("epochs_done") else record.get("stopped") or "-"
+
+
+def table6(records: list[dict], small_records: list[dict], k_curves: pd.DataFrame, labels: dict,
+           order: list[str]) -> pd.io.formats.style.Styler:
+    """Table 6: one row per converged MNIST record (runs in ``order``): test log p̂ and ELBO [nats], epochs,
+    stopping rule, wall time [h], log p̂ at the k_curve's K, the 20-epoch grid's mean ± sd and the literature."""
+    mnist = sorted((r for r in records if r["dataset"] == "mnist"), key=lambda r: (order.index(r["run"]), r["seed"]))
+    small = report.frame([r for r in small_records if r["dataset"] == "mnist"])
+    large_ks = sorted(k_curves["eval_k"].unique())
+    large = k_curves.set_index(["dataset", "run", "seed", "eval_k"])["test_ll"]
+    column = f"K = {listed(large_ks)} [nats]"
+    rows = {}
+    for r in mnist:
+        stats = report.summarize(small[small.run == r["run"]], "test_ll")
+        rows[(labels.get(r["run"], r["run"]), r["seed"])] = {
+            "test log p̂(x) [nats]": r.get("test_ll", np.nan), "test ELBO [nats]": r.get("test_elbo", np.nan),
+            "epochs (best)": f"{r.get('epochs_done', '-')} ({r.get('best_epoch', '-')})", "stopped by": _stopped(r),
+            "wall time [h]": (r.get("wall_seconds") or 0) / 3600,
+            column: next((large.get(("mnist", r["run"], r["seed"], k), np.nan) for k in large_ks), np.nan),
+            "20 epochs (CPU grid)": (report.mean_sd(stats.iloc[0]["mean"], stats.iloc[0]["sd"]) + f" ({int(stats.iloc[0]['n'])})"
+                                     if len(stats) else "-"),
+            "Burda et al. (2016)": LITERATURE.get(r["run"], np.nan)}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    if rows:
+        frame.index.names = ["model", "seed"]
+    curve_runs = sorted(k_curves["run"].unique())
+    caption = (f"Converged MNIST runs, one row per seed recorded (seeds {listed(r['seed'] for r in mnist)}). Protocol "
+               f"of the records: parameters of the best-validation epoch; K = {listed(r.get('eval_k') for r in mnist)} "
+               f"importance samples of the model's own proposal on {records_images(mnist)}"
+               + (f"; {column.split(' [')[0]} for {', '.join(labels.get(r, r) for r in curve_runs)} (seed "
+                  f"{listed(k_curves['seed'])}, k_curve records)" if len(k_curves) else "")
+               + f". 20-epoch grid: mean ± sd (seeds) of K = {listed(r.get('eval_k') for r in small_records if r['dataset'] == 'mnist')} "
+               f"on {records_images([r for r in small_records if r['dataset'] == 'mnist'])}. "
+               "Burda et al. (2016): their schedule, 3,280 epochs, K = 5000 on the full test set."
+               if rows else "No converged record yet: `make converged` trains the profile (hours; resumable).")
+    numbers = ["test log p̂(x) [nats]", "test ELBO [nats]", "wall time [h]", column, "Burda et al. (2016)"]
+    return frame.style.format("{:.2f}", subset=[c for c in numbers if c in frame], na_rep="-").set_caption(caption)
+
+
+def literature_lines(records: list[dict], k_curves: pd.DataFrame, labels: dict) -> str:
+    """Each of :data:`LITERATURE`'s models here (mean over seeds) against the IWAE paper, in nats."""
+    lines = []
+    for run, value in LITERATURE.items():
+        mine = [r["test_ll"] for r in records if r["run"] == run and "diverged" not in r and r["dataset"] == "mnist"]
+        large = k_curves[(k_curves.run == run) & (k_curves.dataset == "mnist")]
+        if mine:
+            lines.append(f"- {labels.get(run, run)}: {np.mean(mine):.2f} nats here (K = {listed(r.get('eval_k') for r in records if r['run'] == run)}, "
+                         f"{len(mine)} seed(s)) against {value:.2f} in Burda et al. (2016) (K = 5000): {np.mean(mine) - value:+.2f} nats"
+                         + (f"; at K = {listed(large['eval_k'])}, {large['test_ll'].mean():.2f} "
+                            f"({large['test_ll'].mean() - value:+.2f} nats)." if len(large) else "."))
+    return "\n".join(lines)
+
+
+def curves_figure(records: list[dict], small_records: list[dict], labels: dict) -> plt.Figure:
+    """Validation ELBO [nats] against the epoch, one panel per converged model, its seeds as lines of one
+    colour (dotted: best epoch); in the VAE's panel, in grey, the 20-epoch grid's VAE of the same seeds."""
+    traced = [r for r in records if r.get("history")]
+    runs = list(dict.fromkeys(r["run"] for r in traced))
+    columns = min(len(runs), 3) or 1
+    rows = max(1, math.ceil(len(runs) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows + 0.6), squeeze=False, sharey=True)
+    small_vae = [r for r in small_records if r["dataset"] == "mnist" and r["run"] == "vae" and r.get("history")]
+    if traced:  # from the 5th percentile of the converged curves, or the 20-epoch VAE's last epoch if lower
+        low = min([pd.DataFrame(r["history"])["valid_elbo"].quantile(0.05) for r in traced]
+                  + [r["history"][-1]["valid_elbo"] - 1 for r in small_vae])
+        high = max(max(h["valid_elbo"] for h in r["history"]) for r in traced)
+    for ax, run in zip(axes.flat, runs):
+        mine = sorted((r for r in traced if r["run"] == run), key=lambda r: r["seed"])
+        shades = np.linspace(1.0, 0.55, len(mine))
+        for shade, record in zip(shades, mine):
+            colour = tuple(shade * np.array(MODEL_COLOURS.get(run, (0.2, 0.2, 0.6))))
+            history = pd.DataFrame(record["history"])
+            ax.plot(history["epoch"], history["valid_elbo"], color=colour, lw=1, label=f"seed {record['seed']}")
+            ax.axvline(record["best_epoch"], color=colour, lw=0.6, ls=":")
+        for i, record in enumerate(small_vae if run == "vae" else []):
+            history = pd.DataFrame(record["history"])
+            ax.plot(history["epoch"], history["valid_elbo"], color="0.6", lw=2, label=None if i else "20-epoch grid")
+        ax.set_title(textwrap.fill(labels.get(run, run), 32), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(low, high + 0.05 * (high - low))
+        ax.legend(fontsize=7, loc="lower right", frameon=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation ELBO [nats]")
+    for ax in list(axes.flat)[len(runs):]:
+        ax.set_axis_off()
+    if not traced:
+        axes[0, 0].text(0.5, 0.5, "no converged record with a history yet", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def ais_frame(grids: dict) -> pd.DataFrame:
+    """:func:`gpvae.report.load_ais` of each grid (``{profile: Grid}``) with its ``profile``; from each AIS
+    record the ``subset_seed`` of its test images (None: the first images) and its ``chains``; from the run's
+    record the ``gap_subset_seed`` of its gap subset."""
+    frames = []
+    for profile, grid in grids.items():
+        ais = report.load_ais(grid.layout.results_dir).assign(profile=profile)
+        cells = list(zip(ais["dataset"], ais["run"], ais["seed"]))
+        drawn = [json.loads(grid.layout.run_measurement_path("ais", *cell).read_text()) for cell in cells]
+        gaps = [json.loads(grid.layout.record_path(*cell).read_text()).get("gaps", {}) for cell in cells]
+        frames.append(ais.assign(subset_seed=[x.get("subset_seed") for x in drawn],
+                                 chains=[x["settings"].get("chains", 1) for x in drawn],
+                                 gap_subset_seed=[g.get("subset_seed") for g in gaps]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def ais_summary(ais: pd.DataFrame, labels: dict[str, dict]) -> pd.DataFrame:
+    """Per profile, dataset and run (labelled by ``labels[profile]``): means over seeds [nats] of AIS, IS and
+    their differences, seed counts, T, L, the widest BDMC width [nats], costs [s/image], and the AIS premise
+    (:func:`gpvae.validity.ais_premise`; None: certified)."""
+    ais = ais.assign(optimum_minus_ais=ais["is_from_optimum"] - ais["gap_ais"])  # one gap subset: the same images
+    summary = ais.groupby(["profile", "dataset", "run"], sort=False).agg(
+        ais=("ais", "mean"), ais_sd=("ais", "std"), is_=("is", "mean"), estimator_gap=("estimator_gap", "mean"),
+        gap_sd=("estimator_gap", "std"), seeds=("seed", "count"), T=("steps", "max"), L=("leapfrog", "max"),
+        width=("width", "max"), certified=("certified", "all"), ais_cost=("seconds_per_image", "median"),
+        is_cost=("is_seconds_per_image", "median"), gap_images=("gap_n", "max"),
+        approximation_gap=("approximation_gap", "mean"), gap_seeds=("approximation_gap", "count"),
+        optimum_minus_ais=("optimum_minus_ais", "mean"), optimum_seeds=("optimum_minus_ais", "count"))
+    summary["premise"] = [validity.ais_premise(w) or (None if ok else "AIS not certified by its BDMC record")
+                          for ok, w in zip(summary["certified"], summary["width"])]
+    summary.index = pd.MultiIndex.from_tuples([(p, dataset_label(d), labels[p].get(r, r)) for p, d, r in summary.index],
+                                              names=["profile", "dataset", "model"])
+    return summary
+
+
+def ais_protocol(ais: pd.DataFrame) -> str:
+    """The AIS records' protocol per profile and dataset: images (first N or seeded draw), T, L, chains,
+    the widest BDMC width [nats], the IS estimate's K and the seeds."""
+    parts = []
+    for (profile, dataset), part in ais.groupby(["profile", "dataset"], sort=False):
+        parts.append(f"{profile}, {dataset_label(dataset)}: {images_text(listed(part['n']), part['subset_seed'].iloc[0])}, "
+                     f"T = {listed(part['steps'])}, L = {listed(part['leapfrog'])}, {listed(part['chains'])} chain(s), "
+                     f"BDMC width up to {part['width'].max():.2f} nats, IS with K = {listed(part['eval_k'])}, "
+                     f"seeds {listed(part['seed'])}")
+    return "; ".join(parts)
+
+
+def _cells(summary: pd.DataFrame, columns: dict[str, tuple[str, str | None]]) -> pd.DataFrame:
+    """Table cells from summary columns: ``{title: (column, sd column or None)}``; a quantity of
+    :data:`AIS_GAPS` is not measurable where the AIS premise fails."""
+    table = pd.DataFrame(index=summary.index)
+    for title, (column, sd) in columns.items():
+        table[title] = [validity.shown(None, _reason(premise)) if title in AIS_GAPS and _reason(premise) else
+                        report.mean_sd(row[column], row[sd] if sd else math.nan)
+                        for premise, (_, row) in zip(summary["premise"], summary.iterrows())]
+    return table
+
+
+def ais_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """Table 7a: AIS and the protocol's IS on the AIS subset, their estimator gap, T, L, width and cost ratio."""
+    table = _cells(summary, {"AIS [nats]": ("ais", "ais_sd"), "IS [nats]": ("is_", None),
+                             "estimator gap [nats]": ("estimator_gap", "gap_sd")})
+    table["seeds"] = summary["seeds"]
+    table["T × L"] = [f"{t} × {l}" for t, l in zip(summary["T"], summary["L"])]
+    table["BDMC width [nats]"] = [f"{w:.2f}" for w in summary["width"]]
+    table["AIS / IS cost"] = [f"{a / i:.2f}×" for a, i in zip(summary["ais_cost"], summary["is_cost"])]
+    return table.style.set_caption(
+        "AIS from the prior against the protocol's importance-sampling estimate with the model's own proposal, on the "
+        f"same test images; mean ± sd over seeds. Records: {ais_protocol(ais)}. An estimator gap (AIS − IS) needs AIS "
+        f"certified (BDMC width at most {validity.AIS_CERTIFIED_WIDTH:g} nat); > 0: the model's own estimate understates "
+        "its likelihood. Cost: median seconds per image of AIS over IS, one CPU thread.")
+
+
+def gap_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.Styler:
+    """Table 7b: on each run's gap subset, the approximation gap by AIS and IS from q* − AIS [nats]."""
+    table = _cells(summary, {"approximation gap by AIS [nats]": ("approximation_gap", None),
+                             "IS from q* − AIS [nats]": ("optimum_minus_ais", None)})
+    table["gap images"] = [listed([n]) for n in summary["gap_images"]]
+    table["seeds (gap, q*)"] = [f"{a}, {b}" for a, b in zip(summary["gap_seeds"], summary["optimum_seeds"])]
+    images = "; ".join(f"{profile}, {dataset_label(dataset)}: {images_text(listed(part['gap_n']), part['gap_subset_seed'].iloc[0])}"
+                       for (profile, dataset), part in ais.dropna(subset=["gap_n"]).groupby(["profile", "dataset"], sort=False))
+    return table.style.set_caption(
+        f"On each run's gap subset ({images or 'no AIS record on it yet'}): the approximation gap by AIS, AIS − ELBO(q*) (≥ 0 up to Monte Carlo error), and importance sampling from "
+        "the per-image optimum q* with the protocol's K minus AIS (both stochastic lower bounds: > 0 says AIS at the "
+        "certified T is looser on these images than q*'s estimate); mean over the seeds counted. Both need AIS "
+        "certified; '–': a record without that column.")
+
+
+def ais_orderings(summary: pd.DataFrame) -> str:
+    """Per profile and dataset with several models: the best decoder by AIS, the Spearman ρ of the IS and
+    AIS orderings, and IS from q* − AIS over models; not measurable where a model's AIS is not certified."""
+    lines = []
+    for (profile, dataset), part in summary.groupby(level=[0, 1], sort=False):
+        if len(part) < 2:
+            continue
+        broken = next((p for p in map(_reason, part["premise"]) if p), None)
+        if broken:
+            lines.append(f"- {profile}, {dataset}: best decoder by AIS {validity.shown(None, broken)}.")
+            continue
+        values = part["ais"]
+        best = [index[2] for index, v in values.items() if abs(v - values.max()) < 1e-9]
+        rho = pd.Series(values.values).rank().corr(pd.Series(part["is_"].values).rank())
+        lines.append(f"- {profile}, {dataset}: best decoder by AIS {' = '.join(best)}"
+                     f"{' (one decoder, one value)' if len(best) > 1 else ''}; Spearman ρ of the IS and AIS orderings "
+                     f"{'undefined (tied)' if rho != rho else f'{rho:.2f}'} ({len(part)} models).")
+        looser = part["optimum_minus_ais"].dropna()
+        if len(looser):
+            lines.append(f"  IS from q* − AIS on the gap images: median over models {looser.median():+.2f} nats (from "
+                         f"{looser.min():+.2f} to {looser.max():+.2f}; {(looser > 0).sum()} of {len(looser)} models above AIS).")
+    return "\n".join(lines)
+
+
+def difference_line(name: str, row, what: str) -> str:
+    """``- name, what: mean ± sd nats (n = k): outcome.``; not measurable where a matched seed's AIS is
+    not certified (row ``uncertified`` > 0)."""
+    if row.get("uncertified", 0) > 0:
+        reason = f"{int(row['uncertified'])} of {int(row['n'])} matched seeds without a certified AIS"
+        return f"- {name}, {what}: {validity.shown(None, reason)}: {verdicts.NOT_RESOLVED}."
+    return f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats (n = {int(row['n'])}): {verdicts.paired(row)}."
+
+
+def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str:
+    """The likelihood claim by AIS, per profile and dataset: GP-RF (R4) minus every model, and each model
+    against the control of its extra epochs, seed-matched (:func:`gpvae.verdicts.paired`)."""
+    lines = []
+    for profile, part in (ais.groupby("profile", sort=False) if not ais.empty else []):
+        named = labels[profile]
+        for (dataset, run), row in report.paired_differences(part, "gp", value="ais").iterrows():
+            lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: GP-RF (R4) − {named.get(run, run)}", row, "by AIS"))
+        for control, compared in grids[profile].controls().items():
+            for run in compared:
+                for (dataset, other), row in report.paired_differences(part, run, value="ais").iterrows():
+                    if other == control:
+                        lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: {named.get(run, run)} − "
+                                                     f"{named.get(control, control)}", row, "by AIS"))
+    return "\n".join(lines) if lines else "- no pair of AIS records with GP-RF (R4) yet."
+
+
+def bdmc_figure(bdmc: pd.DataFrame, max_width: float = validity.AIS_CERTIFIED_WIDTH) -> plt.Figure:
+    """Mean ± sd over seeds of the BDMC sandwich width [nats] against decoder passes per image (T × L),
+    one line per dataset, profile and L; the criterion dashed; the legend below the axes."""
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    if bdmc.empty:
+        ax.text(0.5, 0.5, "no BDMC record yet", ha="center", va="center", transform=ax.transAxes)
+    for (profile, dataset, leapfrog), part in bdmc.groupby(["profile", "dataset", "leapfrog"], sort=False):
+        stats = part.groupby("decoder_passes")["width"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(stats["decoder_passes"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                    label=f"{dataset_label(dataset)}, {profile}, L = {leapfrog}")
+    ax.axhline(max_width, color="0.5", ls="--", lw=1, label=f"criterion: {max_width:g} nat")
+    ax.set_xscale("log")
+    ax.set_xlabel("decoder passes per image (T × L)")
+    ax.set_ylabel("BDMC sandwich width [nats]")
+    ax.set_title("How tight AIS is on data simulated from the VAE", fontsize=10)
+    legend_below(fig, [ax], columns=2)
+    fig.tight_layout()
+    return fig
+
+
+def _paired(frame: pd.DataFrame, a: str, b: str, value: str = "test_ll") -> pd.Series:
+    both = frame[frame.run.isin([a, b])].pivot_table(index="seed", columns="run", values=value)
+    return (both[a] - both[b]).dropna() if {a, b} <= set(both.columns) else pd.Series(dtype=float)
+
+
+def budget_quantities(budgets: dict[str, tuple[pd.DataFrame, str]]) -> dict[str, dict[str, pd.Series]]:
+    """Each verdict's quantity per seed at each budget (``{budget: (MNIST runs frame, SA-VAE's control)}``):
+    R4 − VAE, R5 − its control, SA-VAE − its control [nats], the VAE's amortization gap [nats] and the
+    share of it R4 closes (1 − R4's gap / the VAE's, same seed)."""
+    def share(frame):
+        gaps = frame.pivot_table(index="seed", columns="run", values="amortization_gap")
+        return (1 - gaps["gp"] / gaps["vae"]).dropna() if {"gp", "vae"} <= set(gaps.columns) else pd.Series(dtype=float)
+
+    quantities = {"R4 − VAE [nats]": lambda f, c: _paired(f, "gp", "vae"),
+                  "R5 − its control [nats]": lambda f, c: _paired(f, "gp_refit", "vae_extra") if c == "vae_continued" else pd.Series(dtype=float),
+                  "SA-VAE − its control [nats]": lambda f, c: _paired(f, "savae", c),
+                  "VAE amortization gap [nats]": lambda f, c: f[f.run == "vae"].set_index("seed")["amortization_gap"].dropna(),
+                  "share of it R4 closes": lambda f, c: share(f)}
+    return {name: {budget: fn(frame, control) if len(frame) else pd.Series(dtype=float)
+                   for budget, (frame, control) in budgets.items()} for name, fn in quantities.items()}
+
+
+def budget_table(quantities: dict[str, dict[str, pd.Series]]) -> pd.io.formats.style.Styler:
+    """Mean ± sd (seeds) of each of :func:`budget_quantities` at each budget."""
+    rows = {name: {budget: report.mean_sd(v.mean(), v.std()) + f" ({len(v)})" if len(v) else "-"
+                   for budget, v in by_budget.items()} for name, by_budget in quantities.items()}
+    return pd.DataFrame(rows).T.style.set_caption(
+        "Mean ± sd over seeds (n); '-': no pair of records at that budget yet. At 20 epochs the control is the VAE "
+        "trained 2 more epochs; at convergence SA-VAE's control is the VAE trained on with its schedule, R5's the VAE "
+        "trained its 20 epochs.")
+
+
+def budget_figure(quantities: dict[str, dict[str, pd.Series]]) -> plt.Figure:
+    """One panel per quantity: mean ± sd over seeds (black) and single seeds (grey) at each budget."""
+    fig, axes = plt.subplots(1, len(quantities), figsize=(2.3 * len(quantities), 2.8))
+    for ax, (name, by_budget) in zip(np.atleast_1d(axes), quantities.items()):
+        for x, values in enumerate(by_budget.values()):
+            if len(values):
+                ax.errorbar([x], [values.mean()], yerr=[values.std() if len(values) > 1 else 0], marker="o", capsize=3, color="k")
+                ax.scatter([x] * len(values), values, color="0.6", s=10, zorder=3)
+        ax.set_xticks(range(len(by_budget)), list(by_budget), fontsize=8)
+        ax.set_xlim(-0.5, len(by_budget) - 0.5)
+        ax.set_title(name, fontsize=8)
+        ax.axhline(0, color="0.7", lw=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def first_below(history: list[dict], key: str, fraction: float) -> int | None:
+    """The first epoch whose ``key`` is below ``fraction`` of its first recorded value (None: never)."""
+    values = [(h["epoch"], h[key]) for h in history if key in h]
+    return next((epoch for epoch, v in values if v < fraction * values[0][1]), None) if values else None
+
+
+def amplitude_figure(records: list[dict], run: str = "gp_paper") -> plt.Figure:
+    """The kernel amplitude [output units², log scale] of ``run``'s records against the epoch, one line per
+    seed (dotted: its best epoch); the legend below the axes."""
+    fig, ax = plt.subplots(figsize=(5.4, 3.3))
+    for record in sorted((r for r in records if r["run"] == run and r.get("history")), key=lambda r: r["seed"]):
+        history = [h for h in record["history"] if "kernel_outputscale" in h]
+        ax.plot([h["epoch"] for h in history], [max(h["kernel_outputscale"], 1e-12) for h in history], marker=".",
+                label=f"seed {record['seed']}")
+        ax.axvline(record["best_epoch"], color=ax.lines[-1].get_color(), lw=0.6, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("kernel amplitude [output units²]")
+    ax.set_title("R1 at convergence: the GP's amplitude (dotted: best epoch)", fontsize=9)
+    legend_below(fig, [ax])
+    fig.tight_layout()
+    return fig
+
+
+def amplitude_lines(records: list[dict], run: str = "gp_paper") -> str:
+    """Per seed of ``run``: its amplitude after epoch 1, when it fell below 1 % of that, and at the best epoch
+    the amplitude, the GP's relative correction and KL/N [nats]."""
+    lines = []
+    for record in sorted((r for r in records if r["run"] == run and r.get("history")), key=lambda r: r["seed"]):
+        history = [h for h in record["history"] if "kernel_outputscale" in h]
+        at_best = next((h for h in history if h["epoch"] == record["best_epoch"]), history[-1])
+        below = first_below(history, "kernel_outputscale", 0.01)
+        lines.append(f"- seed {record['seed']}: amplitude {history[0]['kernel_outputscale']:.2g} after epoch 1, "
+                     f"below 1 % of it from epoch {below if below else 'never'}; at the best epoch "
+                     f"{record['best_epoch']}: {at_best['kernel_outputscale']:.2g}, correction "
+                     f"‖E F − h‖ / ‖h‖ = {at_best['correction_ratio_valid']:.2g}, KL/N = {at_best['kl_per_example']:.2g} nats.")
+    return "\n".join(lines)
+
+
+def comparisons(run: str, others: list[str], runs: pd.DataFrame, ais: pd.DataFrame, labels: dict,
+                name: str) -> str:
+    """``run`` (called ``name``) minus each of ``others`` on MNIST, seed-matched: test log p̂ (IS), test ELBO,
+    AIS and IS from q* (gap subset) [nats], each with its verdict (:func:`difference_line`)."""
+    mnist_ais = ais[(ais.profile == "converged") & (ais.dataset == "mnist")] if len(ais) else ais
+    lines = []
+    for other in others:
+        for what, frame, value in (("test log p̂ (IS)", runs, "test_ll"), ("test ELBO", runs, "test_elbo"),
+                                   ("AIS", mnist_ais, "ais"), ("IS from q* (gap subset)", mnist_ais, "is_from_optimum")):
+            if not len(frame):
+                continue
+            row = report.paired_differences(frame[frame.run.isin([run, other])], run, value=value)
+            if ("mnist", other) in row.index:
+                lines.append(difference_line(f"{name} − {labels.get(other, other)}", row.loc[("mnist", other)], what))
+    return "\n".join(lines)
+
+
+def training_lines(records: list[dict], runs: list[str], seeds: list[int], grid_seeds: list[int], labels: dict) -> str:
+    """Per record of ``runs`` at ``seeds``: its amortization gap [nats] (not measurable for a proposal richer
+    than q*'s family), epochs and training time [h]; then the seeds recorded against the grid's."""
+    lines = []
+    for run in runs:
+        for r in sorted((r for r in records if r["run"] == run and r["seed"] in seeds), key=lambda r: r["seed"]):
+            premise = validity.amortization_gap_premise(r["model"])
+            gap = validity.shown(r["gaps"]["amortization_gap"], premise) + ("" if premise else " nats")
+            lines.append(f"- {labels.get(run, run)}, seed {r['seed']}: amortization gap {gap} "
+                         f"(gap subset, {images_text(r['gaps']['n'], r['gaps'].get('subset_seed'))}); "
+                         f"{r['epochs_done']} epochs (best {r['best_epoch']}), "
+                         f"{r['train_seconds'] / 3600:.1f} h of training on {r['device']}.")
+    lines.append(f"- Seeds: {', '.join(map(str, seeds))} of the grid's {', '.join(map(str, grid_seeds))}.")
+    return "\n".join(lines)

@@ -1,0 +1,349 @@
+"""The readings chapter (``book/readings.ipynb``): the protocol, the collapse diagnostics, the study tables,
+the gap-closed, difficulty and ROC figures, R4's accuracy–cost frontier and the three claims' verdicts.
+Every caption states the protocol its records carry. No torch: JSON records only."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from .. import report, validity, verdicts
+from . import dataset_label, legend_below, listed
+from .protocol import images_text, records_images
+
+DIAGNOSTICS = [("kernel_outputscale", "kernel amplitude [output units²]", True),
+               ("kl_per_example", "KL(q(v) ‖ p(v)) / N [nats]", True),
+               ("correction_ratio_valid", "‖E F − h‖ / ‖h‖, validation [ratio]", True),
+               ("mean_function_variance_valid", "predictive variance of M,\nvalidation [latent units²]", True),
+               ("expected_minus_marginal_elbo", "expected − marginal ELBO [nats]", False)]
+JOINT_READINGS = ("r1_paper", "r2_fixed", "r3_posthoc")
+STUDY_VALUES = ("test_ll", "test_elbo", "fraction_closed", "spearman_gp", "spearman_encoder", "spearman_elbo",
+                "auroc_omniglot_gp", "auroc_omniglot_encoder", "auroc_omniglot_elbo", "auroc_fashion_mnist_gp",
+                "auroc_fashion_mnist_elbo", "auroc_mnist_gp", "auroc_mnist_elbo", "amortization_gap")
+SCORES = {"mean_function_variance": "GP variance", "encoder_variance": "encoder variance", "negative_elbo": "−ELBO"}
+
+
+def protocol(grid, dataset: str, seed: int) -> str:
+    """The study grid's budget, runs, evaluation settings and its difficulty and ood measurements."""
+    runs = ", ".join(r for d, r, s in grid.cells() if d == dataset and s == seed)
+    lines = [grid.budget, f"{dataset}: runs {runs} (seed {seed}); evaluation {grid.evaluation(dataset)}"]
+    lines += [f"{name}: {grid.measurement(name, dataset)}" for name in ("difficulty", "ood")]
+    return "\n".join(lines)
+
+
+def _history(record: dict, key: str) -> list[dict]:
+    return [h for h in record["history"] if key in h]
+
+
+def diagnostics_figure(records: dict[str, dict], seed: int) -> plt.Figure:
+    """The collapse diagnostics of R1, R2 and R3 (``records`` by ``<run>_seed<s>``) against the epoch, one
+    panel each of :data:`DIAGNOSTICS` (dotted: on training images); the legend below the panels."""
+    fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(17, 3.6))
+    for ax, (key, label, log) in zip(axes, DIAGNOSTICS):
+        for name in JOINT_READINGS:
+            record = records.get(f"{name}_seed{seed}")
+            if record is None:
+                continue
+            history = _history(record, key)
+            ax.plot([h["epoch"] for h in history], [h[key] for h in history], marker=".", label=name)
+            if key == "mean_function_variance_valid":
+                ax.plot([h["epoch"] for h in history], [h["mean_function_variance_train"] for h in history], ls=":",
+                        color=ax.lines[-1].get_color(), label=f"{name} (train)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if log:
+            ax.set_yscale("log")
+    legend_below(fig, axes, columns=6)
+    fig.tight_layout()
+    return fig
+
+
+def diagnostics(records: dict[str, dict], seed: int) -> dict[str, float]:
+    """``{<run>_<key>: its last recorded value}`` of the diagnostics of R1, R2 and R3 (NaN: not recorded)."""
+    keys = [key for key, _, _ in DIAGNOSTICS] + ["mean_function_variance_train"]
+    values = {}
+    for name in JOINT_READINGS:
+        record = records.get(f"{name}_seed{seed}")
+        for key in keys:
+            history = _history(record, key) if record else []
+            values[f"{name}_{key}"] = history[-1][key] if history else math.nan
+    return values
+
+
+def study_protocol(records: dict[str, dict], ood_records: dict[str, dict]) -> str:
+    """What the run and ood records carry: K and the test images of log p̂, the gap subset, the OOD images."""
+    done = [r for r in records.values() if "diverged" not in r]
+    gaps = [r["gaps"] for r in done if r.get("gaps")]
+    text = (f"test log p̂ with K = {listed(r.get('eval_k') for r in done)} on "
+            f"{records_images(done)}")
+    if gaps:
+        text += f"; gaps and Spearman on {images_text(listed(g['n'] for g in gaps), gaps[0].get('subset_seed'))}"
+    measured = [r for r in ood_records.values() if "diverged" not in r]
+    if measured:
+        text += (f"; OOD: {images_text(listed(r['n'] for r in measured), measured[0].get('subset_seed'))} of "
+                 f"{dataset_label(measured[0]['dataset'])} against as many of each of "
+                 f"{', '.join(dataset_label(s) for s in measured[0]['auroc'])}")
+    return text
+
+
+def _value(rows: dict, name: str, key: str) -> float:
+    cell = rows.get(name, {}).get(key)
+    return cell["mean"] if isinstance(cell, dict) and cell.get("mean") is not None else math.nan
+
+
+def _ood_sets(rows: dict) -> list[str]:
+    return list(dict.fromkeys(k[len("auroc_"):-len("_gp")] for r in rows.values() for k in r
+                              if k.startswith("auroc_") and k.endswith("_gp")))
+
+
+def likelihood_table(rows: dict, caption: str) -> pd.io.formats.style.Styler:
+    """One row per configuration that trained: seeds, test log p̂ and ELBO [nats] (mean ± sd), the share of
+    the VAE's amortization gap closed, and inference time × the VAE's."""
+    fmt = report.cell_text
+    table = pd.DataFrame([{"configuration": name, "seeds": len(r["seeds"]), "test log p̂(x) [nats]": fmt(r["test_ll"]),
+                           "test ELBO [nats]": fmt(r["test_elbo"]), "gap closed": fmt(r.get("fraction_closed")),
+                           "inference × VAE": f"{r['infer_ratio_to_vae']:.2f}" if "infer_ratio_to_vae" in r else "–"}
+                          for name, r in rows.items() if "diverged" not in r])
+    return table.style.hide(axis="index").set_caption(caption)
+
+
+def difficulty_table(rows: dict, caption: str) -> pd.io.formats.style.Styler:
+    """One row per configuration that trained: the Spearman ρ with the VAE's per-image gap, and the AUROC
+    against each OOD set, of its own score (GP variance), the encoder's variance and the negative ELBO."""
+    fmt = report.cell_text
+    labels = ("gp", "encoder", "elbo")
+    table = pd.DataFrame([{"configuration": name,
+                           **{f"Spearman {t}": fmt(r.get(f"spearman_{s}")) for s, t in zip(labels, ("GP var", "enc. var", "−ELBO"))},
+                           **{f"AUROC {dataset_label(o)} GP / enc / −ELBO": " / ".join(fmt(r.get(f"auroc_{o}_{s}")) for s in labels)
+                              for o in _ood_sets(rows)}}
+                          for name, r in rows.items() if "diverged" not in r])
+    return table.style.hide(axis="index").set_caption(caption)
+
+
+def study_values(rows: dict, prefix: str = "") -> dict[str, float]:
+    """Glue values ``<prefix><run>_<key>`` (mean over seeds; NaN: not measured) of :data:`STUDY_VALUES`, with
+    ``_ll_minus_vae`` [nats] and ``_infer`` (× the VAE's inference time)."""
+    values = {}
+    for name, row in rows.items():
+        if "diverged" in row:
+            continue
+        values |= {f"{prefix}{name}_{key}": _value(rows, name, key) for key in STUDY_VALUES}
+        values[f"{prefix}{name}_ll_minus_vae"] = _value(rows, name, "test_ll") - _value(rows, "vae", "test_ll")
+        if "infer_ratio_to_vae" in row:
+            values[f"{prefix}{name}_infer"] = row["infer_ratio_to_vae"]
+    return values
+
+
+def gap_closed_figure(rows: dict, target: float = 0.3) -> plt.Figure:
+    """The share of the VAE's amortization gap each configuration closes (dots: seeds; bar: mean)."""
+    names = [n for n, r in rows.items() if n != "vae" and "fraction_closed" in r]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6))
+    for i, name in enumerate(names):
+        values = rows[name]["fraction_closed"]["values"]
+        ax.scatter(values, [i] * len(values), color="C0", zorder=3)
+        ax.plot([np.mean(values)] * 2, [i - 0.3, i + 0.3], color="k")
+    ax.axvline(0, color="grey", lw=1)
+    ax.axvline(target, color="C3", lw=1, ls="--", label=f"target: {target:.0%}")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("share of the VAE's test amortization gap closed [fraction; 1 = all of it]")
+    ax.set_ylabel("configuration")
+    legend_below(fig, [ax])
+    fig.tight_layout()
+    return fig
+
+
+def difficulty_figure(ranked: dict) -> plt.Figure:
+    """The per-image amortization gap [nats] against three difficulty scores of one difficulty record
+    (its ``per_image``), each panel titled with the Spearman ρ."""
+    gap = np.asarray(ranked["per_image"]["gap"])
+    panels = [("mean_function_variance", "GP predictive variance of M [latent units²]"),
+              ("encoder_variance", "encoder variance, mean of e^ℓ [latent units²]"),
+              ("negative_elbo", "negative ELBO [nats]")]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, (key, label) in zip(axes, panels):
+        ax.scatter(ranked["per_image"][key], gap, s=6, alpha=0.5)
+        ax.set_xlabel(label)
+        ax.set_title(f"Spearman ρ = {spearmanr(ranked['per_image'][key], gap).statistic:.2f}")
+    axes[0].set_ylabel("per-image amortization gap [nats]")
+    fig.tight_layout()
+    return fig
+
+
+def partial_table(difficulty: pd.DataFrame) -> tuple[pd.io.formats.style.Styler, dict[str, float]]:
+    """Per run of :func:`gpvae.report.load_difficulty` rows: its own score's ρ with the gap and the partial ρ
+    given the negative ELBO (means over seeds); and the glue values ``<run>_partial_spearman``."""
+    rows = []
+    for run, group in difficulty.groupby("run", sort=False):
+        own = group[group["score"] == report.own_score(group["score"])]
+        rows.append({"configuration": run, "own score": own["score"].iloc[0].replace("_", " "), "seeds": len(own),
+                     "ρ(score, gap)": float(own["spearman"].mean()),
+                     "ρ(score, gap | −ELBO)": float(own["partial_spearman"].mean())})
+    images = listed(difficulty["n"])
+    caption = ("Does the configuration's own uncertainty predict the per-image amortization gap of the VAE's encoder "
+               f"beyond the VAE's negative ELBO? ({images} test images per record; mean over seeds)")
+    table = pd.DataFrame(rows, columns=["configuration", "own score", "seeds", "ρ(score, gap)", "ρ(score, gap | −ELBO)"])
+    return (table.style.format(precision=2).hide(axis="index").set_caption(caption),
+            {f"{r['configuration']}_partial_spearman": r["ρ(score, gap | −ELBO)"] for r in rows})
+
+
+def roc_figure(record: dict) -> plt.Figure:
+    """ROC curves of one ood record's scores, one panel per OOD set, each panel's legend (with AUROCs) below it."""
+    sets = list(record["roc"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 5.2), squeeze=False)
+    for ax, ood in zip(axes[0], sets):
+        for key, label in SCORES.items():
+            curve = record["roc"][ood][key]
+            ax.plot(curve["fpr"], curve["tpr"], label=f"{label} (AUROC {record['auroc'][ood][key]:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":")
+        ax.set_xlabel(f"false-positive rate [fraction of {dataset_label(record['dataset'])} images flagged]")
+        ax.set_ylabel("true-positive rate [fraction of OOD images flagged]")
+        ax.set_title(f"{dataset_label(record['dataset'])} vs {dataset_label(ood)}")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def frontier_rows(record: dict) -> tuple[dict, dict]:
+    """The measured run of a frontier record and its settings' rows."""
+    measured = next(iter(record["runs"].values()))
+    return measured, measured["settings"]
+
+
+def frontier_premise(row: dict) -> str | None:
+    """Why a frontier setting's gap closed, log p̂ and Spearman are not measurable (a broken low-rank predictive)."""
+    return validity.low_rank_premise(row["variance_error"])
+
+
+def frontier_table(record: dict) -> pd.io.formats.style.Styler:
+    """One row per setting: inference × VAE (batch 100 and 1), MACs, share of the gap closed [%], log p̂ on the
+    subset [nats], the best Spearman ρ with the gap and the variance error [%]; not measurable where the
+    low-rank predictive is outside its tolerance."""
+    measured, rows = frontier_rows(record)
+    table = []
+    for label, row in rows.items():
+        premise = frontier_premise(row)
+        best = max((v for v in row["spearman"].values() if v == v), default=math.nan)
+        table.append({"setting": label, "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
+                      "infer × VAE (batch 1)": f"{row['ratio_to_vae']['1']:.2f}",
+                      "MACs / image [M] (× VAE)": f"{row['macs_per_image'] / 1e6:.2f} ({row['macs_ratio_to_vae']:.2f})",
+                      "gap closed [%]": validity.shown(100 * row["gap_closed"], premise),
+                      "log p̂ (subset) [nats]": validity.shown(row["test_ll"], premise),
+                      "best Spearman ρ with the gap": validity.shown(best, premise),
+                      "variance error of the mean [%]": "–" if row["variance_error"] is None else
+                      f"{100 * row['variance_error']['of_mean']:.2f}"})
+    timing = measured["timing"]["100"]
+    return pd.DataFrame(table).set_index("setting").style.set_caption(
+        f"{dataset_label(record['dataset'])}, seed {record['seed']}: {images_text(measured['n'], measured.get('subset_seed'))}, "
+        f"mean amortization gap of the VAE {measured['gap']:.2f} nats, K = {measured['eval_k']}; median of "
+        f"{measured['repeats']} interleaved repeats on {measured['device']}, {timing['threads']} thread(s), load average "
+        f"{timing['load_average']} during the timing; commit {measured['git_commit'][:12]}. A low-rank predictive whose "
+        f"variance is off the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%} is not measurable.")
+
+
+def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
+                      min_closed: float = verdicts.MIN_GAP_CLOSED) -> str:
+    """The recorded default rule's outcome, and the fastest and the most-closing *valid* GP setting."""
+    measured, rows = frontier_rows(record)
+    decision = measured["default"]
+    valid = {label: row for label, row in rows.items() if label != "vae"
+             and row["options"].get("model", "gp") == "gp" and frontier_premise(row) is None}
+    broken = [label for label, row in rows.items() if frontier_premise(row)]
+    fastest = min(valid, key=lambda label: valid[label]["ratio_to_vae"]["100"], default=None)
+    most = max(valid, key=lambda label: valid[label]["gap_closed"], default=None)
+    chosen = decision["setting"]
+    text = (f"Default rule (≤ {max_ratio}× the VAE's time, ≥ {min_closed:.0%} closed): {chosen or 'no setting qualifies'} "
+            f"— {decision['reason']}"
+            + (f" (but {chosen} is not measurable: {frontier_premise(rows[chosen])})" if chosen in broken else "") + ". ")
+    if fastest:
+        text += (f"Fastest valid GP setting: {fastest} ({valid[fastest]['ratio_to_vae']['100']:.2f}× the VAE, closes "
+                 f"{valid[fastest]['gap_closed']:.0%}); closes most: {most} ({valid[most]['gap_closed']:.0%}). ")
+    if broken:
+        text += f"Not measurable (low-rank predictive outside its tolerance): {', '.join(broken)}."
+    return text
+
+
+def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = verdicts.SPEED_TARGET,
+                    min_closed: float = verdicts.MIN_GAP_CLOSED) -> plt.Figure:
+    """Share of the gap closed [%] against inference time × the VAE's (batch 100, log scale), one point per
+    measurable setting (black: the VAE; orange: SA-VAE); settings that are not measurable are listed in the
+    title, not drawn. Without a record: ``missing`` as text."""
+    if record is None:
+        fig, ax = plt.subplots(figsize=(7.5, 1.2))
+        ax.text(0.5, 0.5, missing, ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    _, rows = frontier_rows(record)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for label, row in rows.items():
+        if frontier_premise(row):
+            continue
+        colour = "k" if label == "vae" else "C0" if row["options"].get("model", "gp") == "gp" else "C1"
+        ax.scatter(row["ratio_to_vae"]["100"], 100 * row["gap_closed"], color=colour, zorder=3)
+        ax.annotate(label, (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.axvline(max_ratio, color="C3", lw=1, ls="--", label=f"{max_ratio}× the VAE's time")
+    ax.axhline(100 * min_closed, color="C2", lw=1, ls=":", label=f"{min_closed:.0%} of the gap")
+    broken = [label for label, row in rows.items() if frontier_premise(row)]
+    if broken:
+        ax.set_title(textwrap.fill(f"not drawn (low-rank predictive not measurable): {', '.join(broken)}", 70), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("inference time × the VAE's (batch 100, CPU, log scale)")
+    ax.set_ylabel("share of the VAE's amortization gap closed [%]")
+    legend_below(fig, [ax])
+    fig.tight_layout()
+    return fig
+
+
+def savae_ratio(bench_path) -> tuple[float | None, str]:
+    """SA-VAE (T = 20)'s inference time × the VAE's and its device from a hand benchmark (``bench.json``)."""
+    if not bench_path.exists():
+        return None, "no benchmark"
+    bench = json.loads(bench_path.read_text())["savae_T20"]
+    return next(r["infer_ratio_to_vae"] for r in bench["results"] if r["model"] == "savae"), bench["device"]
+
+
+def claims(rows: dict, not_readings: set[str], baseline_of: dict[str, str], savae: tuple[float | None, str]
+           ) -> pd.io.formats.style.Styler:
+    """The three claims, each decided by :mod:`gpvae.verdicts` on the configuration that does best on it among
+    ``rows`` other than ``not_readings``: the largest likelihood gain over its baseline (``baseline_of``, else the
+    VAE), the most gap closed (claim 2, timed against ``savae`` = (ratio, device)), the highest Spearman ρ of
+    its GP variance (claim 3, with its Omniglot AUROC). A claim without a measurement is not measurable."""
+    candidates = [n for n, r in rows.items() if n not in not_readings and "diverged" not in r]
+    decided = []
+    if candidates:
+        gain = {n: _value(rows, n, "test_ll") - _value(rows, baseline_of.get(n, "vae"), "test_ll") for n in candidates}
+        best = max(candidates, key=lambda n: gain[n])
+        base = baseline_of.get(best, "vae")
+        difference = verdicts.spread(pd.Series(report.per_seed(rows[best].get("test_ll")))
+                                     - pd.Series(report.per_seed(rows.get(base, {}).get("test_ll"))))
+        verdict = verdicts.likelihood(pd.DataFrame({base: difference}).T,
+                                      claim="1. higher test log-likelihood than the VAE (the baseline at this budget)")
+        decided.append((verdict, f"{best} − {base}: {report.mean_sd(difference['mean'], difference['sd'])} nats "
+                                 f"(n = {int(difference['n'])})"))
+        closing = max(candidates, key=lambda n: _value(rows, n, "fraction_closed"))
+        verdict = verdicts.speed(rows[closing].get("infer_ratio_to_vae"), savae[0])
+        decided.append((verdict, f"{closing}: {verdict.measured} (SA-VAE: {savae[1]}, T = 20), closes "
+                                 f"{_value(rows, closing, 'fraction_closed'):.0%} of the gap; {verdict.breakdown()}"))
+    scored = [n for n in candidates if report.per_seed(rows[n].get("spearman_gp"))]
+    if scored:
+        best = max(scored, key=lambda n: _value(rows, n, "spearman_gp"))
+        per_seed = {key: report.per_seed(rows[best].get(key)) for key in
+                    ("spearman_gp", "spearman_elbo", "auroc_omniglot_gp", "auroc_omniglot_elbo")}
+        rank = verdicts.ahead_of_baselines(per_seed["spearman_gp"], {"the VAE's −ELBO": per_seed["spearman_elbo"]})
+        ood = verdicts.ahead_of_baselines(per_seed["auroc_omniglot_gp"], {"the VAE's −ELBO": per_seed["auroc_omniglot_elbo"]},
+                                          chance=0.5)
+        decided.append((dataclasses.replace(rank, outcome=verdicts.combined([rank.outcome, ood.outcome])),
+                        f"{best}: Spearman ρ with the gap {rank.measured}; Omniglot AUROC {ood.measured}"))
+    else:
+        claim = verdicts.ahead_of_baselines({}, {})
+        decided.append((dataclasses.replace(claim, outcome=validity.NOT_MEASURABLE),
+                        "no reading's own score was ranked against the per-image gap"))
+    return pd.DataFrame([{"claim": d.claim, "criterion": d.criterion, "measured": m, "verdict": d.outcome}
+                         for d, m in decided]).style.hide(axis="index").set_caption(
+        "Verdicts at the study budget, decided by gpvae.verdicts on the study's seeds.")

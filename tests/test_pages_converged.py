@@ -1,0 +1,171 @@
+"""The converged chapter's tables, figures and verdict sentences (gpvae.pages.converged) on small fixture records."""
+import json
+from types import SimpleNamespace
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from gpvae import report
+from gpvae.layout import Layout
+from gpvae.pages import converged
+
+from .test_report import record
+
+matplotlib.use("Agg")
+AIS_VALUES = {"gp": [-97.0, -97.1, -97.2], "vae": [-97.0, -97.1, -97.2],  # one decoder: tied
+              "iwae": [-98.0, -98.1, -98.2],  # R4 ahead: holds
+              "savae": [-96.0, -96.1, -96.2],  # R4 behind: fails
+              "hf": [-97.5, -96.0, -98.0]}  # R4 − HF +0.5, −1.1, +0.8: not resolved
+
+
+def write(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+
+
+def ais_record(dataset, run, seed, value, width=0.3, n=40, subset_seed=7, steps=300, leapfrog=3):
+    return {"dataset": dataset, "run": run, "seed": seed, "mean": value, "n": n, "subset_seed": subset_seed,
+            "is": {"mean": value - 0.5, "eval_k": 11, "seconds": 1.0}, "estimator_gap": 0.5, "seconds": 30.0,
+            "settings": {"steps": steps, "leapfrog": leapfrog, "chains": 1}, "decoder_sha256": "d",
+            "certificate": {"certified": width <= 0.5, "width": width},
+            "gap_subset": {"n": n, "subset_seed": subset_seed, "mean": value, "elbo_opt": value - 2.0, "is_from_optimum": value + 0.1,
+                           "approximation_gap": {"mean": 2.0}}}
+
+
+def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset="mnist"):
+    """A results folder with run and AIS records of ``values`` ({run: per-seed AIS}); a grid stand-in."""
+    layout = Layout(tmp_path / "runs", tmp_path / "results")
+    for run, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            run_record = record(dataset, run, seed, value - 0.5)
+            run_record["gaps"] |= {"n": 40, "subset_seed": subset_seed, "eval_k": 11, "log_px": value - 0.5,
+                                   "elbo_opt": value - 2.0}
+            write(layout.record_path(dataset, run, seed), run_record)
+            write(layout.run_measurement_path("ais", dataset, run, seed),
+                  ais_record(dataset, run, seed, value, width, subset_seed=subset_seed))
+    return SimpleNamespace(layout=layout, controls=lambda: {})
+
+
+def test_table6_caption_states_the_protocol_of_its_records():
+    records = [dict(record("mnist", "vae", s, -90.0 - s), eval_k=7, n_test=13, epochs_done=9, best_epoch=4) for s in (0, 1)]
+    small = [dict(record("mnist", "vae", 0, -95.0), eval_k=3, n_test=21)]
+    curves = pd.DataFrame({"dataset": ["mnist"], "seed": [0], "run": ["vae"], "eval_k": [70], "test_ll": [-89.5],
+                           "decoder_sha256": ["d"]})
+    styler = converged.table6(records, small, curves, {"vae": "VAE"}, ["vae"])
+    caption = styler.caption
+    assert "K = 7 importance samples" in caption and "the first 13 test images" in caption
+    assert "K = 3 on the first 21 test images" in caption and "K = 70 for VAE (seed 0" in caption
+    assert "K = 1000" not in caption and "10,000" not in caption  # nothing the records do not carry
+    frame = styler.data
+    assert frame.loc[("VAE", 0), "K = 70 [nats]"] == -89.5 and frame.loc[("VAE", 0), "Burda et al. (2016)"] == -86.76
+    assert frame.shape[1] <= 8
+
+
+def test_ais_captions_state_subset_steps_and_width_of_the_records(tmp_path):
+    ais = converged.ais_frame({"converged": fixture_grid(tmp_path)})
+    summary = converged.ais_summary(ais, {"converged": {}})
+    caption = converged.ais_table(summary, ais).caption
+    assert "40 test images drawn at random (subset seed 7), T = 300, L = 3, 1 chain(s)" in caption
+    assert "BDMC width up to 0.30 nats, IS with K = 11, seeds 0, 1, 2" in caption
+    assert "40 test images drawn at random (subset seed 7)" in converged.gap_table(summary, ais).caption
+
+
+def test_first_images_are_said_to_be_the_first(tmp_path):
+    ais = converged.ais_frame({"20 epochs": fixture_grid(tmp_path, {"vae": [-97.0]}, subset_seed=None)})
+    summary = converged.ais_summary(ais, {"20 epochs": {}})
+    assert "the first 40 test images" in converged.ais_table(summary, ais).caption
+    assert "drawn at random" not in converged.gap_table(summary, ais).caption
+
+
+def test_gaps_resting_on_an_uncertified_ais_are_not_measurable(tmp_path):
+    certified = converged.ais_frame({"c": fixture_grid(tmp_path / "a", {"vae": [-97.0, -97.2]})})
+    broken = converged.ais_frame({"c": fixture_grid(tmp_path / "b", {"vae": [-97.0, -97.2]}, width=3.0)})
+    for ais, measurable in ((certified, True), (broken, False)):
+        summary = converged.ais_summary(ais, {"c": {}})
+        row = converged.ais_table(summary, ais).data.iloc[0]
+        gaps = converged.gap_table(summary, ais).data.iloc[0]
+        assert row["AIS [nats]"] == "-97.10 ± 0.14"  # a lower bound either way: shown, with its width beside it
+        for cell in (row["estimator gap [nats]"], gaps["approximation gap by AIS [nats]"], gaps["IS from q* − AIS [nats]"]):
+            assert cell.startswith("not measurable (AIS not certified") != measurable
+        assert measurable == (row["estimator gap [nats]"] == "0.50 ± 0.00")
+
+
+@pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved"),
+                                            ("vae", "tied")])
+def test_the_ais_verdict_of_r4_against_a_model(tmp_path, other, outcome):
+    ais = converged.ais_frame({"converged": fixture_grid(tmp_path)})
+    lines = converged.ais_verdicts(ais, {"converged": SimpleNamespace(controls=lambda: {})}, {"converged": {}}).splitlines()
+    line = next(x for x in lines if f"GP-RF (R4) − {other}, by AIS" in x)
+    assert line.endswith(f": {outcome}.")
+
+
+def test_an_ais_verdict_on_uncertified_seeds_is_not_measurable(tmp_path):
+    ais = converged.ais_frame({"converged": fixture_grid(tmp_path, width=2.0)})
+    text = converged.ais_verdicts(ais, {"converged": SimpleNamespace(controls=lambda: {})}, {"converged": {}})
+    assert "− iwae, by AIS: not measurable (3 of 3 matched seeds without a certified AIS): not resolved." in text
+    assert "nats (n = 3)" not in text
+
+
+@pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved")])
+def test_comparisons_state_each_difference_and_its_verdict(tmp_path, other, outcome):
+    grid = fixture_grid(tmp_path)
+    ais = converged.ais_frame({"converged": grid})
+    runs = report.frame(report.load_records(grid.layout.results_dir))
+    text = converged.comparisons("gp", [other], runs, ais, {}, "R4")
+    assert f"- R4 − {other}, test log p̂ (IS): " in text and f"- R4 − {other}, AIS: " in text
+    assert all(line.endswith(f": {outcome}.") for line in text.splitlines())
+
+
+def test_comparisons_by_an_uncertified_ais_are_not_measurable(tmp_path):
+    grid = fixture_grid(tmp_path, width=0.9)
+    ais = converged.ais_frame({"converged": grid})
+    runs = report.frame(report.load_records(grid.layout.results_dir))
+    lines = converged.comparisons("gp", ["iwae"], runs, ais, {}, "R4").splitlines()
+    assert lines[0].endswith("holds.")  # IS needs no certificate
+    assert lines[2] == "- R4 − iwae, AIS: not measurable (3 of 3 matched seeds without a certified AIS): not resolved."
+
+
+def test_the_amortization_gap_of_a_richer_proposal_is_not_measurable():
+    records = [dict(record("mnist", run, 0, -90.0, amortization=2.5), model=model, epochs_done=10, best_epoch=8,
+                    train_seconds=3600.0) for run, model in (("savae", "savae"), ("iaf", "iaf"))]
+    text = converged.training_lines(records, ["savae", "iaf"], [0], [0, 1], {})
+    assert "- savae, seed 0: amortization gap 2.50 nats (gap subset, the first 100 test images)" in text
+    assert "- iaf, seed 0: amortization gap not measurable (q* is sought among diagonal Gaussians" in text
+    assert text.endswith("- Seeds: 0 of the grid's 0, 1.")
+
+
+def test_the_budget_quantities_pair_seeds_within_each_budget():
+    frame = report.frame([record("mnist", "vae", s, -93.0, amortization=4.0) for s in (0, 1)]
+                         + [record("mnist", "gp", s, -92.5 - 0.1 * s, amortization=3.0) for s in (0, 1)])
+    quantities = converged.budget_quantities({"20 epochs": (frame, "vae_extra"), "converged": (frame.iloc[:0], "vae_continued")})
+    assert list(quantities["R4 − VAE [nats]"]["20 epochs"]) == pytest.approx([0.5, 0.4])
+    assert list(quantities["share of it R4 closes"]["20 epochs"]) == pytest.approx([0.25, 0.25])
+    table = converged.budget_table(quantities).data
+    assert table.loc["R4 − VAE [nats]", "20 epochs"] == "0.45 ± 0.07 (2)" and table.loc["R4 − VAE [nats]", "converged"] == "-"
+
+
+def test_the_curves_are_one_panel_per_model_with_no_figure_legend_over_the_data():
+    history = [{"epoch": e, "valid_elbo": -100.0 + e} for e in range(1, 6)]
+    records = [dict(record("mnist", run, s, -90.0), history=history, best_epoch=5) for run in ("vae", "gp") for s in (0, 1)]
+    fig = converged.curves_figure(records, [dict(record("mnist", "vae", 0, -95.0), history=history)], {})
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in drawn] == ["vae", "gp"] and all(ax.get_ylabel() or ax.get_xlabel() == "epoch" for ax in drawn)
+    assert [line.get_label() for line in drawn[0].lines if not line.get_label().startswith("_")] == ["seed 0", "seed 1", "20-epoch grid"]
+
+
+def test_the_bdmc_legend_is_below_the_axes():
+    bdmc = pd.DataFrame({"profile": ["c"] * 2, "dataset": ["mnist"] * 2, "leapfrog": [5] * 2, "decoder_passes": [10, 40],
+                         "width": [2.0, 0.4], "seed": [0, 0]})
+    fig = converged.bdmc_figure(bdmc)
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+    assert fig.axes[0].get_ylabel() == "BDMC sandwich width [nats]"
+
+
+def test_progress_names_parked_and_missing_runs(tmp_path):
+    layout = Layout(tmp_path / "runs", tmp_path / "results")
+    write(layout.parked_checkpoint("mnist", "iwae", 1), {})
+    grid = SimpleNamespace(layout=layout, budget="B", cells=lambda: [("mnist", r, s) for r in ("vae", "iwae") for s in (0, 1)])
+    text = converged.progress(grid, [dict(record("mnist", "vae", 0, -90.0), wall_seconds=7200.0)])
+    assert text == ("B\n\n1 of the grid's 4 runs × seeds have a record (2.0 job-hours of wall time); under way "
+                    "(checkpoint committed): iwae_seed1; not started: vae_seed1, iwae_seed0.")

@@ -1,0 +1,153 @@
+"""The readings chapter's tables, figures and verdicts (gpvae.pages.readings) on small fixture records."""
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from gpvae import report, validity
+from gpvae.pages import readings
+
+matplotlib.use("Agg")
+
+
+def cell(values: dict) -> dict:
+    return report.spread(values)
+
+
+def setting(ratio, closed, model="gp", of_mean=None, test_ll=-88.0, rho=0.7):
+    return {"options": {"model": model}, "ratio_to_vae": {"100": ratio, "1": ratio}, "gap_closed": closed,
+            "test_ll": test_ll, "spearman": {"mean_function_variance": rho},
+            "variance_error": None if of_mean is None else {"per_output": of_mean, "of_mean": of_mean},
+            "macs_per_image": 2e5 * ratio, "macs_ratio_to_vae": ratio}
+
+
+def frontier_record(settings, default=None):
+    measured = {"settings": {"vae": setting(1.0, 0.0, model="vae"), **settings}, "n": 37, "subset_seed": 5,
+                "gap": 2.5, "eval_k": 13, "repeats": 3, "device": "cpu (x86_64, 2 threads)", "git_commit": "a" * 40,
+                "timing": {"100": {"threads": 2, "load_average": [1.0, 1.0, 1.0]}},
+                "default": default or {"setting": None, "fastest": "broken", "closes_most": "good", "reason": "r"}}
+    return {"dataset": "mnist", "seed": 0, "runs": {"vae": measured}}
+
+
+FRONTIER = frontier_record({"good": setting(2.0, 0.3), "slow": setting(4.0, 0.1),
+                            "broken": setting(1.2, -0.1, of_mean=4.0, test_ll=-87.8, rho=-0.3)})
+
+
+def test_a_broken_low_rank_setting_is_not_measurable_in_the_frontier_table():
+    table = readings.frontier_table(FRONTIER).data
+    for column in ("gap closed [%]", "log p̂ (subset) [nats]", "best Spearman ρ with the gap"):
+        assert table.loc["broken", column].startswith(f"{validity.NOT_MEASURABLE} (the low-rank predictive variance is off")
+    assert table.loc["good", "gap closed [%]"] == "30.00" and table.loc["good", "best Spearman ρ with the gap"] == "0.70"
+    assert table.loc["broken", "variance error of the mean [%]"] == "400.00" and table.shape[1] <= 8
+
+
+def test_the_frontier_caption_states_the_record_s_images_k_and_timing():
+    caption = readings.frontier_table(FRONTIER).caption
+    assert caption.startswith("MNIST, seed 0: 37 test images drawn at random (subset seed 5), mean amortization gap of the VAE 2.50 nats, K = 13")
+    assert "median of 3 interleaved repeats on cpu (x86_64, 2 threads), 2 thread(s)" in caption
+
+
+def test_a_broken_setting_is_not_drawn_and_the_figure_says_so():
+    fig = readings.frontier_figure(FRONTIER)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["vae", "good", "slow"]
+    assert "not drawn" in ax.get_title() and "broken" in ax.get_title() and ax.get_legend() is None
+
+
+def test_the_fastest_reported_setting_is_a_valid_one():
+    text = readings.frontier_decision(FRONTIER, 1.5, 0.2)
+    assert "Fastest valid GP setting: good (2.00× the VAE, closes 30%); closes most: good (30%)" in text
+    assert text.endswith("Not measurable (low-rank predictive outside its tolerance): broken.")
+    chosen = readings.frontier_decision(frontier_record({"broken": setting(1.2, 0.5, of_mean=4.0)},
+                                                        {"setting": "broken", "reason": "closes 50%"}), 1.5, 0.2)
+    assert "(but broken is not measurable: the low-rank" in chosen and "Fastest valid" not in chosen
+
+
+def rows_for(gain_per_seed, ratio=1.2, rho=None, rho_elbo=None, auroc=None, auroc_elbo=None):
+    """Study rows of the VAE and one reading ``r4`` whose log p̂ is the VAE's plus ``gain_per_seed``."""
+    vae = {s: -93.0 - 0.1 * s for s in range(len(gain_per_seed))}
+    r4 = {"run": "r4", "seeds": list(vae), "test_ll": cell({s: vae[s] + g for s, g in enumerate(gain_per_seed)}),
+          "test_elbo": cell(vae), "fraction_closed": cell({s: 0.3 for s in vae}), "infer_ratio_to_vae": ratio}
+    for key, values in (("spearman_gp", rho), ("spearman_elbo", rho_elbo), ("auroc_omniglot_gp", auroc),
+                        ("auroc_omniglot_elbo", auroc_elbo)):
+        if values:
+            r4[key] = cell(dict(enumerate(values)))
+    return {"vae": {"run": "vae", "seeds": list(vae), "test_ll": cell(vae), "test_elbo": cell(vae)}, "r4": r4}
+
+
+def verdict_of(rows, claim_number, savae=(40.0, "cpu")):
+    table = readings.claims(rows, {"vae"}, {}, savae).data
+    return table[table["claim"].str.startswith(f"{claim_number}.")].iloc[0]
+
+
+@pytest.mark.parametrize("gains, outcome", [([0.5, 0.6, 0.55], "holds"), ([-0.5, -0.6, -0.55], "fails"),
+                                            ([0.5], "not resolved")])
+def test_the_likelihood_claim(gains, outcome):
+    row = verdict_of(rows_for(gains), 1)
+    assert row["verdict"] == outcome and row["measured"].startswith("r4 − vae: ")
+
+
+@pytest.mark.parametrize("ratio, savae, outcome", [(1.2, (40.0, "cpu"), "holds"), (3.0, (40.0, "cpu"), "fails"),
+                                                   (1.2, (None, "no benchmark"), "not resolved")])
+def test_the_speed_claim(ratio, savae, outcome):
+    assert verdict_of(rows_for([0.5], ratio=ratio), 2, savae)["verdict"] == outcome
+
+
+@pytest.mark.parametrize("rho, auroc, outcome", [([0.8, 0.82, 0.81], [0.9, 0.91, 0.92], "holds"),
+                                                 ([0.3, 0.32, 0.31], [0.9, 0.91, 0.92], "fails"),
+                                                 ([0.8], [0.9], "not resolved"),
+                                                 (None, None, validity.NOT_MEASURABLE)])
+def test_the_difficulty_claim(rho, auroc, outcome):
+    rows = rows_for([0.5], rho=rho, rho_elbo=rho and [0.6] * len(rho), auroc=auroc, auroc_elbo=auroc and [0.7] * len(auroc))
+    assert verdict_of(rows, 3)["verdict"] == outcome
+
+
+def test_the_study_caption_states_k_images_subset_and_ood_of_the_records():
+    records = {"vae_seed0": {"eval_k": 17, "n_test": 300, "gaps": {"n": 50, "subset_seed": None}},
+               "r4_seed0": {"eval_k": 17, "n_test": 300, "gaps": {"n": 50, "subset_seed": None}}}
+    ood = {"vae_seed0": {"dataset": "mnist", "n": 60, "subset_seed": 3, "auroc": {"omniglot": {}}},
+           "bad_seed0": {"diverged": "nan"}}
+    text = readings.study_protocol(records, ood)
+    assert text == ("test log p̂ with K = 17 on the first 300 test images; gaps and Spearman on the first 50 test images; "
+                    "OOD: 60 test images drawn at random (subset seed 3) of MNIST against as many of each of Omniglot-28")
+
+
+def test_the_study_tables_have_at_most_eight_columns_and_leave_diverged_runs_out():
+    rows = rows_for([0.5, 0.6], rho=[0.8, 0.8], auroc=[0.9, 0.9]) | {"ngd": {"run": "ngd", "seeds": [0], "diverged": "nan"}}
+    likelihood = readings.likelihood_table(rows, "c").data
+    difficulty = readings.difficulty_table(rows, "c").data
+    assert list(likelihood["configuration"]) == ["vae", "r4"] and likelihood.shape[1] <= 8 and difficulty.shape[1] <= 8
+    assert difficulty.loc[1, "AUROC Omniglot-28 GP / enc / −ELBO"] == "0.90 ± 0.00 / – / –"
+    values = readings.study_values(rows)
+    assert values["r4_ll_minus_vae"] == pytest.approx(0.55) and math.isnan(values["vae_fraction_closed"])
+
+
+def test_diagnostics_are_the_last_recorded_values_and_their_legend_is_below():
+    history = [{"epoch": e, "kernel_outputscale": 0.01 / e, "kl_per_example": 1.0, "correction_ratio_valid": 0.1,
+                "mean_function_variance_valid": 0.2, "mean_function_variance_train": 0.3,
+                "expected_minus_marginal_elbo": -1.0} for e in (1, 2, 4)]
+    records = {"r1_paper_seed0": {"history": history}}
+    values = readings.diagnostics(records, 0)
+    assert values["r1_paper_kernel_outputscale"] == 0.0025 and math.isnan(values["r2_fixed_kl_per_example"])
+    fig = readings.diagnostics_figure(records, 0)
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+
+
+def test_the_roc_legends_are_outside_the_axes():
+    curve = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]}
+    record = {"dataset": "mnist", "roc": {"omniglot": dict.fromkeys(readings.SCORES, curve)},
+              "auroc": {"omniglot": dict.fromkeys(readings.SCORES, 0.7)}}
+    ax = readings.roc_figure(record).axes[0]
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).y1 < 0  # below the axes
+    assert ax.get_title() == "MNIST vs Omniglot-28"
+
+
+def test_the_partial_table_takes_each_run_s_own_score():
+    difficulty = pd.DataFrame({"dataset": "mnist", "seed": [0, 0, 1], "run": ["r4", "r4", "r4"],
+                               "score": ["mean_function_variance", "negative_elbo", "mean_function_variance"],
+                               "spearman": [0.6, 0.7, 0.8], "partial_spearman": [0.3, math.nan, 0.5], "n": 50})
+    table, values = readings.partial_table(difficulty)
+    assert values == {"r4_partial_spearman": pytest.approx(0.4)} and table.data.loc[0, "seeds"] == 2
+    assert "(50 test images per record; mean over seeds)" in table.caption
