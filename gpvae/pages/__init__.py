@@ -2,9 +2,11 @@
 function here, tested on small fixture records; a chapter only loads its grid, calls and renders.
 
 * :mod:`gpvae.pages.landing`: the landing page's one line per claim, the converged table and figure;
-* :mod:`gpvae.pages.results`: the 20-epoch grid (Tables 1–5, its figures and verdicts);
+* :mod:`gpvae.pages.results` and :mod:`~gpvae.pages.results_figures`: the 20-epoch grid (Tables 1–5, figures, verdicts);
 * :mod:`gpvae.pages.converged`: the converged grid (Tables 6–7, curves, AIS beside IS);
-* :mod:`gpvae.pages.readings`: the readings study, the frontier and the difficulty figures.
+* :mod:`gpvae.pages.readings`: the readings study, the frontier and the difficulty figures;
+* :mod:`gpvae.pages.appendix`: every run of record with its provenance;
+* :mod:`gpvae.pages.protocol`: what a caption says of how its numbers were measured, read from the records.
 
 No torch: these modules read JSON records only.
 """
