@@ -33,8 +33,9 @@ def ais_record(dataset, run, seed, value, width=0.3, n=40, subset_seed=7, steps=
                            "approximation_gap": {"mean": 2.0}}}
 
 
-def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset="mnist"):
-    """A results folder with run and AIS records of ``values`` ({run: per-seed AIS}); a grid stand-in."""
+def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset="mnist", runs=None):
+    """A results folder with run and AIS records of ``values`` ({run: per-seed AIS}); a grid stand-in whose
+    ``runs`` (specs) default to one model per run."""
     layout = Layout(tmp_path / "runs", tmp_path / "results")
     for run, per_seed in values.items():
         for seed, value in enumerate(per_seed):
@@ -44,7 +45,7 @@ def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset=
             write(layout.record_path(dataset, run, seed), run_record)
             write(layout.run_measurement_path("ais", dataset, run, seed),
                   ais_record(dataset, run, seed, value, width, subset_seed=subset_seed))
-    return SimpleNamespace(layout=layout, controls=lambda: {})
+    return SimpleNamespace(layout=layout, controls=lambda: {}, runs=runs or {run: {"model": run} for run in values})
 
 
 def test_table6_caption_states_the_protocol_of_its_records():
@@ -94,17 +95,33 @@ def test_gaps_resting_on_an_uncertified_ais_are_not_measurable(tmp_path):
 @pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved"),
                                             ("vae", "tied")])
 def test_the_ais_verdict_of_r4_against_a_model(tmp_path, other, outcome):
-    ais = converged.ais_frame({"converged": fixture_grid(tmp_path)})
-    lines = converged.ais_verdicts(ais, {"converged": SimpleNamespace(controls=lambda: {})}, {"converged": {}}).splitlines()
+    grid = fixture_grid(tmp_path)
+    lines = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid},
+                                   {"converged": {}}).splitlines()
     line = next(x for x in lines if f"GP-RF (R4) − {other}, by AIS" in x)
     assert line.endswith(f": {outcome}.")
 
 
 def test_an_ais_verdict_on_uncertified_seeds_is_not_measurable(tmp_path):
-    ais = converged.ais_frame({"converged": fixture_grid(tmp_path, width=2.0)})
-    text = converged.ais_verdicts(ais, {"converged": SimpleNamespace(controls=lambda: {})}, {"converged": {}})
+    grid = fixture_grid(tmp_path, width=2.0)
+    text = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid}, {"converged": {}})
     assert "− iwae, by AIS: not measurable (3 of 3 matched seeds without a certified AIS): not resolved." in text
     assert "nats (n = 3)" not in text
+
+
+def test_a_difference_with_a_run_that_lost_ground_says_so(tmp_path):
+    runs = {run: {"model": run} for run in AIS_VALUES} | {"savae": {"model": "savae", "warm_start": "vae"}}
+    grid = fixture_grid(tmp_path, runs=runs)
+    for seed in range(3):  # SA-VAE ended 3 nats below the VAE it started from, by validation ELBO
+        path = grid.layout.record_path("mnist", "savae", seed)
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"valid_elbo": -98.0}))
+        path = grid.layout.record_path("mnist", "vae", seed)
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"valid_elbo": -95.0}))
+    text = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid},
+                                  {"converged": {"savae": "SA-VAE", "vae": "VAE"}})
+    line = next(x for x in text.splitlines() if "− SA-VAE, by AIS" in x)
+    assert "SA-VAE lost ground against the VAE it started from on seeds 0, 1, 2 (best validation ELBO -95.0 → -98.0" in line
+    assert "failed optimization" in line and "lost ground" not in next(x for x in text.splitlines() if "− iwae" in x)
 
 
 @pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved")])

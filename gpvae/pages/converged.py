@@ -246,13 +246,30 @@ def ais_orderings(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def difference_line(name: str, row, what: str) -> str:
+def lost_text(lost: list[dict], labels: dict[str, str]) -> str:
+    """Runs that lost ground (:func:`gpvae.report.lost_ground`), one clause per run: its seeds and the mean
+    best validation ELBO [nats] of its source and of itself."""
+    clauses = []
+    for run in dict.fromkeys(x["run"] for x in lost):
+        mine = [x for x in lost if x["run"] == run]
+        before, after = (sum(x[key] for x in mine) / len(mine) for key in ("source_valid_elbo", "valid_elbo"))
+        clauses.append(f"{labels.get(run, run)} lost ground against the {labels.get(mine[0]['source'], mine[0]['source'])} "
+                       f"it started from on seed{'s' if len(mine) > 1 else ''} {', '.join(str(x['seed']) for x in mine)} "
+                       f"(best validation ELBO {before:.1f} → {after:.1f} nats)")
+    return "; ".join(clauses)
+
+
+def difference_line(name: str, row, what: str, lost: str = "") -> str:
     """``- name, what: mean ± sd nats (n = k): outcome.``; not measurable where a matched seed's AIS is
-    not certified (row ``uncertified`` > 0)."""
+    not certified (row ``uncertified`` > 0). ``lost``: :func:`lost_text` of the pair's runs that lost ground,
+    said after the outcome: such a difference measures a failed optimization, not the method."""
     if row.get("uncertified", 0) > 0:
         reason = f"{int(row['uncertified'])} of {int(row['n'])} matched seeds without a certified AIS"
         return f"- {name}, {what}: {validity.shown(None, reason)}: {verdicts.NOT_RESOLVED}."
-    return f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats (n = {int(row['n'])}): {verdicts.paired(row)}."
+    line = f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats (n = {int(row['n'])}): {verdicts.paired(row)}"
+    if lost:
+        line += f" — but {lost}: the difference measures a failed optimization, not the method"
+    return line + "."
 
 
 def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str:
@@ -260,15 +277,22 @@ def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str
     against the control of its extra epochs, seed-matched (:func:`gpvae.verdicts.paired`)."""
     lines = []
     for profile, part in (ais.groupby("profile", sort=False) if not ais.empty else []):
-        named = labels[profile]
+        named, grid = labels[profile], grids[profile]
+        lost = report.lost_ground(report.load_records(grid.layout.results_dir), grid)
+
+        def lost_of(dataset: str, *runs: str) -> str:
+            return lost_text([x for x in lost if x["dataset"] == dataset and x["run"] in runs], named)
+
         for (dataset, run), row in report.paired_differences(part, "gp", value="ais").iterrows():
-            lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: GP-RF (R4) − {named.get(run, run)}", row, "by AIS"))
-        for control, compared in grids[profile].controls().items():
+            lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: GP-RF (R4) − {named.get(run, run)}", row,
+                                         "by AIS", lost_of(dataset, "gp", run)))
+        for control, compared in grid.controls().items():
             for run in compared:
                 for (dataset, other), row in report.paired_differences(part, run, value="ais").iterrows():
                     if other == control:
                         lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: {named.get(run, run)} − "
-                                                     f"{named.get(control, control)}", row, "by AIS"))
+                                                     f"{named.get(control, control)}", row, "by AIS",
+                                                     lost_of(dataset, run, control)))
     return "\n".join(lines) if lines else "- no pair of AIS records with GP-RF (R4) yet."
 
 
