@@ -66,10 +66,11 @@ def importance_estimate_premise(approximation_gap: float) -> str | None:
     return None
 
 
-def shown(value: float | None, reason: str | None, digits: int = 2) -> str:
-    """A table cell: the value with ``digits`` decimals, or ``not measurable (reason)``."""
+def shown(value: float | None, reason: str | None, digits: int = 2, brief: bool = False) -> str:
+    """A table cell: the value with ``digits`` decimals, or ``not measurable (reason)`` (``brief``: without the
+    reason, for a table whose caption gives it)."""
     if reason:
-        return f"{NOT_MEASURABLE} ({reason})"
+        return NOT_MEASURABLE if brief else f"{NOT_MEASURABLE} ({reason})"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"

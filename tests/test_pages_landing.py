@@ -32,24 +32,24 @@ def evidence(ais: pd.DataFrame | None = None, **fields) -> landing.Evidence:
 ])
 def test_likelihood_is_decided_by_ais_against_every_baseline(values, outcome):
     line = landing.likelihood_line(evidence(ais_rows(values)))
-    assert line.startswith(f"**1. Higher test log-likelihood than every baseline — {outcome}**")
+    assert line.startswith(f"**1. Higher test log-likelihood than every baseline — {outcome}.**")
     assert "GP-RF (R4) − IWAE" in line and "by AIS certified by BDMC" in line
 
 
 def test_likelihood_on_uncertified_ais_is_not_resolved_whatever_its_size():
     values = {"gp": [-80.0, -80.1, -79.9], "vae": [-90.0, -90.1, -89.9]}
-    assert f"— {verdicts.NOT_RESOLVED}**" in landing.likelihood_line(evidence(ais_rows(values, certified=False)))
+    assert f"— {verdicts.NOT_RESOLVED}.**" in landing.likelihood_line(evidence(ais_rows(values, certified=False)))
 
 
 def test_likelihood_without_ais_is_not_measured():
     line = landing.likelihood_line(evidence())
-    assert f"— {verdicts.NOT_RESOLVED}**" in line and "not measured" in line
+    assert f"— {verdicts.NOT_RESOLVED}.**" in line and "not measured" in line
 
 
 def test_a_control_is_never_counted_among_the_baselines():
     values = {"gp": [-87.0, -87.1, -86.9], "vae": [-87.5, -87.6, -87.4], "vae_continued": [-80.0, -80.1, -79.9]}
     line = landing.likelihood_line(evidence(ais_rows(values)))
-    assert f"— {verdicts.HOLDS}**" in line and "control" not in line
+    assert f"— {verdicts.HOLDS}.**" in line and "control" not in line
 
 
 def frontier(gp_ratio: float, savae_ratio: float, knn: float = 0.5) -> dict:
@@ -62,7 +62,7 @@ def frontier(gp_ratio: float, savae_ratio: float, knn: float = 0.5) -> dict:
                                                 ({0: frontier(4.2, 46.0)}, verdicts.FAILS),
                                                 ({}, verdicts.NOT_RESOLVED)])
 def test_speed_from_the_frontier_timed_side_by_side(frontiers, outcome):
-    assert f"— {outcome}**" in landing.speed_line(evidence(frontiers=frontiers))
+    assert f"— {outcome}.**" in landing.speed_line(evidence(frontiers=frontiers))
 
 
 def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
@@ -82,11 +82,11 @@ def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
 def test_difficulty_must_beat_the_elbo_and_a_nearest_neighbour_average(own, elbo, knn, outcome):
     frontiers = {seed: frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
     line = landing.difficulty_line(evidence(difficulty=difficulty_rows(own, elbo), frontiers=frontiers))
-    assert f"— {outcome}**" in line and "2000 test images per seed" in line
+    assert f"— {outcome}.**" in line and "2000 test images per seed" in line
 
 
 def test_difficulty_without_records_is_not_resolved():
-    assert f"— {verdicts.NOT_RESOLVED}**" in landing.difficulty_line(evidence())
+    assert f"— {verdicts.NOT_RESOLVED}.**" in landing.difficulty_line(evidence())
 
 
 def test_the_table_leaves_controls_out_and_its_caption_says_what_the_rows_carry():

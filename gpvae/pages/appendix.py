@@ -57,16 +57,21 @@ def describe(record: dict) -> str:
             }.get(record["model"], record["model"])
 
 
+WITHHELD = (f"{validity.NOT_MEASURABLE}: q* is sought among diagonal Gaussians, a smaller family than the proposal "
+            "of HF, IAF, VLAE, RME and GP-RF (both gaps), or the IS estimate falls more than "
+            f"{validity.LOOSE_NATS:g} nat below ELBO(q*), which log p(x) never does (the approximation gap).")
+
+
 def gap_cells(model: str, approximation_gap: float | None, amortization_gap: float | None) -> dict[str, str]:
     """A record's approximation and amortization gap [nats] as table cells: ``"–"`` without a decomposition,
-    not measurable with the reason where q* is sought in a smaller family than the ``model``'s proposal, or
-    the IS estimate falls more than a nat below ELBO(q*)."""
+    not measurable (the caption says why: :data:`WITHHELD`) where q* is sought in a smaller family than the
+    ``model``'s proposal, or the IS estimate falls more than a nat below ELBO(q*)."""
     if approximation_gap is None:
         return {APPROXIMATION: "–", AMORTIZATION: "–"}
     family = validity.amortization_gap_premise(model)
     loose = validity.importance_estimate_premise(approximation_gap)
-    return {APPROXIMATION: validity.shown(approximation_gap, family or loose),
-            AMORTIZATION: validity.shown(amortization_gap, family)}
+    return {APPROXIMATION: validity.shown(approximation_gap, family or loose, brief=True),
+            AMORTIZATION: validity.shown(amortization_gap, family, brief=True)}
 
 
 def _minutes(seconds: float | None) -> float | None:
@@ -141,7 +146,7 @@ class AppendixPage:
             numbers.style.format({"test bits/dim": "{:.3f}"}, precision=2, na_rep="–").set_caption(
                 "Every workflow run: the protocol's numbers. Test log-likelihood: "
                 + protocol_text(test_protocol(self.listing)) + ". Gap decomposition: "
-                + protocol_text(gap_protocol(self.listing)) + "."),
+                + protocol_text(gap_protocol(self.listing)) + ". " + WITHHELD),
             provenance.style.format(precision=1, na_rep="–").set_caption(
                 "Every workflow run: provenance (the training loop's time and its job's wall time)")]
 
@@ -196,7 +201,7 @@ class AppendixPage:
         return f"{len(decomposed)} runs by hand with a gap decomposition.", [
             table.style.format(precision=2, na_rep="–").set_caption(
                 "Gap decompositions of runs by hand (means over the subset): " + protocol_text(gap_protocol(decomposed))
-                + ". q* by SVI, the best diagonal Gaussian per image.")]
+                + ". q* by SVI, the best diagonal Gaussian per image. " + WITHHELD)]
 
     def evaluations(self) -> tuple[str, list[Styler]]:
         """The per-example evaluations: the model's hyperparameters (its ``model_summary``) and, per test image,
@@ -228,14 +233,14 @@ class AppendixPage:
         tables = []
         for where, reports in self.benches.items():
             rows = pd.DataFrame([{"report": name, "model": row["model"],
-                                  **{label: row.get(key) for key, label in BENCH_VALUES.items()},
-                                  "commit": short_commit(b["git_commit"])}
+                                  **{label: row.get(key) for key, label in BENCH_VALUES.items()}}
                                  for name, b in reports.items() for row in b["results"]]).set_index(["report", "model"])
             rows = rows.dropna(axis=1, how="all")
             first = next(iter(reports.values()))
             setting = lambda key: listed(b.get(key) for b in reports.values())
             tables.append(rows.style.format(precision=3, na_rep="–").set_caption(
                 f"{where}: {dataset_label(first['dataset'])}, batch {setting('batch_size')}, {setting('repeats')} "
-                f"interleaved repeats, {setting('threads')} thread(s), on {setting('device')}; times are medians, "
-                "ratios to the VAE timed in the same process, peak memory of a training step."))
+                f"interleaved repeats, {setting('threads')} thread(s), on {setting('device')}, commit "
+                f"{listed(short_commit(b['git_commit']) for b in reports.values())}; times are medians, ratios to the VAE "
+                "timed in the same process, peak memory of a training step."))
         return f"{len(self.benches)} benchmark records.", tables

@@ -232,9 +232,9 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
         table.append({"setting": label, "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
                       "infer × VAE (batch 1)": f"{row['ratio_to_vae']['1']:.2f}",
                       "MACs / image [M] (× VAE)": f"{row['macs_per_image'] / 1e6:.2f} ({row['macs_ratio_to_vae']:.2f})",
-                      "gap closed [%]": validity.shown(100 * row["gap_closed"], premise),
-                      "log p̂ (subset) [nats]": validity.shown(row["test_ll"], premise),
-                      "best Spearman ρ with the gap": validity.shown(best, premise),
+                      "gap closed [%]": validity.shown(100 * row["gap_closed"], premise, brief=True),
+                      "log p̂ (subset) [nats]": validity.shown(row["test_ll"], premise, brief=True),
+                      "best Spearman ρ with the gap": validity.shown(best, premise, brief=True),
                       "variance error of the mean [%]": "–" if row["variance_error"] is None else
                       f"{100 * row['variance_error']['of_mean']:.2f}"})
     timing = measured["timing"]["100"]
@@ -242,8 +242,10 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
         f"{dataset_label(record['dataset'])}, seed {record['seed']}: {images_text(measured['n'], measured.get('subset_seed'))}, "
         f"mean amortization gap of the VAE {measured['gap']:.2f} nats, K = {measured['eval_k']}; median of "
         f"{measured['repeats']} interleaved repeats on {measured['device']}, {timing['threads']} thread(s), load average "
-        f"{timing['load_average']} during the timing; commit {measured['git_commit'][:12]}. A low-rank predictive whose "
-        f"variance is off the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%} is not measurable.")
+        f"{timing['load_average']} during the timing; commit {measured['git_commit'][:12]}. Not measurable (a low-rank predictive whose total variance is off "
+        f"the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%}): " + (", ".join(
+            f"{label} ({row['variance_error']['of_mean']:.0%})" for label, row in rows.items() if frontier_premise(row))
+            or "none") + ".")
 
 
 def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
