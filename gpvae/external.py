@@ -17,10 +17,13 @@ From the command line, ``python -m gpvae evaluate RUN_DIR --external my_vae.py:b
 makes ``RUN_DIR`` an *external run folder*: ``external.json`` names the module, its function (which
 returns the model, or the model and a :class:`~gpvae.data.ImageData`) and the options; every measurement
 of a run folder then reads it (:func:`gpvae.run_folder.load_run`).
+
+A VAE trained by pythae (the ``pythae`` extra) needs no networks of the user's: ``from_pythae(model)``.
 """
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -35,6 +38,8 @@ from .options import ConfigError
 
 EXTERNAL = "external.json"  # what makes a folder an external run folder
 CHECK_IMAGES = 8  # images of the data that the checks of a model pass through it
+PYTHAE_MODELS = ("VAE", "BetaVAE", "IWAE")  # pythae's models with a diagonal-Gaussian encoder and the N(0, I) prior
+BCE_LOG_FLOOR = -100.0  # torch's binary cross-entropy clamps each log-probability here
 
 
 class ExternalEncoder(nn.Module):
@@ -105,6 +110,54 @@ def vae(encoder: nn.Module, decoder: nn.Module, likelihood: str | Callable, late
     if not isinstance(latent_dim, int) or latent_dim < 1:
         raise ConfigError(f"latent_dim {latent_dim!r}: a positive integer")
     return VAE(ExternalEncoder(encoder, latent_dim), ExternalDecoder(decoder, likelihood, image_shape))
+
+
+class PythaeEncoder(nn.Module):
+    """A pythae encoder (a ``ModelOutput`` with ``embedding`` and ``log_covariance``, each (B, d)) as
+    ``x (B, C, H, W) -> (mean, log_var)``."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.encoder(x)
+        return out.embedding, out.log_covariance
+
+
+class PythaeDecoder(nn.Module):
+    """A pythae decoder (``reconstruction``: Bernoulli probabilities p) as ``z (N, d) -> logits (N, C, H, W)``:
+    log p − log(1 − p), each log clamped at :data:`BCE_LOG_FLOOR` as pythae's binary cross-entropy clamps it,
+    so that the Bernoulli log-probability of these logits is pythae's own (its loss and ``get_nll``)."""
+
+    def __init__(self, decoder: nn.Module, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.decoder = decoder
+        self.image_shape = image_shape
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        p = self.decoder(z).reconstruction
+        logits = p.log().clamp(min=BCE_LOG_FLOOR) - (-p).log1p().clamp(min=BCE_LOG_FLOOR)
+        fits = logits[0].numel() == math.prod(self.image_shape)  # else check() names the decoder's shape
+        return logits.reshape(len(z), *self.image_shape) if fits else logits
+
+
+def from_pythae(model: nn.Module, image_shape: tuple[int, int, int] | None = None) -> VAE:
+    """A trained pythae VAE (``pythae.models.VAE``, ``BetaVAE`` or ``IWAE``, ``reconstruction_loss="bce"``:
+    binary pixels) as a gpvae :class:`~gpvae.models.VAE`, for every measurement: the proposal is its
+    encoder's Gaussian, the likelihood its decoder's Bernoulli probabilities. ``image_shape`` (C, H, W)
+    defaults to the model's ``input_dim``. pythae itself is not imported."""
+    config = model.model_config
+    if getattr(model, "model_name", None) not in PYTHAE_MODELS:
+        raise ConfigError(f"from_pythae reads pythae's {', '.join(PYTHAE_MODELS)} (a diagonal-Gaussian encoder, the "
+                          f"N(0, I) prior); this model is {getattr(model, 'model_name', type(model).__name__)}")
+    if config.reconstruction_loss != "bce":
+        raise ConfigError(f"from_pythae reads a Bernoulli decoder (reconstruction_loss='bce', binary pixels); this "
+                          f"model's reconstruction_loss is {config.reconstruction_loss!r}")
+    shape = tuple(image_shape or config.input_dim or ())
+    if len(shape) != 3:
+        raise ConfigError(f"the model's input_dim is {config.input_dim}: give image_shape=(C, H, W)")
+    return vae(PythaeEncoder(model.encoder), PythaeDecoder(model.decoder, shape), "bernoulli", config.latent_dim, shape)
 
 
 def check(model: VAE, x: torch.Tensor, device: torch.device) -> None:
