@@ -8,6 +8,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one thread per pytest-xdist worker: workers share the cores, never oversubscribe
 
 
 def data_dir() -> Path | None:

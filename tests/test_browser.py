@@ -3,15 +3,17 @@
 A page passes when its formulas are typeset by the MathJax shipped in `_build/html/_static/mathjax`
 (no raw TeX left, no MathJax error), every image loads, no cell shows an error or traceback, no
 resource fails to load or is asked of the network (Chromium's own request log is read), and it
-holds at least the figures, tables and typeset formulas listed in EXPECTED. A screenshot of every page goes to `_build/screenshots/<page>.png`.
+holds at least the figures, tables and typeset formulas listed in EXPECTED, and no table or caption is wider
+than the article's column. A screenshot of every page goes to `_build/screenshots/<page>.png`.
 
-`make test` builds the HTML first (`make book`'s command, only when a source is newer than
-`_build/html/index.html`) and installs Chromium from Debian's packages when missing (`make browser`).
+`make test` builds the HTML first (from the chapters nbval has just executed, see `book/conftest.py`) and
+installs Chromium from Debian's packages when missing (`make browser`).
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -142,6 +144,12 @@ const done = arguments[arguments.length - 1];
   const tb = fullText.indexOf("Traceback (most recent call last)");
   report.traceback = tb >= 0 ? fullText.slice(tb, tb + 200) : null;
   const article = document.querySelector("article") || document.body;
+  // a table or caption wider than the article's column: cut at the page edge, or scrolled sideways
+  const column = article.getBoundingClientRect().width;
+  report.wide = Array.from(article.querySelectorAll("table, caption"))
+      .filter(el => el.getBoundingClientRect().width > column + 2)
+      .map(el => `${el.tagName.toLowerCase()} ${Math.round(el.getBoundingClientRect().width)} px in a ` +
+                 `${Math.round(column)} px column: ` + (el.querySelector("caption") || el).textContent.trim().slice(0, 80));
   report.figures = article.querySelectorAll("img").length;
   report.tables = article.querySelectorAll("table").length;
   done(report);
@@ -208,6 +216,8 @@ def check_page(driver, path: Path, shot: Path | None = None) -> tuple[list[str],
         problems.append(f"cell error outputs: {report['errorOutputs'][:2]}")
     if report["traceback"]:
         problems.append(f"a traceback in the page: {report['traceback']!r}")
+    if report["wide"]:
+        problems.append(f"{len(report['wide'])} tables or captions wider than their column, first: {report['wide'][0]!r}")
     if remote:
         problems.append(f"requests to the network: {remote[:5]}")
     if failed:
@@ -257,7 +267,9 @@ def test_mathjax_is_served_from_the_build():
         assert "cdn.jsdelivr" not in text and "mathjax@" not in text, f"{page} loads MathJax from a CDN"
         if 'class="math' in text:
             with_math += 1
-            assert 'src="../_static/mathjax/tex-chtml.js"' in text, f"{page} has math but not the bundled MathJax"
+            # Sphinx appends ?v=<checksum> when the file is already in the output (a rebuild)
+            assert re.search(r'src="\.\./_static/mathjax/tex-chtml\.js(\?v=[0-9a-f]+)?"', text), \
+                f"{page} has math but not the bundled MathJax"
     assert with_math, "no page has math"
     mathjax = HTML / "_static" / "mathjax"
     assert (mathjax / "tex-chtml.js").exists(), f"{mathjax / 'tex-chtml.js'} was not copied"

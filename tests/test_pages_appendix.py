@@ -98,7 +98,7 @@ def test_a_gap_whose_premise_fails_is_not_measurable_never_a_number(tmp_path):
         run_record("vae", "vae", -96.0, profile="hand_5epochs", gaps={"approximation_gap": 0.78, "amortization_gap": 3.06}),
         run_record("iwae", "iwae", -97.0, profile="hand_5epochs", gaps={"approximation_gap": -2.5, "amortization_gap": 1.0})])
     text, [table] = AppendixPage.load(tmp_path).gap_decompositions()
-    rows = table.data.loc["hand_5epochs"]
+    rows = table.data.rename(lambda name: name.split("/")[1])
     richer = validity.NOT_MEASURABLE  # the caption says why
     assert rows.loc["hf", "amortization gap [nats]"] == richer and rows.loc["hf", "approximation gap [nats]"] == richer
     assert rows.loc["vae", "approximation gap [nats]"] == "0.78" and rows.loc["vae", "amortization gap [nats]"] == "3.06"
@@ -118,7 +118,7 @@ def test_the_workflow_listing_is_two_narrow_tables_with_the_premises_applied(tmp
     row = numbers.data.loc[("mnist", "hf", 0)]
     assert row["amortization gap [nats]"].startswith(validity.NOT_MEASURABLE)
     assert row["test log p̂(x) [nats]"] == -95.0
-    assert provenance.data.loc[("mnist", "hf", 0), "wall time [min]"] == pytest.approx(10.0)
+    assert provenance.data.loc[("mnist", "hf", 0), "train / wall time [min]"].endswith("/ 10.0")
     assert "K = 1000 on the first 2,000 test images" in numbers.caption and "K = 5000 on the first 100" in numbers.caption
 
 
@@ -129,7 +129,7 @@ def test_per_example_evaluations_give_hyperparameters_and_variance_ranges(tmp_pa
                   "per_image": {"mean_function_variance": [1e-4, 2e-4, 5e-4]}, "git_commit": COMMIT}
     write(tmp_path, "hand_200epochs", [gp], [evaluation])
     text, [table] = AppendixPage.load(tmp_path).evaluations()
-    row = table.data.loc["hand_200epochs/gp"]
+    row = table.data["hand_200epochs/gp"]
     assert row["kernel_outputscale"] == "3.2e-06" and row["mean_function_variance: min / median / max"] == "0.0001 / 0.0002 / 0.0005"
     assert "K = 100 on the first 1,000 test images" in table.caption and text.startswith("1 per-example")
 

@@ -78,6 +78,10 @@ def _minutes(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 60
 
 
+def _minutes_text(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
 @dataclass
 class AppendixPage:
     """The records under ``root`` (a results folder): ``listing`` (the :data:`LISTED_PROFILE` run records),
@@ -121,7 +125,8 @@ class AppendixPage:
 
     def workflow_listing(self) -> tuple[str, list[Styler]]:
         """The :data:`LISTED_PROFILE` records, one row per dataset × run × seed, in two tables: the protocol's
-        numbers and gaps [nats], and provenance (model, train and wall time [min], device, commit)."""
+        numbers and gaps [nats], and the training's provenance (model, epochs, best validation ELBO [nats], train
+        and wall time [min], commit; the devices in the caption)."""
         where = f"`results/workflow/{LISTED_PROFILE}/`"
         if not self.listing:
             return f"No workflow records yet under {where}.", []
@@ -131,14 +136,12 @@ class AppendixPage:
                                           names=["dataset", "run", "seed"])
         numbers = pd.DataFrame([{
             "test log p̂(x) [nats]": row["test_ll"], "test ELBO [nats]": row["test_elbo"], "test bits/dim": row["test_bpd"],
-            "best valid ELBO [nats]": row["valid_elbo"],
-            **gap_cells(row["model"], row["approximation_gap"], row["amortization_gap"]),
-            "epochs (best)": f"{row['epochs_done']} ({row['best_epoch']})"} for row in rows], index=index)
+            **gap_cells(row["model"], row["approximation_gap"], row["amortization_gap"])} for row in rows], index=index)
         provenance = pd.DataFrame([{
             "model": describe(records[key]) if "options" in records[key] else row["model"],
-            "train time [min]": _minutes(row["train_seconds"]), "wall time [min]": _minutes(row["wall_seconds"]),
-            "device": row["device"], "commit": short_commit(row["git_commit"])} for key, row in zip(index, rows)],
-            index=index)
+            "epochs (best)": f"{row['epochs_done']} ({row['best_epoch']})", "best valid ELBO [nats]": row["valid_elbo"],
+            "train / wall time [min]": f"{_minutes_text(row['train_seconds'])} / {_minutes_text(row['wall_seconds'])}",
+            "commit": short_commit(row["git_commit"])} for key, row in zip(index, rows)], index=index)
         text = (f"{len(rows)} records; each whole record (options, per-epoch history, command) is "
                 f"`results/workflow/{LISTED_PROFILE}/<dataset>/<run>_seed<s>.json`, every column of both tables in "
                 f"`results/workflow/{LISTED_PROFILE}/runs.csv`.")
@@ -148,7 +151,8 @@ class AppendixPage:
                 + protocol_text(test_protocol(self.listing)) + ". Gap decomposition: "
                 + protocol_text(gap_protocol(self.listing)) + ". " + WITHHELD),
             provenance.style.format(precision=1, na_rep="–").set_caption(
-                "Every workflow run: provenance (the training loop's time and its job's wall time)")]
+                "Every workflow run: its training and provenance (the training loop's time and its job's wall time), "
+                f"on {listed(row['device'] for row in rows)}.")]
 
     def hand_profiles(self) -> tuple[str, list[Styler]]:
         """One table per profile of runs by hand: model, epochs (best), test log p̂(x) and ELBO [nats], training
@@ -187,21 +191,24 @@ class AppendixPage:
 
     def gap_decompositions(self) -> tuple[str, list[Styler]]:
         """The gap decompositions of runs by hand: log p̂(x), ELBO(q*), ELBO(q) and both gaps [nats] (a gap whose
-        premise fails not measurable, :func:`gap_cells`), whether q* converged, and the commit it was measured at."""
+        premise fails not measurable, :func:`gap_cells`) and the commit it was measured at, one row per profile/run;
+        how many met q*'s convergence criterion in the caption."""
         decomposed = [r for r in self.hand_runs if "gaps" in r]
         if not decomposed:
             return "No gap decompositions of runs by hand.", []
-        rows = {(r["profile"], r["run"]): {
+        rows = {f"{r['profile']}/{r['run']}": {
             **{label: r["gaps"].get(key) for key, label in GAP_VALUES.items()},
             **gap_cells(r["model"], r["gaps"].get("approximation_gap"), r["gaps"].get("amortization_gap")),
-            "q* converged": r["gaps"].get("q_star_converged"),
             "measured at": short_commit(r.get("converted_from", {}).get("gaps", {}).get("measured_at", r["git_commit"]))}
             for r in decomposed}
-        table = pd.DataFrame(rows).T.rename_axis(["profile", "run"])
+        table = pd.DataFrame(rows).T.rename_axis("profile/run")
+        converged = [r["gaps"].get("q_star_converged") for r in decomposed]
         return f"{len(decomposed)} runs by hand with a gap decomposition.", [
             table.style.format(precision=2, na_rep="–").set_caption(
                 "Gap decompositions of runs by hand (means over the subset): " + protocol_text(gap_protocol(decomposed))
-                + ". q* by SVI, the best diagonal Gaussian per image. " + WITHHELD)]
+                + f". q* by SVI, the best diagonal Gaussian per image; its convergence criterion met in "
+                f"{sum(c is True for c in converged)} of the {sum(c is not None for c in converged)} decompositions that "
+                f"record it ({len(converged)} in all). " + WITHHELD)]
 
     def evaluations(self) -> tuple[str, list[Styler]]:
         """The per-example evaluations: the model's hyperparameters (its ``model_summary``) and, per test image,
@@ -218,7 +225,7 @@ class AppendixPage:
             summary = {key: f"{value:.3g}" if isinstance(value, float) else value
                        for key, value in e.get("model_summary", {}).items()}
             rows[f"{e['profile']}/{e['run']}"] = {**summary, **ranges, "commit": short_commit(e["git_commit"])}
-        table = pd.DataFrame(rows).T.rename_axis("run")
+        table = pd.DataFrame(rows).rename_axis("quantity")  # one column per evaluation: few of them, many quantities
         return f"{len(self.per_example)} per-example evaluations.", [table.style.format(na_rep="–").set_caption(
             "Per-example evaluations (`python -m gpvae evaluate RUN --per-example`): "
             + protocol_text(pd.DataFrame(protocol, columns=PROTOCOL_COLUMNS))
