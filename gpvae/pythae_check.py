@@ -137,7 +137,7 @@ def agreement_text(agreed: dict) -> str:
 
 def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | None = None, images: int = 500,
           eval_k: int = protocol.EVAL_K, max_test: int | None = None, ais_steps: int = 4000,
-          ais_subset: int = protocol.AIS_SUBSET, gap_subset: int = protocol.GAP_SUBSET, error_images: int = 10000,
+          ais_subset: int = protocol.AIS_SUBSET, gap_subset: int = protocol.GAP_SUBSET, error_images: int | None = None,
           error_inducing: int = 512, latent_dim: int = 16, seed: int = 0, device: str = "auto",
           data_dir: str | None = None, command: str | None = None) -> dict:
     """The whole check, written to the record ``out``: a pythae VAE trained by pythae (:func:`train`) on the first
@@ -145,7 +145,8 @@ def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | N
     the epoch best on the validation images; :func:`agreement` on ``images`` test images drawn with ``seed``;
     then, through an external run folder in ``runs_dir``, gpvae's measurements: IS and the ELBO on the first
     ``max_test`` test images (None: all), the BDMC certificate and AIS (T = ``ais_steps``) on ``ais_subset``
-    images, the gap decomposition on ``gap_subset`` images, GP-RF fitted post hoc to ``error_images``. The
+    images, the gap decomposition on ``gap_subset`` images, GP-RF fitted post hoc to ``error_images`` (None: the
+    default of :meth:`~gpvae.gp.options.GPRFOptions.observed_images`). The
     record holds the agreement, the measurement summary (:func:`gpvae.report.measurement_summary`), the
     training and its provenance (commit, ``command``, device)."""
 
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ais-steps", type=int, default=4000)
     parser.add_argument("--ais-subset", type=int, default=protocol.AIS_SUBSET)
     parser.add_argument("--gap-subset", type=int, default=protocol.GAP_SUBSET)
-    parser.add_argument("--error-images", type=int, default=10000)
+    parser.add_argument("--error-images", type=int, default=None,
+                        help="GP-RF's observed errors (default: 10,000 or every training image, whichever is fewer)")
     parser.add_argument("--error-inducing", type=int, default=512)
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -108,3 +108,12 @@ def test_the_protocol_statement_is_read_from_the_records():
     drawn = landing.protocol_statement([record(None, 10000, 5000, 500, 2026)], "converged")
     assert "K = 5000 on all 10,000 test images" in drawn
     assert "500 test images drawn at random (subset seed 2026)" in drawn and "K = 1000" not in drawn
+
+
+def test_a_reading_that_lost_ground_is_said_to_have_failed_to_optimize():
+    values = {"gp": [-87.0, -87.1, -86.9], "vae": [-87.0, -87.1, -86.9], "gp_refit": [-88.0, -88.1, -87.9]}
+    records = [{"dataset": "mnist", "run": run, "seed": seed, "valid_elbo": elbo}
+               for seed in range(3) for run, elbo in (("vae", -92.4), ("gp_refit", -95.7))]
+    line = landing.likelihood_line(evidence(ais_rows(values), records=records))
+    assert "GP-RF (R5, decoder refit) fails (it lost ground against the VAE it started from" in line
+    assert "lost ground" not in landing.likelihood_line(evidence(ais_rows(values)))

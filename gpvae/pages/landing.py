@@ -79,15 +79,25 @@ def _against(evidence: Evidence, reading: str) -> pd.DataFrame:
 
 
 def _differences_text(reading: str, differences: pd.DataFrame, several_datasets: bool) -> str:
-    """``"GP-RF (R4) − IWAE: −1.51 (n = 1), …"``: each seed-matched difference [nats], mean ± sd."""
+    """``"GP-RF (R4) − IWAE −1.23 ± 0.25 (n = 3): fails; …"``: each seed-matched difference [nats], mean ± sd,
+    with its outcome (:func:`gpvae.verdicts.paired`)."""
     parts = []
     for (dataset, run), row in differences.iterrows():
         where = f" on {dataset_label(dataset)}" if several_datasets else ""
         sd = "" if math.isnan(row["sd"]) else f" ± {row['sd']:.2f}"
         value = f"{row['mean']:+.2f}".replace("-", "−")
-        parts.append(f"{MODEL_LABELS.get(reading, reading)} − {MODEL_LABELS.get(run, run)}{where}: "
-                     f"{value}{sd} (n = {int(row['n'])})")
-    return ", ".join(parts)
+        outcome = verdicts.paired(row)
+        parts.append(f"{MODEL_LABELS.get(reading, reading)} − {MODEL_LABELS.get(run, run)}{where} {value}{sd} "
+                     f"(n = {int(row['n'])}): {outcome}" + (" (one decoder)" if outcome == verdicts.TIED else ""))
+    return "; ".join(parts)
+
+
+def _counts(decided: verdicts.Verdict) -> str:
+    """``"ahead in 3, behind in 5, tied in 2 and not resolved in 10 of 20 model × dataset comparisons"``."""
+    outcomes = list(decided.details.values())
+    return (f"ahead in {outcomes.count(verdicts.HOLDS)}, behind in {outcomes.count(verdicts.FAILS)}, tied in "
+            f"{outcomes.count(verdicts.TIED)} and not resolved in {outcomes.count(verdicts.NOT_RESOLVED)} of "
+            f"{len(outcomes)} model × dataset comparisons")
 
 
 def _decide(differences: pd.DataFrame) -> verdicts.Verdict:
@@ -113,15 +123,18 @@ def likelihood_line(strongest: Evidence, budget_column: Evidence | None = None,
     line = (f"**1. Higher test log-likelihood than every baseline — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{', '.join(map(dataset_label, datasets)) or '(no dataset)'}, log p(x) by AIS certified by BDMC [nats]: "
             f"{_differences_text(GP_RF, differences, len(datasets) > 1) or 'not measured'}.")
+    lost = {x["run"] for x in report.lost_ground(strongest.records, strongest.grid)}
     others = []
     for reading in GP_READINGS[1:]:
         if reading in set(strongest.ais.run):
-            others.append(f"{MODEL_LABELS[reading]} {_decide(_against(strongest, reading)).outcome}")
+            others.append(f"{MODEL_LABELS[reading]} {_decide(_against(strongest, reading)).outcome}"
+                          + (" (it lost ground against the VAE it started from: a failed optimization, not the method)"
+                             if reading in lost else ""))
     if others:
         line += " Other readings: " + "; ".join(others) + "."
     if budget_column is not None and len(budget_column.ais):
         small = _decide(_against(budget_column, GP_RF))
-        line += f" At {budget_column.name}: {small.outcome} ({small.measured})."
+        line += f" At {budget_column.name}: {small.outcome}, GP-RF (R4) {_counts(small)}."
     if screen is not None and len(screen.ais):
         line += " " + screen_sentence(screen)
     return line

@@ -99,7 +99,7 @@ def protocol_text(protocol: pd.DataFrame, datasets=None) -> str:
             if not pd.isna(setting["eval_k"]):
                 text = f"K = {int(setting['eval_k'])} on {text}"
             if "steps" in setting:
-                reason = validity.ais_premise(float(group["width"].max()))
+                reason = validity.ais_premise(float(group["width"].max(skipna=False)))  # a missing width: uncertified
                 text += (f", AIS T = {int(setting['steps'])}, L = {int(setting['leapfrog'])}, "
                          + (reason or f"certified (BDMC sandwich at most {group['width'].max():.2f} nat wide)"))
             groups.append(f"{text} ({_seeds_text(group['seed'])})")
