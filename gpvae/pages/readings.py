@@ -65,7 +65,8 @@ def diagnostics_figure(records: dict[str, dict], seed: int) -> plt.Figure:
 
 
 def diagnostics(records: dict[str, dict], seed: int) -> dict[str, float]:
-    """``{<run>_<key>: its last recorded value}`` of the diagnostics of R1, R2 and R3 (NaN: not recorded)."""
+    """``{<run>_<key>: its last recorded value}`` of the diagnostics of R1, R2 and R3 (NaN: not recorded), and
+    ``<run>_marginal_minus_expected_elbo`` [nats], the prose's positive form of their difference."""
     keys = [key for key, _, _ in DIAGNOSTICS] + ["mean_function_variance_train"]
     values = {}
     for name in JOINT_READINGS:
@@ -73,6 +74,7 @@ def diagnostics(records: dict[str, dict], seed: int) -> dict[str, float]:
         for key in keys:
             history = _history(record, key) if record else []
             values[f"{name}_{key}"] = history[-1][key] if history else math.nan
+        values[f"{name}_marginal_minus_expected_elbo"] = -values[f"{name}_expected_minus_marginal_elbo"]
     return values
 
 
@@ -135,6 +137,8 @@ def study_values(rows: dict, prefix: str = "") -> dict[str, float]:
             continue
         values |= {f"{prefix}{name}_{key}": _value(rows, name, key) for key in STUDY_VALUES}
         values[f"{prefix}{name}_ll_minus_vae"] = _value(rows, name, "test_ll") - _value(rows, "vae", "test_ll")
+        values[f"{prefix}{name}_ll_minus_control"] = (_value(rows, name, "test_ll")
+                                                      - _value(rows, "vae_decoder_control", "test_ll"))
         if "infer_ratio_to_vae" in row:
             values[f"{prefix}{name}_infer"] = row["infer_ratio_to_vae"]
     return values
