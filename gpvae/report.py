@@ -383,7 +383,7 @@ def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
     uncertified = (f"needs AIS certified by a BDMC sandwich of at most {AIS_CERTIFIED_WIDTH:g} nat, of the same decoder "
                    "at the same setting (" + (f"this one's: {width:.2f}" if width is not None else "none") + ")")
     if ais:
-        add("log p(x), AIS from the prior", f"{ais['mean']:.2f}",
+        add("log p(x), AIS from the prior", f"{ais['mean']:.2f}" if certified else "not measurable",
             f"T = {ais['settings']['steps']}, {ais['n']} test images, "
             + (f"certified (sandwich {width:.2f} nat)" if certified else "not certified"),
             "ranks decoders: it never calls the encoder")

@@ -165,8 +165,24 @@ def test_table_2_shows_a_value_whose_premise_fails_as_not_measurable_with_its_re
     assert "shows 6 of its 12 values as not measurable" in sentence
     assert "2 because their proposal is richer" in sentence and "2 because their AIS has no BDMC certificate" in sentence
     assert "2 because the protocol's IS estimate falls below ELBO(q*)" in sentence
-    assert page.ais_table().data.loc[("Fashion-MNIST", "VAE"), "estimator gap, AIS − IS [nats]"].startswith(
-        "not measurable (AIS not certified")
+    by_ais = page.ais_table()
+    for column in ("AIS [nats]", "estimator gap, AIS − IS [nats]"):  # uncertified: neither is a value
+        assert by_ais.data.loc[("Fashion-MNIST", "VAE"), column] == validity.NOT_MEASURABLE
+    assert by_ais.data.loc[("MNIST", "VAE"), "AIS [nats]"] == "-98.00 ± 0.00"
+    assert "Not measurable, AIS not certified: the BDMC sandwich is 17.00 nats wide" in by_ais.caption
+
+
+
+def test_without_a_certified_seed_a_dataset_gets_no_verdict_by_ais(tmp_path):
+    records, ais = [], []
+    for run, value in (("vae", -98.0), ("gp", -90.0)):
+        for seed in range(3):
+            gaps = {"n": 50, "log_px": -100.0, "elbo_opt": -99.0, "approximation_gap": -1.0, "amortization_gap": 3.0}
+            records.append(run_record("fashion_mnist", run, seed, -100.0, gaps=gaps))
+            ais.append(ais_record("fashion_mnist", run, seed, value + 0.01 * seed, 17.0, gap_block(gaps)))
+    notes = write(tmp_path, records, ais).ais_notes()
+    assert "- **Fashion-MNIST**: AIS not certified: the BDMC sandwich is 17.00 nats wide, over 0.5; no verdict by AIS." in notes
+    assert "the claim **" not in notes
 
 
 def stated(caption):

@@ -198,24 +198,27 @@ class ResultsPage:
     def _ais_reason(self, dataset: str, run: str) -> str | None:
         """Why the AIS of a run's seeds cannot enter a difference (its widest certificate), or None."""
         rows = self.ais[(self.ais["dataset"] == dataset) & (self.ais["run"] == run)]
-        return validity.ais_premise(float(rows["width"].max())) if len(rows) else None
+        return validity.ais_premise(float(rows["width"].max(skipna=False))) if len(rows) else None
 
     def ais_table(self) -> Styler | None:
         """Table 1 by AIS: per dataset and model, AIS from the prior and the protocol's IS on the same images
-        [nats], mean ± sd over seeds, and their difference, the estimator gap (not measurable without a
-        certificate); the best model by certified AIS in bold. None without an AIS record."""
+        [nats], mean ± sd over seeds, and their difference, the estimator gap; AIS and the estimator gap are not
+        measurable without a certificate (the caption says which); the best model by certified AIS in bold. None
+        without an AIS record."""
         if self.ais.empty:
             return None
-        rows, best = {}, set()
+        rows, best, withheld = {}, set(), {}
         for dataset in self.ordered_datasets(self.ais):
             part = self.ais[self.ais["dataset"] == dataset]
             stats = {v: report.summarize(part, v).droplevel("dataset") for v in ("ais", "is", "estimator_gap")}
             for run in self.ordered(stats["ais"].index):
                 reason = self._ais_reason(dataset, run)
                 cell = lambda v: report.mean_sd(stats[v].loc[run, "mean"], stats[v].loc[run, "sd"])
+                if reason:
+                    withheld.setdefault(reason, []).append(f"{dataset_label(dataset)} {self.labels[run]}")
                 rows[(dataset_label(dataset), self.labels[run])] = {
-                    "AIS [nats]": cell("ais"), "IS, same images [nats]": cell("is"),
-                    "estimator gap, AIS − IS [nats]": validity.shown(None, reason) if reason else cell("estimator_gap"),
+                    "AIS [nats]": validity.NOT_MEASURABLE if reason else cell("ais"), "IS, same images [nats]": cell("is"),
+                    "estimator gap, AIS − IS [nats]": validity.NOT_MEASURABLE if reason else cell("estimator_gap"),
                     "seeds": int(stats["ais"].loc[run, "n"])}
             contenders = report.models_only(stats["ais"], self.grid)["mean"]
             if len(contenders) and not self._ais_reason(dataset, contenders.idxmax()):
@@ -225,7 +228,8 @@ class ResultsPage:
         return table.style.apply(bold).set_caption(
             "Table 1 by AIS, mean ± sd over seeds. AIS from the prior, one chain per image, beside the protocol's IS "
             "on the same images: " + protocol_text(measurement_protocol(self.grid, "ais"), self.datasets)
-            + ". Bold: the best model by certified AIS.")
+            + ". Bold: the best model by certified AIS." + "".join(
+                f" Not measurable, {reason}: {', '.join(where)}." for reason, where in withheld.items()))
 
     def ordered_datasets(self, frame: pd.DataFrame) -> list[str]:
         return [d for d in self.datasets if d in set(frame["dataset"])]
@@ -264,6 +268,10 @@ class ResultsPage:
         lines = []
         for dataset in self.ordered_datasets(differences.reset_index()):
             rows = report.models_only(differences.loc[dataset], self.grid)
+            if (rows["uncertified"] == rows["n"]).all():  # no seed of any comparison certified
+                width = self.ais[self.ais["dataset"] == dataset]["width"].max(skipna=False)
+                lines.append(f"- **{dataset_label(dataset)}**: {validity.ais_premise(float(width))}; no verdict by AIS.")
+                continue
             parts = [f"{self.labels[run]} {report.mean_sd(row['mean'], row['sd'])} (n={int(row['n'])}, "
                      f"{verdicts.paired(row)}" + (", AIS without a BDMC certificate)" if row["uncertified"] else ")")
                      for run, row in rows.reindex(self.ordered(rows.index)).iterrows()]
