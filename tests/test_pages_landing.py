@@ -58,8 +58,8 @@ def frontier(gp_ratio: float, savae_ratio: float, knn: float = 0.5) -> dict:
     return {"runs": {"vae": {"settings": settings, "device": "cpu (x86_64, 1 threads)"}}}
 
 
-@pytest.mark.parametrize("frontiers, outcome", [({0: frontier(1.2, 40.0)}, verdicts.HOLDS),
-                                                ({0: frontier(4.2, 46.0)}, verdicts.FAILS),
+@pytest.mark.parametrize("frontiers, outcome", [({("mnist", 0): frontier(1.2, 40.0)}, verdicts.HOLDS),
+                                                ({("mnist", 0): frontier(4.2, 46.0)}, verdicts.FAILS),
                                                 ({}, verdicts.NOT_RESOLVED)])
 def test_speed_from_the_frontier_timed_side_by_side(frontiers, outcome):
     assert f"— {outcome}.**" in landing.speed_line(evidence(frontiers=frontiers))
@@ -80,7 +80,7 @@ def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
     ([0.80, 0.81, 0.79], [0.70, 0.71, 0.69], [0.60], verdicts.NOT_RESOLVED),  # the control on one seed only
 ])
 def test_difficulty_must_beat_the_elbo_and_a_nearest_neighbour_average(own, elbo, knn, outcome):
-    frontiers = {seed: frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
+    frontiers = {("mnist", seed): frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
     line = landing.difficulty_line(evidence(difficulty=difficulty_rows(own, elbo), frontiers=frontiers))
     assert f"— {outcome}.**" in line and "2000 test images per seed" in line
 
@@ -89,12 +89,13 @@ def test_difficulty_without_records_is_not_resolved():
     assert f"— {verdicts.NOT_RESOLVED}.**" in landing.difficulty_line(evidence())
 
 
-def test_the_table_leaves_controls_out_and_its_caption_says_what_the_rows_carry():
-    found = evidence(ais_rows({"vae": [-87.5, -87.6], "vae_extra": [-87.4, -87.5]}, certified=False))
-    table = landing.converged_table(found)
-    assert list(table["model"]) == ["VAE"] and table["seeds"].tolist() == [2]
-    caption = landing.table_caption(found)
-    assert "T = 4000" in caption and "500 seeded random test images" in caption and "not every seed certified" in caption
+def test_the_table_leaves_controls_out_and_notes_the_rows_that_test_nothing():
+    found = evidence(ais_rows({"vae": [-87.5, -87.6], "vae_extra": [-87.4, -87.5], "gp_paper": [-87.4, -87.5]}),
+                     records=[{"dataset": "mnist", "run": "gp_paper", "seed": seed, "epochs_done": 700,
+                               "history": [{"kernel_outputscale": a} for a in (1e-2, 1e-3, 1e-9)]} for seed in (0, 1)])
+    table = landing.converged_table(found).set_index("model")
+    assert list(table.index) == ["VAE", "GP-RF (R1, literal)"] and table["seeds"].tolist() == [2, 2]
+    assert table.loc["GP-RF (R1, literal)", "note"].startswith("amplitude collapsed") and table.loc["VAE", "note"] == ""
 
 
 def record(max_test, n_test, eval_k, gap_n, gap_seed) -> dict:

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from . import dataset_label
-from .protocol import gap_protocol, protocol_text, test_protocol
+from .protocol import gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
 GP_READINGS = ("gp", "gp_refit", "gp_paper", "gp_iw", "gp_iw_expected")
@@ -38,7 +38,7 @@ class Evidence:
     records: list[dict] = field(default_factory=list)
     ais: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.AIS_COLUMNS))
     difficulty: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.DIFFICULTY_COLUMNS))
-    frontiers: dict[int, dict] = field(default_factory=dict)
+    frontiers: dict[tuple[str, int], dict] = field(default_factory=dict)
     bench: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
@@ -53,7 +53,7 @@ class Evidence:
             for seed in grid.seeds:
                 path = grid.layout.measurement_path("frontier", dataset, seed)
                 if path.exists():
-                    frontiers[seed] = json.loads(path.read_text())
+                    frontiers[(dataset, seed)] = json.loads(path.read_text())
             bench_path = grid.layout.dataset_record(dataset, "bench")
             if bench_path.exists():
                 bench[dataset] = json.loads(bench_path.read_text())
@@ -161,12 +161,15 @@ def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
         if evidence is None:
             continue
         if evidence.frontiers:
-            seed, frontier = min(evidence.frontiers.items())
+            (_, seed), frontier = min(evidence.frontiers.items())
             measured = next(iter(frontier["runs"].values()))
             settings = measured["settings"]
             gp_ratio = settings["r4_default"]["ratio_to_vae"]["100"]
             savae_ratio = settings["sa_vae_inference"]["ratio_to_vae"]["100"]
-            where = f"{evidence.name}, the frontier of seed {seed}, batch 100, {measured['device']}"
+            timing = measured.get("timing", {}).get("100", {})
+            where = (f"{evidence.name}, one timing (the frontier of seed {seed}), batch 100, {measured['device']}"
+                     + (f", {timing['threads']} thread(s) at load average {timing['load_average'][0]:.1f}"
+                        if "threads" in timing else ""))
             break
         dataset = next((d for d, b in evidence.bench.items() if {"gp", "savae"} <= set(b)), None)
         if dataset:
@@ -191,7 +194,8 @@ def _difficulty(evidence: Evidence, run: str, dataset: str) -> tuple[verdicts.Ve
     controls = {label: rows[rows.score == score].set_index("seed")["spearman"]
                 for score, label in DIFFICULTY_BASELINES.items()}
     controls[KNN_LABEL] = pd.Series(
-        {seed: settings["knn10"]["spearman"][KNN_SCORE] for seed, frontier in evidence.frontiers.items()
+        {seed: settings["knn10"]["spearman"][KNN_SCORE] for (where, seed), frontier in evidence.frontiers.items()
+         if where == dataset
          for settings in [next(iter(frontier["runs"].values()))["settings"]] if "knn10" in settings}, dtype=float)
     return verdicts.ahead_of_baselines(own, controls), own, controls, int(rows["n"].max()) if len(rows) else 0
 
@@ -208,9 +212,17 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
                 f"({strongest.name}: no difficulty record of GP-RF (R4)).")
 
     def mean(values: pd.Series) -> str:
-        return f"{values.mean():.3f} (n = {len(values)})" if len(values) else "not measured"
+        return f"{values.mean():.3f} (n = {len(values)})".replace("-", "−") if len(values) else "not measured"
 
-    against = "; ".join(f"{name} {mean(values)}: {decided.details[name]}" for name, values in controls.items())
+    def lead(values: pd.Series) -> str:  # GP-RF's ρ minus the control's, seed-matched
+        difference = verdicts.spread(own - values)
+        if not difference["n"]:
+            return ""
+        sd = "" if difference["n"] < 2 else f" ± {difference['sd']:.3f}"
+        return ", GP-RF ahead by " + f"{difference['mean']:+.3f}{sd}".replace("-", "−")
+
+    against = "; ".join(f"{name} {mean(values)}{lead(values)}: {decided.details[name]}"
+                        for name, values in controls.items())
     line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images} test images per seed: "
             f"GP-RF (R4) {mean(own)}, above chance: {decided.details['chance']}; against {against}.")
@@ -222,10 +234,26 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     return line
 
 
+COLLAPSED = 0.01  # a kernel amplitude below this share of its value after the first epoch has collapsed
+
+
+def _reading_notes(evidence: Evidence) -> dict[str, str]:
+    """Run → what makes its row no test of the method: it lost ground against the run it started from, or its
+    GP's kernel amplitude collapsed (below :data:`COLLAPSED` of its first value on every seed)."""
+    notes = {x["run"]: "lost ground: a failed optimization" for x in report.lost_ground(evidence.records, evidence.grid)}
+    for run in {r["run"] for r in evidence.records}:
+        amplitudes = [[h["kernel_outputscale"] for h in r.get("history", []) if "kernel_outputscale" in h]
+                      for r in evidence.records if r["run"] == run]
+        if amplitudes and all(a and a[-1] < COLLAPSED * a[0] for a in amplitudes):
+            notes.setdefault(run, "amplitude collapsed: the VAE again")
+    return notes
+
+
 def converged_table(evidence: Evidence) -> pd.DataFrame:
     """The converged models by AIS beside their own IS on the same images [nats], mean ± sd over seeds,
-    with the seeds measured and the epochs trained (mean); controls left out."""
-    controls = set(evidence.grid.controls())
+    with the seeds measured, the epochs trained after any warm start (mean) and a note where a row is no test
+    of the method (:func:`_reading_notes`); controls left out."""
+    controls, notes = set(evidence.grid.controls()), _reading_notes(evidence)
     epochs = pd.DataFrame([{"run": r["run"], "epochs": r.get("epochs_done")} for r in evidence.records
                            if "diverged" not in r]).groupby("run")["epochs"].mean() if evidence.records else pd.Series()
     rows = []
@@ -236,22 +264,19 @@ def converged_table(evidence: Evidence) -> pd.DataFrame:
         ais, is_ = verdicts.spread(part.set_index("seed")["ais"]), verdicts.spread(part.set_index("seed")["is"])
         rows.append({"model": MODEL_LABELS.get(run, run), "log p(x) by AIS": report.mean_sd(ais["mean"], ais["sd"]),
                      "own IS, same images": report.mean_sd(is_["mean"], is_["sd"]), "seeds": int(ais["n"]),
-                     "epochs": "post hoc" if not epochs.get(run) else f"{epochs[run]:.0f}"})
-    return pd.DataFrame(rows, columns=["model", "log p(x) by AIS", "own IS, same images", "seeds", "epochs"])
+                     "epochs trained": "post hoc" if not epochs.get(run) else f"{epochs[run]:.0f}",
+                     "note": notes.get(run, "")})
+    return pd.DataFrame(rows, columns=["model", "log p(x) by AIS", "own IS, same images", "seeds", "epochs trained",
+                                       "note"])
 
 
 def table_caption(evidence: Evidence) -> str:
-    """What :func:`converged_table` rests on, from its AIS rows: images, setting, certificate, K."""
-    ais = evidence.ais
-    if ais.empty:
+    """What :func:`converged_table` rests on, read from its AIS records (:mod:`gpvae.pages.protocol`)."""
+    if evidence.ais.empty:
         return "No AIS record yet."
-    steps, leapfrog = sorted(set(ais.steps)), sorted(set(ais.leapfrog))
-    widths = ais.groupby("seed")["width"].first()
-    return (f"{dataset_label(ais.dataset.iloc[0])}, {evidence.name} [nats]: AIS from the prior with T = "
-            f"{', '.join(map(str, steps))} and L = {', '.join(map(str, leapfrog))}, one chain per image, on "
-            f"{int(ais.n.max())} seeded random test images per seed; BDMC sandwich {widths.min():.2f}–{widths.max():.2f} "
-            f"nats ({'every seed certified' if ais.certified.all() else 'not every seed certified'}); IS with the model's "
-            f"own proposal at K = {int(ais.eval_k.max())} on the same images. Mean ± sd over seeds.")
+    return (f"{evidence.name.capitalize()} [nats], mean ± sd over seeds: AIS from the prior beside the model's own IS, "
+            + protocol_text(measurement_protocol(evidence.grid, "ais")) + ". Warm-started runs count the epochs after "
+            "their start.")
 
 
 def converged_figure(evidence: Evidence):
