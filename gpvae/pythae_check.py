@@ -177,6 +177,18 @@ def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | N
     return record
 
 
+def gap_summary(gaps: dict) -> str:
+    """Markdown of a gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) [nats, mean over its images],
+    each quantity named with its estimator; the approximation gap is the IS estimate's (log p̂ − ELBO(q*)), the
+    definition by AIS needs a certified AIS, which this smoke-scale check does not run."""
+    values = {name: f"{gaps[name]['mean']:.2f}".replace("-", "−")
+              for name in ("log_px", "elbo_opt", "elbo_model", "amortization_gap", "approximation_gap")}
+    return (f"On {gaps['n']} test images (K = {gaps['eval_k']}): log p̂(x) by IS {values['log_px']} nats, "
+            f"ELBO(q*) {values['elbo_opt']}, ELBO of pythae's encoder {values['elbo_model']}: amortization gap "
+            f"{values['amortization_gap']} nats; log p̂(x) by IS − ELBO(q*) {values['approximation_gap']} nats "
+            "(the approximation gap proper needs AIS with its certificate: the full-scale record below).")
+
+
 def record_text(path: str | Path | None = None) -> str:
     """Markdown of the record at ``path`` (default: the repository's :data:`RECORD`): the agreement, the table of
     gpvae's measurements and the provenance (commit, command, device); where there is none, the command that
