@@ -35,3 +35,12 @@ def test_a_cell_shows_the_reason_instead_of_the_value():
     assert validity.shown(-12.3, "AIS without a BDMC certificate") == "not measurable (AIS without a BDMC certificate)"
     assert validity.shown(1.234, None) == "1.23"
     assert validity.shown(float("nan"), None) == "–"
+
+
+@pytest.mark.parametrize("gap, measurable", [(0.5, True), (-0.99, True), (-1.0, True), (-1.01, False), (-40.0, False)])
+def test_an_importance_estimate_more_than_a_nat_below_elbo_of_q_star_is_not_a_log_likelihood(gap, measurable):
+    assert (validity.importance_estimate_premise(gap) is None) == measurable
+
+
+def test_a_low_rank_predictive_exactly_at_its_tolerance_is_measurable():
+    assert validity.low_rank_premise({"of_mean": validity.LOW_RANK_VARIANCE_TOLERANCE}) is None
