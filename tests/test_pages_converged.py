@@ -186,3 +186,12 @@ def test_progress_names_parked_and_missing_runs(tmp_path):
     text = converged.progress(grid, [dict(record("mnist", "vae", 0, -90.0), wall_seconds=7200.0)])
     assert text == ("B\n\n1 of the grid's 4 runs × seeds have a record (2.0 job-hours of wall time); under way "
                     "(checkpoint committed): iwae_seed1; not started: vae_seed1, iwae_seed0.")
+
+
+def test_the_budget_table_says_which_runs_lost_ground():
+    quantities = {"R5 − its control [nats]": {"converged": pd.Series([0.5, 0.6])}}
+    lost = converged.lost_text([{"run": "gp_refit", "seed": 0, "source": "vae", "source_valid_elbo": -92.4,
+                                 "valid_elbo": -95.7}], {"gp_refit": "R5", "vae": "VAE"})
+    caption = converged.budget_table(quantities, lost).caption
+    assert "At convergence R5 lost ground against the VAE it started from on seed 0" in caption
+    assert "lost ground" not in converged.budget_table(quantities).caption

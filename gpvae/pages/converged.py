@@ -338,14 +338,16 @@ def budget_quantities(budgets: dict[str, tuple[pd.DataFrame, str]]) -> dict[str,
                    for budget, (frame, control) in budgets.items()} for name, fn in quantities.items()}
 
 
-def budget_table(quantities: dict[str, dict[str, pd.Series]]) -> pd.io.formats.style.Styler:
-    """Mean ± sd (seeds) of each of :func:`budget_quantities` at each budget."""
+def budget_table(quantities: dict[str, dict[str, pd.Series]], lost: str = "") -> pd.io.formats.style.Styler:
+    """Mean ± sd (seeds) of each of :func:`budget_quantities` at each budget; ``lost``: :func:`lost_text` of the
+    runs that lost ground, said in the caption (their rows measure a failed optimization, not the method)."""
     rows = {name: {budget: report.mean_sd(v.mean(), v.std()) + f" ({len(v)})" if len(v) else "-"
                    for budget, v in by_budget.items()} for name, by_budget in quantities.items()}
     return pd.DataFrame(rows).T.style.set_caption(
         "Mean ± sd over seeds (n); '-': no pair of records at that budget yet. At 20 epochs the control is the VAE "
         "trained 2 more epochs; at convergence SA-VAE's control is the VAE trained on with its schedule, R5's the VAE "
-        "trained its 20 epochs.")
+        "trained its 20 epochs." + (f" At convergence {lost}: the rows with those runs measure a failed "
+                                     "optimization, not the method." if lost else ""))
 
 
 def budget_figure(quantities: dict[str, dict[str, pd.Series]]) -> plt.Figure:
