@@ -625,7 +625,7 @@ def test_every_committed_record_follows_the_schema_of_its_kind():
     workflow = REPO / "results" / "workflow"
     records = [json.loads(p.read_text()) for p in sorted(workflow.glob("*/*/*_seed*.json"))]
     hand = {p.name for p in workflow.glob("hand_*")}
-    assert {r["profile"] for r in records} == {"cpu", "converged", "study"} | hand - {"hand_bench"}
+    assert {r["profile"] for r in records} == {"cpu", "converged", "study", "iw"} | hand - {"hand_bench"}
     assert not list(REPO.glob("results/*/*/metrics.json")), "a run folder outside results/workflow/: convert it"
     for record in records:
         assert base <= set(record), (record["profile"], record["run"], base - set(record))
