@@ -53,6 +53,8 @@ def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | No
     digest = parameter_digest(model)  # of the model as loaded, the one later readers load (read_gaps)
     torch.manual_seed(config.seed)
     result = amortization_gaps(model, data.test[indices], config.eval_k, config.batch_size, dev)
+    require_finite({name: result[name]["mean"] for name in ("log_px", "elbo_opt", "elbo_model")},
+                   f"the gap decomposition of {run_dir}")  # e.g. q*'s SVI diverging: no gaps.json
     result.update(indices=indices.tolist(), subset_seed=subset_seed, model=config.model, dataset=config.dataset,
                   model_sha256=digest, run_dir=str(run_dir), **provenance(dev))
     write_json(measurement_file(run_dir, "gaps"), result)

@@ -137,6 +137,16 @@ def test_the_default_error_images_adapt_to_the_training_images(tmp_path, vae):
     assert _metrics(tmp_path, "gp")["fits"][0]["svi"]["images"] == 1000
 
 
+def test_a_gap_decomposition_that_is_not_finite_is_refused_and_writes_nothing(tmp_path, vae, monkeypatch, capsys):
+    from gpvae import measurements
+
+    nan = {"mean": float("nan"), "per_example": [float("nan")]}
+    monkeypatch.setattr(measurements, "amortization_gaps", lambda *args, **kwargs: {
+        "log_px": {"mean": -90.0, "per_example": [-90.0]}, "elbo_opt": nan, "elbo_model": {"mean": -95.0}})
+    assert cli.main(["evaluate", str(vae), "--gaps", "--gap-subset", "3", "--eval-k", "5"]) == 3
+    assert "elbo_opt" in capsys.readouterr().err and not (vae / "gaps.json").exists()
+
+
 def test_python_api_names_a_value_of_the_wrong_type():
     with pytest.raises(ConfigError, match=r"epochs = '2' \(str\) must be int"):
         TrainConfig(epochs="2")
