@@ -259,6 +259,11 @@ def lost_text(lost: list[dict], labels: dict[str, str]) -> str:
     return "; ".join(clauses)
 
 
+def lost_between(lost: list[dict], dataset: str, runs, labels: dict[str, str]) -> str:
+    """:func:`lost_text` of the ``lost`` runs (:func:`gpvae.report.lost_ground`) among ``runs`` on ``dataset``."""
+    return lost_text([x for x in lost if x["dataset"] == dataset and x["run"] in runs], labels)
+
+
 def difference_line(name: str, row, what: str, lost: str = "") -> str:
     """``- name, what: mean ± sd nats (n = k): outcome.``; not measurable where a matched seed's AIS is
     not certified (row ``uncertified`` > 0). ``lost``: :func:`lost_text` of the pair's runs that lost ground,
@@ -280,19 +285,16 @@ def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str
         named, grid = labels[profile], grids[profile]
         lost = report.lost_ground(report.load_records(grid.layout.results_dir), grid)
 
-        def lost_of(dataset: str, *runs: str) -> str:
-            return lost_text([x for x in lost if x["dataset"] == dataset and x["run"] in runs], named)
-
         for (dataset, run), row in report.paired_differences(part, "gp", value="ais").iterrows():
             lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: GP-RF (R4) − {named.get(run, run)}", row,
-                                         "by AIS", lost_of(dataset, "gp", run)))
+                                         "by AIS", lost_between(lost, dataset, ("gp", run), named)))
         for control, compared in grid.controls().items():
             for run in compared:
                 for (dataset, other), row in report.paired_differences(part, run, value="ais").iterrows():
                     if other == control:
                         lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: {named.get(run, run)} − "
                                                      f"{named.get(control, control)}", row, "by AIS",
-                                                     lost_of(dataset, run, control)))
+                                                     lost_between(lost, dataset, (run, control), named)))
     return "\n".join(lines) if lines else "- no pair of AIS records with GP-RF (R4) yet."
 
 

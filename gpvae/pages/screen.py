@@ -13,7 +13,7 @@ import pandas as pd
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, run_labels
 from . import dataset_label, legend_below
-from .converged import difference_line, lost_text
+from .converged import difference_line, lost_between
 from .protocol import measurement_protocol, protocol_text
 
 if TYPE_CHECKING:
@@ -81,9 +81,9 @@ class ScreenPage:
                 continue
             for (dataset, other), row in report.paired_differences(self.ais, reading, value="ais").iterrows():
                 if other in AGAINST:
-                    mine = [x for x in lost if x["dataset"] == dataset and x["run"] in (reading, other)]
                     lines.append(difference_line(f"{dataset_label(dataset)}: {self.labels[reading]} − "
-                                                 f"{self.labels[other]}", row, "by AIS", lost_text(mine, self.labels)))
+                                                 f"{self.labels[other]}", row, "by AIS",
+                                                 lost_between(lost, dataset, (reading, other), self.labels)))
         return "\n".join(lines) or "- no AIS record of a screened reading yet."
 
     def amplitude_figure(self) -> plt.Figure:
