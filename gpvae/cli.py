@@ -45,15 +45,19 @@ def _typed(kind: type, minimum):
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set = frozenset()) -> None:
-    for name, default, type_name, help_text, choices, minimum in option_specs():
+    groups = {}
+    for title, name, default, type_name, help_text, choices, minimum in option_specs():
         if name in skip:
             continue
+        if title not in groups:
+            groups[title] = parser.add_argument_group(f"{title} options")
+        group = groups[title]
         flag = "--" + name.replace("_", "-")
         if type_name == "bool":
-            parser.add_argument(flag, action="store_true", help=help_text)
+            group.add_argument(flag, action="store_true", help=help_text)
             continue
         kind = int if "int" in type_name else float if "float" in type_name else str
-        parser.add_argument(flag, type=_typed(kind, minimum), default=default, choices=choices,
+        group.add_argument(flag, type=_typed(kind, minimum), default=default, choices=choices,
                             metavar=None if choices else name.upper(),
                             help=f"{help_text} (default: {default})")
 

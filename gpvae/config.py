@@ -1,6 +1,8 @@
 """One set of option names for the CLI, the papermill parameters and the Python API.
 
-:class:`TrainConfig` is the single source: each field is a ``--kebab-case`` CLI option, a
+:class:`TrainConfig` is composed of the trainer's options (:class:`TrainerOptions`) and every model's
+option group, declared next to its model (:class:`~gpvae.gp.options.GPRFOptions`,
+:class:`~gpvae.models.savae.SAVAEOptions`, ...). Each field is a ``--kebab-case`` CLI option, a
 papermill parameter of the training chapter and a keyword of :func:`gpvae.training.train`.
 """
 from __future__ import annotations
@@ -9,14 +11,15 @@ import os
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from .data import DATASETS
-from .gp.options import PRESETS, GPRFOptions
+from .gp.options import GPRFOptions
 from .models import MODELS
-from .models.savae import SVI_LR, SVI_MOMENTUM, SVI_STEPS
-from .models.flows import HOUSEHOLDER_STEPS, IAF_STEPS, IAF_WIDTH
-from .models.rme import MIXTURE_COMPONENTS, SCHEDULES
-from .models.vlae import LAPLACE_ITERATIONS
+from .models.flows import HFOptions, IAFOptions
+from .models.rme import RMEOptions
+from .models.savae import SAVAEOptions
+from .models.vae import IWAEOptions
+from .models.vlae import VLAEOptions
 from .networks import NETWORKS
-from .options import ConfigError, validate
+from .options import ConfigError, OptionGroup, validate
 from .options import option as _opt
 from .protocol import EVAL_K
 
@@ -26,10 +29,10 @@ LR_SCHEDULES = ("constant", "plateau")
 
 
 @dataclass
-class TrainConfig(GPRFOptions):
-    """Everything that determines a training run (and so its metrics). GP-RF's switches are declared
-    with the model (:class:`gpvae.gp.options.GPRFOptions`) and inherited here."""
+class TrainerOptions(OptionGroup):
+    """What is trained on which data, and how: the options every model shares."""
 
+    title = "run and trainer"
     model: str = _opt("vae", "inference model", choices=tuple(MODELS))
     dataset: str = _opt("mnist", "dataset", choices=DATASETS)
     network: str = _opt("auto", "encoder/decoder pair; auto = mlp for binary 28x28 data, conv otherwise",
@@ -47,29 +50,9 @@ class TrainConfig(GPRFOptions):
                             minimum=1)
     lr_factor: float = _opt(0.5, "plateau schedule: factor applied to the learning rate at each drop", minimum=0.0)
     min_lr: float = _opt(1e-5, "plateau schedule: the learning rate never drops below this", minimum=0.0)
-    iwae_k: int = _opt(5, "importance samples in the IWAE training bound (model iwae)", minimum=1)
-    svi_steps: int = _opt(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
-    svi_lr: float = _opt(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
-    svi_momentum: float = _opt(SVI_MOMENTUM, "SA-VAE: SVI momentum", minimum=0.0)
-    svi_max_grad_norm: float | None = _opt(None, "SA-VAE: clip each image's SVI gradient (of the mean, and of the "
-                                           "log-variance) to this Euclidean norm before a step, as SA-VAE's code does "
-                                           "(None: no clipping)", minimum=0.0)
-    householder_steps: int = _opt(HOUSEHOLDER_STEPS, "HF: Householder reflections T", minimum=1)
-    iaf_steps: int = _opt(IAF_STEPS, "IAF: autoregressive flow steps", minimum=1)
-    iaf_width: int = _opt(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
-    laplace_iterations: int = _opt(LAPLACE_ITERATIONS, "VLAE: posterior-mode updates before the Laplace Gaussian",
-                                   minimum=0)
-    mixture_components: int = _opt(MIXTURE_COMPONENTS, "RME: mixture components", minimum=1)
-    mixture_schedule: str = _opt("recursive", "RME: fit every component to its partial mixture at every step, "
-                                 "or grow one component per training stage", choices=SCHEDULES)
     init_from: str | None = _opt(None, "warm start encoder and decoder from this trained run folder")
     freeze: str = _opt("none", "parts of the warm-started networks kept fixed during training (needs init_from)",
                        choices=FREEZE)
-    gp_preset: str = _opt("none", "named GP-RF configuration; its values replace the GP-RF options left at their "
-                          "defaults, an option given another value wins (on the command line, one given at its "
-                          "default where the preset differs is refused) (paper: the paper's wording read literally, "
-                          "reading R1)",
-                          choices=("none", *PRESETS))
     seed: int = _opt(0, "seed of parameters, minibatch order, binarization and sampling", minimum=0)
     device: str = _opt("auto", "auto = cuda when available", choices=DEVICES)
     data_dir: str | None = _opt(None, "dataset folder (default: $GPVAE_DATA_DIR or ~/.cache/gpvae/data)")
@@ -80,31 +63,33 @@ class TrainConfig(GPRFOptions):
     eval_k: int = _opt(EVAL_K, "importance samples K of the test log-likelihood", minimum=1)
     resume: bool = _opt(False, "continue the run in --out from its last checkpoint")
 
-    def __post_init__(self):
-        validate(self)
-        if self.gp_preset != "none":
-            defaults = GPRFOptions()
-            for name, value in PRESETS[self.gp_preset].items():
-                if getattr(self, name) == getattr(defaults, name):
-                    setattr(self, name, value)
-        if self.error_model == "knn" and self.error_images is not None and self.error_neighbours > self.error_images:
-            raise ConfigError(f"error_neighbours = {self.error_neighbours} exceeds error_images = {self.error_images}: "
-                              "the nearest-neighbour control averages at most the observed errors")
+    def check(self) -> None:
         if self.freeze != "none" and not self.init_from:
             raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
         if not 0.0 < self.lr_factor < 1.0:
             raise ConfigError(f"lr_factor = {self.lr_factor!r} must lie strictly between 0 and 1")
-        if self.svi_max_grad_norm is not None and self.svi_max_grad_norm <= 0:
-            raise ConfigError(f"svi_max_grad_norm = {self.svi_max_grad_norm!r} must be positive (or None: no clipping)")
-        if self.variational == "natural" and self.gp_fit != "elbo":
-            raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
-        defaults = {f.name: f.default for f in fields(self)}
-        changed = [k for k in ("objective", "iw_k") if getattr(self, k) != defaults[k]]
-        if self.model == "gp" and self.gp_fit != "elbo" and changed:
-            raise ConfigError(f"{', '.join(f'{k} = {getattr(self, k)!r}' for k in changed)}: concern gp_fit = 'elbo' "
-                              "only (gp_fit 'errors' is fitted to observed errors, not trained in a bound)")
-        if "iw_k" in changed and not self.objective.startswith("iw"):
-            raise ConfigError(f"iw_k = {self.iw_k} concerns objective 'iw' or 'iw_expected' only, not {self.objective!r}")
+
+
+# The option groups of a run, in the order ``train --help`` lists them: the trainer's, then each model's.
+OPTION_GROUPS = (TrainerOptions, IWAEOptions, SAVAEOptions, HFOptions, IAFOptions, VLAEOptions, RMEOptions, GPRFOptions)
+
+
+@dataclass
+class TrainConfig(GPRFOptions, RMEOptions, VLAEOptions, IAFOptions, HFOptions, SAVAEOptions, IWAEOptions,
+                  TrainerOptions):
+    """Everything that determines a training run (and so its metrics): the trainer's options and every
+    model's, one flat namespace. The model's own group is checked (:meth:`OptionGroup.check`) and read by
+    :meth:`model_options`; the other models' options are carried but unused."""
+
+    def __post_init__(self):
+        validate(self)
+        TrainerOptions.check(self)
+        MODELS[self.model].Options.check(self)
+
+    def model_options(self) -> OptionGroup:
+        """The options of ``model``, as its own group (e.g. a :class:`GPRFOptions` for ``gp``)."""
+        group = MODELS[self.model].Options
+        return group(**group.values(self))
 
     @property
     def run_dir(self) -> str:
@@ -115,10 +100,12 @@ class TrainConfig(GPRFOptions):
 
 
 def option_specs():
-    """(name, default, type, help, choices, minimum) of every :class:`TrainConfig` field, for the CLI."""
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else None
-        yield f.name, default, f.type, f.metadata["help"], f.metadata["choices"], f.metadata["minimum"]
+    """(group title, name, default, type, help, choices, minimum) of every :class:`TrainConfig` field, group
+    by group in :data:`OPTION_GROUPS` order, for the CLI."""
+    for group in OPTION_GROUPS:
+        for f in fields(group):
+            default = f.default if f.default is not MISSING else None
+            yield group.title, f.name, default, f.type, f.metadata["help"], f.metadata["choices"], f.metadata["minimum"]
 
 
 def chapter_parameters(chapter: str) -> set[str]:

@@ -6,7 +6,8 @@ the papermill parameters and the Python keywords are generated from one declarat
 """
 from __future__ import annotations
 
-from dataclasses import field, fields
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 
 class ConfigError(ValueError):
@@ -16,6 +17,23 @@ class ConfigError(ValueError):
 def option(default, help: str, choices=None, minimum=None):
     """A dataclass field carrying its CLI help, allowed ``choices`` and ``minimum``."""
     return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
+@dataclass
+class OptionGroup:
+    """The switches of one part of a run (the trainer, or one model), declared next to its code.
+    :class:`gpvae.config.TrainConfig` inherits every group, so each field keeps one flat name as CLI option,
+    papermill parameter and Python keyword; ``title`` heads the group in ``python -m gpvae train --help``."""
+
+    title: ClassVar[str] = ""
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values that are valid one by one but not together (none here)."""
+
+    @classmethod
+    def values(cls, config) -> dict:
+        """This group's fields with their values in ``config`` (any object carrying them, e.g. a TrainConfig)."""
+        return {f.name: getattr(config, f.name) for f in fields(cls)}
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

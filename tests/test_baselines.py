@@ -160,7 +160,7 @@ def test_mixture_density_moments_and_sampling():
 
 
 def _rme_on(model: LinearGaussian, components: int = 2, schedule: str = "staged") -> RME:
-    rme = RME(linear_encoder(), LinearGaussianDecoder(model), mixture_components=components, schedule=schedule).double()
+    rme = RME(linear_encoder(), LinearGaussianDecoder(model), mixture_components=components, mixture_schedule=schedule).double()
     rme.decoder.requires_grad_(False)
     return rme
 

@@ -115,3 +115,51 @@ def test_the_snakefile_imports_no_private_name():
     tree = ast.parse((PACKAGE.parent / "workflow" / "Snakefile").read_text().split("\nrule ")[0].split("\nonstart:")[0])
     names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names]
     assert names and not [n for n in names if n.startswith("_")], names
+
+
+def test_every_option_belongs_to_one_group_declared_beside_its_model():
+    """TrainConfig is the trainer's options and the models' groups, nothing more: each field in exactly one
+    group; each model reads its own group (its constructor takes the group's fields as keywords); ``train
+    --help`` lists the options group by group."""
+    import dataclasses
+    import inspect
+
+    from gpvae.cli import build_parser
+    from gpvae.config import OPTION_GROUPS, TrainConfig, TrainerOptions
+    from gpvae.models import MODELS
+    from gpvae.options import OptionGroup
+
+    owners = {}
+    for group in OPTION_GROUPS:
+        for f in dataclasses.fields(group):
+            owners.setdefault(f.name, []).append(group.__name__)
+    assert {n: g for n, g in owners.items() if len(g) > 1} == {}
+    assert set(owners) == {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, model in MODELS.items():
+        if model.Options is OptionGroup:  # a model without switches (the VAE)
+            continue
+        assert model.Options in OPTION_GROUPS and model.Options is not TrainerOptions, name
+        assert model.Options.__module__.split(".")[1] in ("models", "gp"), (name, model.Options.__module__)
+        if model.Options.__name__ != "GPRFOptions":  # GP-RF's constructor takes n_train and its options
+            parameters = inspect.signature(model.__init__).parameters
+            assert {f.name for f in dataclasses.fields(model.Options)} <= set(parameters), name
+    assert type(TrainConfig(model="savae").model_options()).__name__ == "SAVAEOptions"
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    titles = [g.title for g in train._action_groups]
+    assert [f"{g.title} options" for g in OPTION_GROUPS] == [t for t in titles if t.endswith(" options")]
+
+
+def test_a_model_checks_only_its_own_options():
+    """A switch of another model never refuses a run (it is unused); the model's own contradictions do."""
+    import pytest
+
+    from gpvae.config import TrainConfig
+    from gpvae.options import ConfigError
+
+    TrainConfig(model="vae", variational="natural")  # GP-RF's switch, unused by a VAE
+    with pytest.raises(ConfigError, match="variational = 'natural' concerns gp_fit = 'elbo'"):
+        TrainConfig(model="gp", variational="natural")
+    with pytest.raises(ConfigError, match="svi_max_grad_norm"):
+        TrainConfig(model="savae", svi_max_grad_norm=0.0)
+    with pytest.raises(ConfigError, match="freeze"):
+        TrainConfig(model="vae", freeze="encoder")

@@ -1,10 +1,10 @@
 """GP-RF's switches (:class:`GPRFOptions`), their choices and the named configurations (:data:`PRESETS`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..distributions import QUADRATURE_NODES
-from ..options import option
+from ..options import ConfigError, OptionGroup, option
 
 KERNELS = ("rbf", "linear")
 VARIANCE_LINKS = ("lognormal", "squared")
@@ -18,9 +18,13 @@ INDUCING_PLACEMENTS = ("random", "kmeans")
 INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
 ERROR_IMAGES = 10_000  # the observed errors of an error regression left at its default: this many, or every training image
 
+# Named configurations: ``--gp-preset paper`` is the paper's wording read literally (reading R1).
+PRESETS = {"paper": dict(gp_fit="elbo", objective="expected", amplitude="learned", amplitude_value=INITIAL_OUTPUTSCALE,
+                         inducing=128, variational="shared", kernel="rbf", variance_link="lognormal")}
+
 
 @dataclass
-class GPRFOptions:
+class GPRFOptions(OptionGroup):
     """Every switch of GP-RF, in one place: fields of :class:`gpvae.config.TrainConfig`, so CLI
     options, papermill parameters and Python keywords. The readings of the specification (book/specification.md) §3b:
 
@@ -32,6 +36,11 @@ class GPRFOptions:
     * capacity and optimisation — ``inducing``, ``variational="natural"`` (natural gradients, ``ngd_lr``).
     """
 
+    title = "GP-RF (the random-function model)"
+    gp_preset: str = option("none", "named GP-RF configuration; its values replace the GP-RF options left at their "
+                            "defaults, an option given another value wins (on the command line, one given at its "
+                            "default where the preset differs is refused) (paper: the paper's wording read literally, "
+                            "reading R1)", choices=("none", *PRESETS))
     kernel: str = option("rbf", "GP-RF kernel on encoder features", choices=KERNELS)
     inducing: int = option(128, "GP-RF inducing points M (gp_fit elbo)", minimum=1)
     variance_link: str = option("lognormal", "GP-RF variance link: GP on log sigma^2, or on sigma",
@@ -74,12 +83,27 @@ class GPRFOptions:
     refit_epochs: int = option(5, "gp_fit errors: epochs per refit round (the last rounds x refit_epochs epochs)",
                                minimum=1)
 
+    def check(self) -> None:
+        """Apply ``gp_preset`` (to the options left at their defaults), then refuse switches that contradict
+        each other."""
+        defaults = {f.name: f.default for f in fields(GPRFOptions)}
+        if self.gp_preset != "none":
+            for name, value in PRESETS[self.gp_preset].items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+        if self.error_model == "knn" and self.error_images is not None and self.error_neighbours > self.error_images:
+            raise ConfigError(f"error_neighbours = {self.error_neighbours} exceeds error_images = {self.error_images}: "
+                              "the nearest-neighbour control averages at most the observed errors")
+        if self.variational == "natural" and self.gp_fit != "elbo":
+            raise ConfigError("variational = 'natural' concerns gp_fit = 'elbo' only")
+        changed = [k for k in ("objective", "iw_k") if getattr(self, k) != defaults[k]]
+        if self.gp_fit != "elbo" and changed:
+            raise ConfigError(f"{', '.join(f'{k} = {getattr(self, k)!r}' for k in changed)}: concern gp_fit = 'elbo' "
+                              "only (gp_fit 'errors' is fitted to observed errors, not trained in a bound)")
+        if "iw_k" in changed and not self.objective.startswith("iw"):
+            raise ConfigError(f"iw_k = {self.iw_k} concerns objective 'iw' or 'iw_expected' only, not {self.objective!r}")
+
     def observed_images(self, n_train: int) -> int:
         """How many of ``n_train`` training images have their errors observed: ``error_images`` as given, else
         :data:`ERROR_IMAGES` or all of them, whichever is fewer (a default adapts to the data)."""
         return min(ERROR_IMAGES, n_train) if self.error_images is None else self.error_images
-
-
-# Named configurations: ``--gp-preset paper`` is the paper's wording read literally (reading R1).
-PRESETS = {"paper": dict(gp_fit="elbo", objective="expected", amplitude="learned", amplitude_value=INITIAL_OUTPUTSCALE,
-                         inducing=128, variational="shared", kernel="rbf", variance_link="lognormal")}

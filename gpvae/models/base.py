@@ -8,7 +8,6 @@ protocol serves every model.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from .. import objectives
+from ..options import OptionGroup
 
 
 @contextlib.contextmanager
@@ -42,14 +42,14 @@ class LatentVariableModel(nn.Module):
     latent_dim: int
     initialization_images: int = 0  # training images :meth:`initialize_from_data` needs (beyond the default)
 
+    Options = OptionGroup  # the model's switches (an OptionGroup declared next to it): none by default
+
     @classmethod
     def from_config(cls, encoder, decoder, config, n_train: int):
-        """The model with the networks and the options of ``config`` (a :class:`gpvae.config.TrainConfig`)
-        that concern it — the constructor's keyword arguments named like options; ``n_train`` is the
+        """The model with the networks and its :attr:`Options` read from ``config`` (a
+        :class:`gpvae.config.TrainConfig`), passed as the constructor's keywords; ``n_train`` is the
         training-set size."""
-        names = inspect.signature(cls.__init__).parameters
-        return cls(encoder, decoder, **{name: getattr(config, name) for name in names
-                                        if name not in ("self", "encoder", "decoder") and hasattr(config, name)})
+        return cls(encoder, decoder, **cls.Options.values(config))
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p_θ(x | z): x (B, ...), z (S, B, d) -> (S, B)."""

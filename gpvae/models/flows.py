@@ -7,16 +7,32 @@ ELBO, log p(x, z_T) − log r(z_T | x), as in both papers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..distributions import diagonal_gaussian
 from ..flow_layers import FlowProposal, IAFStep, householder_reflection
 from ..networks import Decoder, Encoder
+from ..options import OptionGroup, option
 from .base import EncoderDecoderModel
 
 HOUSEHOLDER_STEPS = 10
 IAF_STEPS, IAF_WIDTH = 2, 320
+
+
+@dataclass
+class HFOptions(OptionGroup):
+    title = "Householder flow (HF)"
+    householder_steps: int = option(HOUSEHOLDER_STEPS, "HF: Householder reflections T", minimum=1)
+
+
+@dataclass
+class IAFOptions(OptionGroup):
+    title = "inverse autoregressive flow (IAF)"
+    iaf_steps: int = option(IAF_STEPS, "IAF: autoregressive flow steps", minimum=1)
+    iaf_width: int = option(IAF_WIDTH, "IAF: hidden units of each MADE step (and of the encoder's context)", minimum=1)
 
 
 def _reverse(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,6 +49,8 @@ class HouseholderFlowVAE(EncoderDecoderModel):
     Gaussian with the full covariance H Σ Hᵀ. Default T = ``householder_steps`` = 10, the larger of the
     two settings of the paper's MNIST experiments (T = 1 and T = 10).
     """
+
+    Options = HFOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, householder_steps: int = HOUSEHOLDER_STEPS):
         super().__init__(encoder, decoder)
@@ -66,6 +84,8 @@ class IAFVAE(EncoderDecoderModel):
     Defaults: 2 steps of width 320, the paper's smallest MNIST IAF (its Table 2 goes up to 8 steps of
     width 1920, on a ResNet VAE; here the network is the shared MLP).
     """
+
+    Options = IAFOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, iaf_steps: int = IAF_STEPS, iaf_width: int = IAF_WIDTH):
         super().__init__(encoder, decoder)

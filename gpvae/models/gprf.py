@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import gpytorch
@@ -74,6 +73,7 @@ class GPRF(EncoderDecoderModel):
         super().__init__(encoder, decoder)
         self.options = GPRFOptions(**options)
         validate(self.options)
+        self.options.check()
         if not isinstance(self, READINGS[self.options.gp_fit]):
             raise ConfigError(f"gp_fit = {self.options.gp_fit!r} is read by {READINGS[self.options.gp_fit].__name__}, "
                               f"not {type(self).__name__}")
@@ -82,9 +82,11 @@ class GPRF(EncoderDecoderModel):
         self.register_buffer("quadrature_nodes", nodes, persistent=False)
         self.register_buffer("quadrature_log_weights", log_weights, persistent=False)
 
+    Options = GPRFOptions
+
     @classmethod
     def from_config(cls, encoder: Encoder, decoder: Decoder, config, n_train: int) -> "GPRF":
-        return cls(encoder, decoder, n_train, **{f.name: getattr(config, f.name) for f in fields(GPRFOptions)})
+        return cls(encoder, decoder, n_train, **GPRFOptions.values(config))
 
     # --- optimisation: one layout of parameter groups for both readings ---------------------------------
 

@@ -33,12 +33,15 @@ import contextlib
 import copy
 import math
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..distributions import DiagonalGaussianMixture
 from ..networks import Decoder, Encoder
+from ..options import OptionGroup, option
 from .base import EncoderDecoderModel, frozen
 
 MIXTURE_COMPONENTS = 4
@@ -46,20 +49,26 @@ SCHEDULES = ("recursive", "staged")
 INITIAL_WEIGHT = 0.1  # ε_m(x) of a new component before it is fitted
 
 
+@dataclass
+class RMEOptions(OptionGroup):
+    title = "RME"
+    mixture_components: int = option(MIXTURE_COMPONENTS, "RME: mixture components", minimum=1)
+    mixture_schedule: str = option("recursive", "RME: fit every component to its partial mixture at every step, "
+                                   "or grow one component per training stage", choices=SCHEDULES)
+
+
 class RME(EncoderDecoderModel):
-    """Mixture of ``mixture_components`` Gaussian encoders, fitted by the ``schedule`` of the module
+    """Mixture of ``mixture_components`` Gaussian encoders, fitted by the ``mixture_schedule`` of the module
     docstring. A freshly built model uses all components (a ``staged`` run starts from one)."""
 
-    @classmethod
-    def from_config(cls, encoder: Encoder, decoder: Decoder, config, n_train: int) -> "RME":
-        return cls(encoder, decoder, mixture_components=config.mixture_components, schedule=config.mixture_schedule)
+    Options = RMEOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, mixture_components: int = MIXTURE_COMPONENTS,
-                 schedule: str = "recursive"):
+                 mixture_schedule: str = "recursive"):
         super().__init__(encoder, decoder)
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown mixture schedule {schedule!r}; choose one of {SCHEDULES}")
-        self.schedule = schedule
+        if mixture_schedule not in SCHEDULES:
+            raise ValueError(f"unknown mixture schedule {mixture_schedule!r}; choose one of {SCHEDULES}")
+        self.schedule = mixture_schedule
         self.new_encoders = nn.ModuleList([copy.deepcopy(encoder) for _ in range(mixture_components - 1)])
         for layer in self.new_encoders.modules():  # own random initialization: identical copies stay symmetric
             if isinstance(layer, (nn.Linear, nn.Conv2d)):

@@ -14,12 +14,14 @@ SVI steps lower the validation ELBO.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 
 from ..networks import Decoder, Encoder
 from ..distributions import diagonal_gaussian
 from ..objectives import gaussian_elbo
+from ..options import ConfigError, OptionGroup, option
 from ..refinement import GaussianRefinement
 from .base import frozen
 from .vae import VAE
@@ -28,8 +30,25 @@ SVI_STEPS, SVI_LR, SVI_MOMENTUM = 20, 1e-3, 0.5
 SVI_GAIN_SAMPLES = 10  # draws per image behind the per-epoch check that SVI raises the ELBO
 
 
+@dataclass
+class SAVAEOptions(OptionGroup):
+    title = "SA-VAE"
+    svi_steps: int = option(SVI_STEPS, "SA-VAE: SVI steps T from the encoder's output (training and test)", minimum=0)
+    svi_lr: float = option(SVI_LR, "SA-VAE: SVI step size", minimum=0.0)
+    svi_momentum: float = option(SVI_MOMENTUM, "SA-VAE: SVI momentum", minimum=0.0)
+    svi_max_grad_norm: float | None = option(None, "SA-VAE: clip each image's SVI gradient (of the mean, and of the "
+                                             "log-variance) to this Euclidean norm before a step, as SA-VAE's code "
+                                             "does (None: no clipping)", minimum=0.0)
+
+    def check(self) -> None:
+        if self.svi_max_grad_norm is not None and self.svi_max_grad_norm <= 0:
+            raise ConfigError(f"svi_max_grad_norm = {self.svi_max_grad_norm!r} must be positive (or None: no clipping)")
+
+
 class SAVAE(VAE):
     """VAE whose proposal is the encoder's Gaussian after ``svi_steps`` SVI steps."""
+
+    Options = SAVAEOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, svi_steps: int = SVI_STEPS, svi_lr: float = SVI_LR,
                  svi_momentum: float = SVI_MOMENTUM, svi_max_grad_norm: float | None = None):

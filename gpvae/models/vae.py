@@ -1,13 +1,24 @@
 """Amortized Gaussian inference: the VAE (Kingma & Welling 2014) and IWAE (Burda et al. 2016)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.distributions import Independent
 
 from .. import objectives
 from ..distributions import diagonal_gaussian
 from ..networks import Decoder, Encoder
+from ..options import OptionGroup, option
 from .base import EncoderDecoderModel
+
+IWAE_K = 5
+
+
+@dataclass
+class IWAEOptions(OptionGroup):
+    title = "IWAE"
+    iwae_k: int = option(IWAE_K, "importance samples in the IWAE training bound (model iwae)", minimum=1)
 
 
 class VAE(EncoderDecoderModel):
@@ -26,7 +37,9 @@ class VAE(EncoderDecoderModel):
 class IWAE(VAE):
     """The VAE's networks trained on the IWAE-K bound (K = ``iwae_k`` importance samples)."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, iwae_k: int = 5):
+    Options = IWAEOptions
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, iwae_k: int = IWAE_K):
         super().__init__(encoder, decoder)
         self.iwae_k = iwae_k
 

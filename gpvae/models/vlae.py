@@ -18,15 +18,25 @@ hyperparameter; this default is a choice of this library, not a value taken from
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.distributions import MultivariateNormal
 from torch.func import jacfwd, vmap
 
 from ..networks import Decoder, Encoder
+from ..options import OptionGroup, option
 from .base import EncoderDecoderModel
 
 LAPLACE_ITERATIONS = 4
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass
+class VLAEOptions(OptionGroup):
+    title = "VLAE"
+    laplace_iterations: int = option(LAPLACE_ITERATIONS, "VLAE: posterior-mode updates before the Laplace Gaussian",
+                                     minimum=0)
 
 
 def output_derivatives(likelihood: str, x: torch.Tensor, eta: torch.Tensor,
@@ -43,6 +53,8 @@ def output_derivatives(likelihood: str, x: torch.Tensor, eta: torch.Tensor,
 class VLAE(EncoderDecoderModel):
     """VLAE on the shared networks. ``decoder`` must expose ``forward(z)`` -> η (..., *) and
     ``likelihood`` in :data:`LIKELIHOODS` (and ``noise_var`` for ``gaussian``)."""
+
+    Options = VLAEOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, laplace_iterations: int = LAPLACE_ITERATIONS):
         super().__init__(encoder, decoder)
