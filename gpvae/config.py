@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 
 from .data import DATASETS
 from .gp.options import GPRFOptions
@@ -22,6 +23,7 @@ from .networks import NETWORKS
 from .options import ConfigError, OptionGroup, validate
 from .options import option as _opt
 from .protocol import EVAL_K
+from .provenance import REPOSITORY
 
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "encoder", "decoder", "both")
@@ -112,12 +114,16 @@ def chapter_parameters(chapter: str) -> set[str]:
     """The names assigned in the cell tagged ``parameters`` of ``book/<chapter>.ipynb``."""
     import ast
     import json
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "book" / f"{chapter}.ipynb"
     cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
     return {t.id for cell in cells for s in ast.parse("".join(cell["source"])).body if isinstance(s, ast.Assign)
             for t in s.targets if isinstance(t, ast.Name)}
+
+
+def chapter_runs(runs_dir: str | None) -> Path:
+    """The folder a chapter trains its runs in: its ``runs_dir`` parameter, or ``<repository>/runs/book``."""
+    return Path(runs_dir) if runs_dir else REPOSITORY / "runs" / "book"
 
 
 def chapter_scale(namespace: dict, smoke: dict, full: dict) -> str:

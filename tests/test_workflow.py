@@ -250,6 +250,17 @@ def test_a_grid_file_reads_its_repositorys_records_from_any_working_folder(tmp_p
     assert str(Grid.load(outside).layout.results_dir) == spec["results_dir"]
 
 
+def test_a_grid_of_record_is_named_by_its_profile_and_read_from_another_results_folder(tmp_path):
+    """Grid.of is the one place that knows where grid files and their records live: the profile's records are
+    results_root/workflow/<profile> (a chapter's results_dir parameter), the repository's by default; an
+    unknown profile is refused naming the known ones."""
+    assert Grid.of("converged").layout.results_dir == REPO / "results" / "workflow" / "converged"
+    assert Grid.of("iw", tmp_path).layout.results_dir == tmp_path / "workflow" / "iw"
+    assert Grid.of("iw", tmp_path).layout.runs_dir == REPO / "runs" / "workflow" / "iw"
+    with pytest.raises(ConfigError, match="no grid of record named 'cnverged'.*converged, cpu"):
+        Grid.of("cnverged")
+
+
 def test_dry_run_of_the_converged_profile(tmp_path):
     """The converged MNIST grid: 8 runs of three seeds, each with its gaps, AIS and record; the VAE's BDMC
     per seed; K = 5000 and R4's frontier on the VAE at seed 0 only."""

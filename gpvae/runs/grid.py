@@ -21,10 +21,12 @@ import yaml
 from ..ais import settings_grid
 from ..config import ConfigError, TrainConfig
 from ..layout import GAPS, METRICS, Layout, measurement_file
+from ..provenance import REPOSITORY
 from .schema import (DATASET_ONLY_KEYS, GRID_KEYS, MEASUREMENT_KEYS, MEASUREMENT_OPTIONAL_KEYS,
                      POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
 
 CHAPTER = "book/training.ipynb"  # the chapter every training of record executes (papermill)
+GRID_FILES = REPOSITORY / "workflow" / "config"  # the grid files of record, <profile>.yaml
 
 
 def _is_integer(value) -> bool:
@@ -66,6 +68,18 @@ class Grid:
             if root is not None and isinstance(spec, dict) and key in spec and not Path(spec[key]).is_absolute():
                 spec[key] = str(root / spec[key])
         return cls(spec, str(path))
+
+    @classmethod
+    def of(cls, profile: str, results_root: str | Path | None = None) -> Grid:
+        """The grid of record ``workflow/config/<profile>.yaml``. Given ``results_root`` (a folder laid out as
+        the repository's ``results/``, e.g. a copy elsewhere), its records are read from
+        ``results_root/workflow/<profile>``: the one place that rule is written, for chapters and scripts."""
+        path = GRID_FILES / f"{profile}.yaml"
+        if not path.exists():
+            raise ConfigError(f"no grid of record named {profile!r}: choose one of "
+                              f"{', '.join(sorted(p.stem for p in GRID_FILES.glob('*.yaml')))}")
+        grid = cls.load(path)
+        return grid.replace(results_dir=str(Path(results_root) / "workflow" / profile)) if results_root else grid
 
     @classmethod
     def from_argument(cls, text: str) -> Grid:
