@@ -14,7 +14,7 @@ from . import verdicts
 from .layout import measurement_file
 from .runs.records import flat_record, gap_decomposition_mismatch
 from .runs.schema import PER_RUN_MEASUREMENTS
-from .validity import AIS_CERTIFIED_WIDTH
+from .validity import ais_premise
 
 if TYPE_CHECKING:
     from .runs.grid import Grid
@@ -139,8 +139,8 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
-AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "certified",
-               "width", "n", "seconds_per_image", "is_seconds_per_image", "decoder_sha256",
+AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "chains",
+               "certified", "width", "n", "subset_seed", "gap_subset_seed", "seconds_per_image", "is_seconds_per_image", "decoder_sha256",
                "gap_n", "gap_ais", "elbo_opt", "is_from_optimum", "approximation_gap"]
 GAP_SUBSET_COLUMNS = AIS_COLUMNS[-5:]
 
@@ -173,13 +173,17 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
 
 def load_ais(results_dir: str | Path) -> pd.DataFrame:
     """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
-    on the same test subset [nats], their difference (the estimator gap), the certified T and L and its
-    BDMC width, the cost of each estimator per image [s], and the approximation gap by AIS on the run's
-    gap subset (:func:`_on_gap_subset`)."""
+    on the same test subset [nats], their difference (the estimator gap), the setting (T, L, chains), its BDMC
+    width and whether that certifies it (:func:`gpvae.validity.ais_premise`: the one rule every page applies),
+    the images (n, and the seed of their draw; None: the first n), the seed of the run's gap subset, the cost of each estimator per image [s], and the
+    approximation gap by AIS on the run's gap subset (:func:`_on_gap_subset`)."""
     records = {(r["dataset"], r["run"], r["seed"]): r for r in load_records(results_dir)}
     rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"], "is": r["is"]["mean"],
              "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"], "steps": r["settings"]["steps"],
-             "leapfrog": r["settings"]["leapfrog"], "certified": r["certificate"]["certified"], "width": r["certificate"]["width"], "n": r["n"],
+             "leapfrog": r["settings"]["leapfrog"], "chains": r["settings"].get("chains", 1),
+             "certified": ais_premise(r["certificate"]["width"]) is None, "width": r["certificate"]["width"], "n": r["n"],
+             "subset_seed": r.get("subset_seed"),
+             "gap_subset_seed": records.get((r["dataset"], r["run"], r["seed"]), {}).get("gaps", {}).get("subset_seed"),
              "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
              "decoder_sha256": r["decoder_sha256"],
              **_on_gap_subset(r, records.get((r["dataset"], r["run"], r["seed"])))}
@@ -379,9 +383,9 @@ def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
             f"{bdmc['images']} images simulated from the model", "how far AIS at this setting can be from log p(x)")
     same_decoder = bool(bdmc and ais and bdmc.get("decoder_sha256") == ais.get("decoder_sha256"))
     width = next((s["width"] for s in bdmc["sandwich"] if s["settings"] == ais["settings"]), None) if same_decoder else None
-    certified = width is not None and width <= AIS_CERTIFIED_WIDTH
-    uncertified = (f"needs AIS certified by a BDMC sandwich of at most {AIS_CERTIFIED_WIDTH:g} nat, of the same decoder "
-                   "at the same setting (" + (f"this one's: {width:.2f}" if width is not None else "none") + ")")
+    premise = ais_premise(width)
+    certified = premise is None
+    uncertified = f"needs AIS certified by a BDMC sandwich of the same decoder at the same setting: {premise}"
     if ais:
         add("log p(x), AIS from the prior", f"{ais['mean']:.2f}" if certified else "not measurable",
             f"T = {ais['settings']['steps']}, {ais['n']} test images, "

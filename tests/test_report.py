@@ -216,6 +216,22 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     assert table.loc["rme", ["gap_n", "approximation_gap"]].isna().all()
 
 
+def test_an_ais_row_states_its_images_and_chains_and_is_certified_by_the_library_rule_not_its_grids(tmp_path):
+    """One certificate rule for every page (gpvae.validity.ais_premise): a record whose grid accepted a 3-nat
+    sandwich (a smoke grid's max_width) is not certified on the pages; the seeded draw of its images and its
+    chains are columns beside the value."""
+    (tmp_path / "mnist" / "ais").mkdir(parents=True)
+    for run, width in (("vae", 0.45), ("gp", 3.0)):
+        (tmp_path / "mnist" / "ais" / f"{run}_seed0.json").write_text(json.dumps(
+            {"dataset": "mnist", "run": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
+             "is": {"mean": -97.5, "eval_k": 1000, "seconds": 5.0}, "estimator_gap": 0.5, "seconds": 50.0,
+             "settings": {"steps": 4000, "leapfrog": 2, "chains": 3}, "decoder_sha256": "d",
+             "certificate": {"certified": True, "width": width, "max_width": 1000.0}}))
+    table = report.load_ais(tmp_path).set_index("run")
+    assert table.loc["vae", "certified"] and not table.loc["gp", "certified"]
+    assert table.loc["gp", ["subset_seed", "chains", "n"]].tolist() == [2026, 3, 500]
+
+
 def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid():
     from gpvae.plotting import MODEL_LABELS, run_labels
 
@@ -255,13 +271,13 @@ def test_a_run_folder_s_summary_shows_an_approximation_gap_only_where_ais_is_cer
         return dict(zip(table["quantity"], table["nats"])), dict(zip(table["quantity"], table["meaning"]))
 
     values, meanings = rows()  # no certificate: the IS-based −0.7 is never shown, nor AIS − IS
-    assert values["approximation gap"] == "not measurable" and "setting (none)" in meanings["approximation gap"]
+    assert values["approximation gap"] == "not measurable" and "without a BDMC certificate" in meanings["approximation gap"]
     assert values["estimator gap, AIS − IS"] == values["log p(x), AIS from the prior"] == "not measurable"
     assert values["log p̂(x), importance sampling"] == "-95.00" and values["amortization gap"] == "2.50"
     bdmc = {"images": 100, "sandwich": [{"settings": setting, "width": 3.1}]}
     (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
     values, meanings = rows()  # a sandwich too wide to certify
-    assert values["approximation gap"] == "not measurable" and "this one's: 3.10" in meanings["approximation gap"]
+    assert values["approximation gap"] == "not measurable" and "sandwich is 3.10 nats wide, over 0.5" in meanings["approximation gap"]
     bdmc["sandwich"][0]["width"] = 0.3
     (tmp_path / "bdmc.json").write_text(json.dumps(bdmc))
     values, _ = rows()  # certified: AIS − ELBO(q*) on the gap images

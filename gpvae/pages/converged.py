@@ -4,7 +4,6 @@ parts), the BDMC certificates, the verdicts' quantities at both budgets, and R1 
 Every caption states the protocol its records carry. No torch: JSON records only."""
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 
@@ -135,18 +134,8 @@ def curves_figure(records: list[dict], small_records: list[dict], labels: dict) 
 
 
 def ais_frame(grids: dict) -> pd.DataFrame:
-    """:func:`gpvae.report.load_ais` of each grid (``{profile: Grid}``) with its ``profile``; from each AIS
-    record the ``subset_seed`` of its test images (None: the first images) and its ``chains``; from the run's
-    record the ``gap_subset_seed`` of its gap subset."""
-    frames = []
-    for profile, grid in grids.items():
-        ais = report.load_ais(grid.layout.results_dir).assign(profile=profile)
-        cells = list(zip(ais["dataset"], ais["run"], ais["seed"]))
-        drawn = [json.loads(grid.layout.run_measurement_path("ais", *cell).read_text()) for cell in cells]
-        gaps = [json.loads(grid.layout.record_path(*cell).read_text()).get("gaps", {}) for cell in cells]
-        frames.append(ais.assign(subset_seed=[x.get("subset_seed") for x in drawn],
-                                 chains=[x["settings"].get("chains", 1) for x in drawn],
-                                 gap_subset_seed=[g.get("subset_seed") for g in gaps]))
+    """:func:`gpvae.report.load_ais` of each grid (``{profile: Grid}``), with its ``profile``."""
+    frames = [report.load_ais(grid.layout.results_dir).assign(profile=profile) for profile, grid in grids.items()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
