@@ -40,6 +40,7 @@ EXTERNAL = "external.json"  # what makes a folder an external run folder
 CHECK_IMAGES = 8  # images of the data that the checks of a model pass through it
 PYTHAE_MODELS = ("VAE", "BetaVAE", "IWAE")  # pythae's models with a diagonal-Gaussian encoder and the N(0, I) prior
 BCE_LOG_FLOOR = -100.0  # torch's binary cross-entropy clamps each log-probability here
+STEEP_PROBABILITY = 1e-30  # below it the float32 derivative of log q (1/q) can overflow: its gradient is taken as 0
 
 
 class ExternalEncoder(nn.Module):
@@ -125,10 +126,19 @@ class PythaeEncoder(nn.Module):
         return out.embedding, out.log_covariance
 
 
+def bce_log(q: torch.Tensor) -> torch.Tensor:
+    """log q for probabilities q (any shape), floored at :data:`BCE_LOG_FLOOR` as torch's binary cross-entropy
+    floors it, with a gradient that is finite everywhere: zero where q < :data:`STEEP_PROBABILITY` (q = 0 for
+    a saturated sigmoid), where ``q.log().clamp(...)`` would propagate 0 × inf = NaN to z and stall HMC and SVI."""
+    steep = q < STEEP_PROBABILITY
+    floored = q.detach().log().clamp(min=BCE_LOG_FLOOR)
+    return torch.where(steep, floored, torch.where(steep, torch.ones_like(q), q).log())
+
+
 class PythaeDecoder(nn.Module):
     """A pythae decoder (``reconstruction``: Bernoulli probabilities p) as ``z (N, d) -> logits (N, C, H, W)``:
-    log p − log(1 − p), each log clamped at :data:`BCE_LOG_FLOOR` as pythae's binary cross-entropy clamps it,
-    so that the Bernoulli log-probability of these logits is pythae's own (its loss and ``get_nll``)."""
+    log p − log(1 − p), each log by :func:`bce_log` (floored as pythae's binary cross-entropy floors it), so
+    that the Bernoulli log-probability of these logits is pythae's own (its loss and ``get_nll``)."""
 
     def __init__(self, decoder: nn.Module, image_shape: tuple[int, int, int]):
         super().__init__()
@@ -137,7 +147,7 @@ class PythaeDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         p = self.decoder(z).reconstruction
-        logits = p.log().clamp(min=BCE_LOG_FLOOR) - (-p).log1p().clamp(min=BCE_LOG_FLOOR)
+        logits = bce_log(p) - bce_log(1 - p)
         fits = logits[0].numel() == math.prod(self.image_shape)  # else check() names the decoder's shape
         return logits.reshape(len(z), *self.image_shape) if fits else logits
 

@@ -178,3 +178,30 @@ def test_the_command_line_measures_a_module_s_vae_and_refuses_a_wrong_one(tmp_pa
     assert cli_main(["evaluate", str(wrong), "--external", f"{tmp_path / 'my_vae.py'}:build_8bit", *common]) == 2
     assert "logistic likelihood needs 8-bit pixel levels 0..255; the data's are binary" in capsys.readouterr().err
     assert not (wrong / "external.json").exists()  # refused: nothing written
+
+
+def test_a_saturated_sigmoid_decoder_keeps_pythae_s_log_likelihood_and_finite_gradients():
+    """pythae's decoders end in a sigmoid whose float32 output reaches exactly 0 and 1: the logits read from
+    it give torch's binary cross-entropy (floored at -100 nats a pixel) as the log-likelihood, and a finite
+    gradient in z wherever it saturates (where clamping after the log gives NaN: 0 × inf)."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from gpvae.external import PythaeDecoder
+
+    class Saturating(torch.nn.Module):
+        def forward(self, z):
+            return SimpleNamespace(reconstruction=torch.sigmoid(z.repeat(1, 2) * torch.tensor([1.0, 80.0, -80.0, 120.0])))
+
+    decoder = PythaeDecoder(Saturating(), (1, 2, 2))
+    z = torch.tensor([[0.3, 1.0], [-0.5, -2.0]], requires_grad=True)
+    x = torch.tensor([[0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0]]).reshape(2, 1, 2, 2)
+    logits = decoder(z)
+    log_px_z = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+    p = Saturating()(z).reconstruction.reshape(2, 1, 2, 2)
+    pythae_log_px_z = -F.binary_cross_entropy(p, x, reduction="none").sum((1, 2, 3))
+    assert (p == 1).any() and (p == 0).any()
+    assert torch.allclose(log_px_z, pythae_log_px_z, atol=1e-4)
+    (gradient,) = torch.autograd.grad(log_px_z.sum(), z)
+    assert torch.isfinite(gradient).all()
