@@ -1,5 +1,6 @@
 """One look for every figure of the book: a seaborn theme with a colour-blind-safe palette, and a
-fixed colour and label per model so a model looks the same in every chapter."""
+fixed colour, marker and label per model so a model looks the same in every chapter (the marker tells
+apart the models whose colours are near: VAE and VLAE, IWAE, IAF and R4, HF and RME)."""
 from __future__ import annotations
 
 import seaborn as sns
@@ -18,6 +19,9 @@ MODEL_COLOURS["vae_continued"] = (0.45, 0.45, 0.45)
 MODEL_COLOURS["gp_refit"] = sns.color_palette("dark", 10)[1]  # R4's orange, darker: the same family
 MODEL_COLOURS["gp_iw"] = sns.color_palette("dark", 10)[2]  # R1's green, darker: R1 with another bound
 MODEL_COLOURS["gp_iw_expected"] = sns.color_palette("pastel", 10)[2]
+MODEL_MARKERS = {"vae": "o", "iwae": "s", "hf": "^", "iaf": "v", "rme": "D", "savae": "P", "vlae": "X",
+                 "gp": "*", "gp_paper": "h", "gp_refit": "p", "gp_iw": "<", "gp_iw_expected": ">",
+                 "vae_extra": "d", "vae_continued": "8"}
 
 
 def run_labels(grid) -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .. import report, verdicts
-from ..plotting import MODEL_COLOURS
+from ..plotting import MODEL_COLOURS, MODEL_MARKERS
 from . import dataset_label, legend_below
 from .results import SCORES, ResultsPage
 
@@ -42,7 +43,7 @@ def likelihood_cost(page: ResultsPage) -> Figure:
         for run, row in stats.reindex(page.ordered(stats.index)).iterrows():
             if run in bench and run not in failed:
                 ax.errorbar(bench[run]["results"][0]["infer_ratio_to_vae"], row["mean"],
-                            yerr=0 if np.isnan(row["sd"]) else row["sd"], fmt="o", capsize=3,
+                            yerr=0 if np.isnan(row["sd"]) else row["sd"], fmt=MODEL_MARKERS[run], ms=7, capsize=3,
                             color=MODEL_COLOURS[run], label=page.labels[run])
         ax.set_xscale("log")
         ax.set_xlabel("inference time [× the VAE's] (log scale)")
@@ -55,8 +56,9 @@ def likelihood_cost(page: ResultsPage) -> Figure:
 
 
 def curves(page: ResultsPage) -> Figure:
-    """Validation ELBO [nats] per epoch, one line per model and seed, one panel per dataset; a warm-started
-    run continues its source's curve."""
+    """Validation ELBO [nats] per epoch, one line per model and seed, one panel per dataset, each model with its
+    marker; a warm-started run continues its source's curve, a marker at every one of its epochs (its few
+    epochs would otherwise hide under the source's line)."""
     done = {(r["dataset"], r["run"], r["seed"]): r.get("epochs_done", 0) for r in page.records}
     fig, axes = _panels(len(page.datasets), 3.4)
     for ax, dataset in zip(axes, page.datasets):
@@ -65,9 +67,11 @@ def curves(page: ResultsPage) -> Figure:
             source = page.grid.runs[record["run"]].get("warm_start")
             history = pd.DataFrame(record["history"])
             ax.plot(done.get((dataset, source, record["seed"]), 0) + history["epoch"], history["valid_elbo"],
-                    color=MODEL_COLOURS[record["run"]], alpha=0.8, lw=1.2,
+                    color=MODEL_COLOURS[record["run"]], alpha=0.8, lw=1.2, marker=MODEL_MARKERS[record["run"]],
+                    ms=6 if source else 4, markevery=1 if source else max(1, len(history) // 4),
                     label=page.labels[record["run"]] if record["seed"] == min(page.grid.seeds) else None)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation ELBO [nats]")
         ax.set_title(dataset_label(dataset))
         values = [h["valid_elbo"] for r in mine for h in r["history"]]
