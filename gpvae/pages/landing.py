@@ -105,6 +105,14 @@ def _decide(differences: pd.DataFrame) -> verdicts.Verdict:
     return verdicts.likelihood(differences.set_axis([f"{run} on {dataset}" for dataset, run in differences.index]))
 
 
+def headline(line: str) -> str:
+    """The claim and its outcome, the bold opening of a claim's line (``**1. ... — fails.**``), without
+    numbers: what README.md states of each claim (tests/test_readme.py holds it to the records)."""
+    if not line.startswith("**") or "**" not in line[2:]:
+        raise ValueError(f"a claim's line opens with its bold headline; got {line[:60]!r}")
+    return line[:line.index("**", 2) + 2]
+
+
 def criterion() -> str:
     """The rule every claim line applies, in one sentence (:mod:`gpvae.verdicts`)."""
     return (f"Every comparison is seed-matched and holds or fails when it lies beyond {verdicts.MARGIN_SDS:g} sds of "
