@@ -1,34 +1,23 @@
-"""The runs-of-record workflow (workflow/Snakefile, gpvae.runs): grids, dry runs of every profile,
-and one tiny grid run end to end through papermill, records and table."""
-import csv
+"""The runs-of-record workflow (workflow/Snakefile, gpvae.runs): grids, dry runs of every profile, persistence
+and the committed records. The tiny grid run end to end is tests/test_workflow_run.py."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from gpvae.runs import jobs, persistence, records, schema
 from gpvae.runs.grid import Grid
-from gpvae.cli import main as cli_main
 from gpvae.config import ConfigError
-
-from .conftest import data_dir, requires_data
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def grid(name: str) -> Grid:
-    return Grid.load(REPO / "workflow" / "config" / f"{name}.yaml")
-
-
 def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():
-    cpu = grid("cpu")
+    cpu = Grid.of("cpu")
     cells = cpu.cells()
     assert len(cells) == (3 * 10 - 1) * 3
     assert ("fashion_mnist", "vlae", 0) not in cells and ("mnist", "vlae", 2) in cells
@@ -36,8 +25,8 @@ def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():
 
 
 def test_the_cpu_grid_controls_for_the_extra_epochs_of_the_warm_started_models():
-    cpu = grid("cpu")
-    assert cpu.controls() == {"vae_extra": ["savae", "vlae"]} and grid("gpu").controls() == {}
+    cpu = Grid.of("cpu")
+    assert cpu.controls() == {"vae_extra": ["savae", "vlae"]} and Grid.of("gpu").controls() == {}
     control = cpu.chapter_parameters("omniglot", "vae_extra", 2)
     for run in cpu.controls()["vae_extra"]:  # the same schedule as the models it controls for
         compared = cpu.chapter_parameters("omniglot", run, 2)
@@ -58,20 +47,20 @@ def test_a_committed_table_is_the_table_of_its_committed_records(table, tmp_path
 
 def test_the_fashion_mnist_savae_clips_its_svi_gradients_on_both_grids():
     for name in ("cpu", "gpu"):
-        assert grid(name).chapter_parameters("fashion_mnist", "savae", 0)["options"]["svi_max_grad_norm"] == 100.0
-        assert "svi_max_grad_norm" not in grid(name).chapter_parameters("mnist", "savae", 0)["options"]
+        assert Grid.of(name).chapter_parameters("fashion_mnist", "savae", 0)["options"]["svi_max_grad_norm"] == 100.0
+        assert "svi_max_grad_norm" not in Grid.of(name).chapter_parameters("mnist", "savae", 0)["options"]
 
 
 def test_bench_times_each_architecture_once(monkeypatch):
     timed = []
     monkeypatch.setattr("gpvae.runs.jobs.bench", lambda models, config, repeats: timed.append(models) or {"model": models})
-    reports = jobs.bench_grid(grid("cpu"), "mnist")
+    reports = jobs.bench_grid(Grid.of("cpu"), "mnist")
     assert "vae_extra" not in reports and {"vae", "savae", "gp", "gp_paper"} <= set(reports)
     assert len(timed) == len(reports) == 9
 
 
 def test_chapter_parameters_warm_start_and_overrides():
-    cpu = grid("cpu")
+    cpu = Grid.of("cpu")
     gp = cpu.chapter_parameters("fashion_mnist", "gp", 1)
     assert gp["options"]["init_from"] == str(REPO / "runs/workflow/cpu/fashion_mnist/vae_seed1")  # the repository's runs_dir
     assert gp["options"]["error_images"] == 2000 and gp["epochs"] == 0  # the dataset's override, the run's epochs
@@ -80,7 +69,7 @@ def test_chapter_parameters_warm_start_and_overrides():
     assert vae == {"model": "vae", "dataset": "mnist", "epochs": 20, "max_train": None, "max_test": 2000,
                    "eval_k": 1000, "seed": 0, "device": "cpu", "out": str(REPO / "runs/workflow/cpu/mnist/vae_seed0"),
                    "options": {}}
-    assert grid("gpu").chapter_parameters("mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
+    assert Grid.of("gpu").chapter_parameters("mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
 
 
 @pytest.mark.parametrize("change, message", [
@@ -104,14 +93,14 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["k_curve"].update(max_test=True), "k_curve of mnist: max_test takes a positive integer"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
-    bad = grid("cpu").spec
+    bad = Grid.of("cpu").spec
     change(bad)
     with pytest.raises(ConfigError, match=message):
         Grid(bad)
 
 
 def test_an_ais_job_whose_certificate_run_diverged_names_it(tmp_path):
-    cpu = grid("cpu").replace(runs_dir=str(tmp_path))
+    cpu = Grid.of("cpu").replace(runs_dir=str(tmp_path))
     folder = cpu.layout.run_dir("mnist", "vae", 0)
     folder.mkdir(parents=True)
     (folder / "bdmc.json").write_text(json.dumps({"diverged": "non-finite loss at epoch 3", "run_dir": str(folder)}))
@@ -132,7 +121,7 @@ def test_the_certified_ais_setting_is_the_cheapest_within_the_width_else_the_cos
 
 
 def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path):
-    cpu = grid("cpu").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
+    cpu = Grid.of("cpu").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
     folder, committed = cpu.layout.run_dir("mnist", "vae", 0), cpu.layout.record_path("mnist", "vae", 0)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"test_ll": -98.25}))
@@ -168,7 +157,7 @@ def test_a_measurement_of_a_run_retrained_into_another_model_is_refused(tmp_path
 
 
 def test_seeds_from_the_command_line():
-    cpu = grid("cpu")
+    cpu = Grid.of("cpu")
     for given, expected in ((1, [1]), ("[0, 2]", [0, 2]), ([2], [2])):
         assert cpu.replace(seeds=given).seeds == expected
 
@@ -203,7 +192,7 @@ def test_dry_run_of_the_study_profile(tmp_path):
 
 
 def test_every_converged_run_a_claim_compares_with_gp_rf_has_gp_rf_s_seeds(tmp_path):
-    converged = grid("converged").replace(results_dir=str(tmp_path))
+    converged = Grid.of("converged").replace(results_dir=str(tmp_path))
     gp_seeds = converged.run_seeds("mnist", "gp")
     assert gp_seeds == [0, 1, 2]
     assert all(converged.run_seeds("mnist", run) == gp_seeds for run in converged.runs)
@@ -269,7 +258,7 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     assert counts["k_curve"] == 4 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
     assert counts["measurement_record"] == 4 + 2 * 2  # k_curve, difficulty, bdmc, frontier; difficulty, bdmc at seeds 1-2
     assert counts["ais_cost"] == 1
-    converged = grid("converged")
+    converged = Grid.of("converged")
     vae = converged.chapter_parameters("mnist", "vae", 0)
     assert vae["epochs"] == 1500 and vae["max_test"] is None and vae["options"]["patience"] == 50
     assert converged.chapter_parameters("mnist", "gp", 0)["options"]["error_images"] == 50000
@@ -278,11 +267,11 @@ def test_dry_run_of_the_converged_profile(tmp_path):
 def test_the_importance_weighted_screen_is_its_own_grid_of_every_run_it_compares(tmp_path):
     """IWAE, R1 and the two importance-weighted readings on MNIST and Omniglot-28, 3 seeds, each with its gaps,
     AIS and record; the VAE's BDMC per seed certifies AIS."""
-    iw = grid("iw")
+    iw = Grid.of("iw")
     assert iw.chapter_parameters("omniglot", "gp_iw", 1)["options"] == {"gp_preset": "paper", "objective": "iw", "iw_k": 5}
     assert iw.chapter_parameters("mnist", "gp_iw_expected", 2)["options"]["objective"] == "iw_expected"
     assert iw.chapter_parameters("mnist", "iwae", 0)["options"]["iwae_k"] == 5
-    assert iw.layout.results_dir != grid("cpu").layout.results_dir
+    assert iw.layout.results_dir != Grid.of("cpu").layout.results_dir
     counts = dry_run_counts("iw", tmp_path)
     assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 5 * 2 * 3 and counts["bdmc"] == 2 * 3
 
@@ -292,127 +281,8 @@ def test_without_a_profile_the_workflow_says_how_to_run_it():
     assert done.returncode != 0 and "--profile workflow/profiles/cpu" in done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def smoke_grid(tmp_path_factory):
-    """The tiny grid of tests/data/grid_smoke.yaml (VAE, then R4 fitted to it) run to the end."""
-    root = tmp_path_factory.mktemp("workflow")
-    spec = yaml.safe_load((REPO / "tests" / "data" / "grid_smoke.yaml").read_text())
-    spec.update(runs_dir=str(root / "runs"), results_dir=str(root / "results"))
-    config = root / "grid.yaml"
-    config.write_text(yaml.safe_dump(spec))
-    # a record of an earlier pass (another seed): the table lists it beside this pass's
-    earlier = root / "results" / "mnist" / "vae_seed9.json"
-    earlier.parent.mkdir(parents=True)
-    earlier.write_text(json.dumps({"dataset": "mnist", "run": "vae", "seed": 9, "test_ll": -99.0,
-                                   "gaps": {"approximation_gap": 1.0, "amortization_gap": 2.0, "n": 4}}))
-    env = {**os.environ, "GPVAE_DATA_DIR": str(data_dir())}
-    command = [*SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--rerun-triggers", "mtime"]
-    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
-    assert first.returncode == 0, first.stderr[-5000:]
-    return spec, root, command, env
-
-
-@requires_data
-def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
-    spec, root, _, _ = smoke_grid
-    vae = json.loads((root / "results" / "mnist" / "vae_seed0.json").read_text())
-    gp = json.loads((root / "results" / "mnist" / "gp_seed0.json").read_text())
-    for record in (vae, gp):
-        assert {"git_commit", "device", "options", "budget", "wall_seconds", "command", "gaps"} <= set(record)
-        assert record["n_test"] == 40 and record["eval_k"] == 8 and record["gaps"]["n"] == 4
-        assert record["wall_seconds"] > 0 and isinstance(record["gaps"]["q_star_converged"], bool)
-    assert gp["options"]["init_from"] == str(root / "runs" / "mnist" / "vae_seed0") and gp["valid_elbo"] is None
-    assert len(vae["history"]) == 1 and vae["options"]["max_train"] == 1000
-    # the executed chapter is the run's record: its parameters cell carries the run's parameters
-    notebook = json.loads((root / "runs" / "mnist" / "gp_seed0" / "training.ipynb").read_text())
-    injected = next(c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
-    assert '"init_from"' in "".join(injected["source"])
-    rows = list(csv.DictReader((root / "results" / "runs.csv").open()))
-    assert [(r["run"], r["seed"]) for r in rows] == [("diverges", "0"), ("gp", "0"), ("vae", "0"), ("vae", "9")]
-    assert rows[0]["test_ll"] == ""  # a diverged run has no numbers
-    assert float(rows[2]["test_ll"]) == pytest.approx(vae["test_ll"])
-    bench = json.loads((root / "results" / "mnist" / "bench.json").read_text())
-    assert set(bench) == {"vae", "gp"} and bench["gp"]["results"][0]["model"] == "gp"
-
-
-@requires_data
-def test_k_curve_record_evaluates_both_runs_at_each_k_with_their_decoder_digest(smoke_grid):
-    _, root, _, _ = smoke_grid
-    check = json.loads((root / "results" / "mnist" / "k_curve" / "seed0.json").read_text())
-    assert check["k_curve"] == {"runs": ["vae", "gp"], "eval_ks": [2, 8], "max_test": 4} and set(check["runs"]) == {"vae", "gp"}
-    for run in check["runs"].values():
-        assert [c["eval_k"] for c in run["curve"]] == [2, 8] and run["n_test"] == 4
-        assert all(len(c["per_example"]) == 4 and c["test_ll"] == pytest.approx(sum(c["per_example"]) / 4, abs=1e-3)
-                   for c in run["curve"])
-        assert {"git_commit", "device", "wall_seconds"} <= set(run)
-    # R4 is fitted to the VAE's encoder errors and leaves its decoder as it was: one p(x) for both
-    assert check["runs"]["vae"]["decoder_sha256"] == check["runs"]["gp"]["decoder_sha256"]
-
-
-@requires_data
-def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_vae_gap(smoke_grid):
-    _, root, _, _ = smoke_grid
-    check = json.loads((root / "results" / "mnist" / "difficulty" / "seed0.json").read_text())
-    assert check["difficulty"] == {"runs": ["gp"], "reference": "vae"} and set(check["runs"]) == {"gp"}
-    gp = check["runs"]["gp"]
-    vae_gaps = json.loads((root / "runs" / "mnist" / "vae_seed0" / "gaps.json").read_text())
-    assert gp["n"] == 4 and gp["per_image"]["gap"] == pytest.approx(vae_gaps["amortization_gap"]["per_example"], abs=1e-4)
-    assert set(gp["spearman_with_gap"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
-                                            "negative_elbo"}
-    assert set(gp["partial_spearman_given_negative_elbo"]) == {"mean_function_variance", "variance_function_variance"}
-    assert gp["scores_of_reference"] == ["encoder_variance", "negative_elbo"] and gp["wall_seconds"] > 0
-
-
-@requires_data
-def test_ood_record_scores_the_images_of_other_datasets_by_every_difficulty_score(smoke_grid):
-    _, root, _, _ = smoke_grid
-    vae, gp = (json.loads((root / "results" / "mnist" / "ood" / f"{run}_seed0.json").read_text()) for run in ("vae", "gp"))
-    assert gp["ood"]["sets"] == ["fashion_mnist", "omniglot"] and gp["n"] == 6 and gp["wall_seconds"] > 0
-    assert set(gp["auroc"]) == set(gp["roc"]) == {"fashion_mnist", "omniglot"}
-    assert set(gp["auroc"]["omniglot"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
-                                            "negative_elbo"}
-    assert set(vae["auroc"]["omniglot"]) == {"encoder_variance", "negative_elbo"}
-    assert all(0 <= v <= 1 for scores in gp["auroc"].values() for v in scores.values())
-    # R4 keeps its VAE's encoder: the encoder's variance is one score, so one AUROC
-    assert gp["auroc"]["omniglot"]["encoder_variance"] == vae["auroc"]["omniglot"]["encoder_variance"]
-    curve = gp["roc"]["fashion_mnist"]["negative_elbo"]
-    assert curve["fpr"][0] == curve["tpr"][0] == 0.0 and curve["fpr"][-1] == curve["tpr"][-1] == 1.0
-
-
-@requires_data
-def test_a_diverged_training_is_a_record_and_its_later_jobs_say_so(smoke_grid):
-    _, root, _, _ = smoke_grid
-    record = json.loads((root / "results" / "mnist" / "diverges_seed0.json").read_text())
-    assert record["diverged"].startswith("non-finite loss") and "test_ll" not in record
-    assert record["options"]["lr"] == 1e6 and {"git_commit", "device", "command", "budget"} <= set(record)
-    assert not (root / "results" / "mnist" / "weights" / "diverges_seed0").exists()  # nothing to evaluate
-    ood = json.loads((root / "results" / "mnist" / "ood" / "diverges_seed0.json").read_text())
-    assert ood["diverged"] == record["diverged"] and "auroc" not in ood
-
-
-@requires_data
-def test_the_record_job_drops_the_parked_checkpoint_of_a_finished_or_diverged_run(smoke_grid, tmp_path):
-    spec, root, _, env = smoke_grid
-    shutil.copytree(root / "runs", tmp_path / "runs")
-    shutil.copytree(root / "results", tmp_path / "results")
-    here = Grid({**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")})
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(here.spec))
-    targets = []
-    for run in ("vae", "diverges"):  # parked by a session that stopped, then finished on another machine
-        parked = here.layout.parked_checkpoint("mnist", run, 0)
-        parked.parent.mkdir(parents=True)
-        parked.write_bytes(b"checkpoint")
-        (here.layout.run_dir("mnist", run, 0) / "metrics.json").touch()  # its record to be written again
-        targets.append(str(here.layout.record_path("mnist", run, 0)))
-    done = subprocess.run([*SNAKEMAKE, *targets, "--configfile", str(tmp_path / "grid.yaml"), "--cores", "1",
-                           "--rerun-triggers", "mtime"], cwd=REPO, capture_output=True, text=True,
-                          env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert not any(here.layout.parked_checkpoint("mnist", run, 0).parent.exists() for run in ("vae", "diverges"))
-
-
 def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
-    cpu = grid("cpu").replace(results_dir=str(tmp_path))
+    cpu = Grid.of("cpu").replace(results_dir=str(tmp_path))
     parked = cpu.layout.parked_checkpoint("mnist", "savae", 0)
     parked.parent.mkdir(parents=True)
     parked.write_bytes(b"checkpoint")
@@ -429,7 +299,7 @@ def test_a_training_that_failed_without_diverging_fails_its_job(tmp_path):
 
 
 def test_runs_and_datasets_may_name_fewer_seeds_and_grouped_measurements_hold_the_runs_present():
-    study = grid("study")
+    study = Grid.of("study")
     assert study.run_seeds("mnist", "r4_gp") == [0, 1, 2] and study.run_seeds("mnist", "r1_paper") == [0]
     assert study.run_seeds("omniglot", "r4_gp") == [0]
     assert study.measurement_cells("difficulty") == [("mnist", 0), ("mnist", 1), ("mnist", 2), ("omniglot", 0)]
@@ -439,89 +309,17 @@ def test_runs_and_datasets_may_name_fewer_seeds_and_grouped_measurements_hold_th
         study.replace(runs={**study.runs, "vae": {"model": "vae", "seeds": 0}})
 
 
-@requires_data
-def test_ais_record_gives_r4_and_its_vae_one_number_at_the_certified_t(smoke_grid):
-    _, root, _, _ = smoke_grid
-    vae, gp = (json.loads((root / "results" / "mnist" / "ais" / f"{run}_seed0.json").read_text()) for run in ("vae", "gp"))
-    assert vae["run"] == "vae" and vae["ais"]["certificate"] == "vae" and vae["wall_seconds"] > 0
-    assert vae["indices"] == gp["indices"] != list(range(5)) and vae["n"] == 5  # the seeded random subset
-    assert vae["per_example"] == gp["per_example"] and vae["is"]["per_example"] != gp["is"]["per_example"]
-    # the certified setting: of the declared (T, L) = (2, 2), (6, 1), the one of fewest decoder passes
-    assert vae["certificate"] == {"steps": 2, "leapfrog": 2, "decoder_passes": 4, "width": vae["certificate"]["width"],
-                                  "max_width": 1000.0, "certified": True, "run": "vae"}
-    assert (vae["settings"]["steps"], vae["settings"]["leapfrog"]) == (2, 2) and vae["estimator_gap"] == pytest.approx(
-        sum(vae["per_example"]) / 5 - sum(vae["is"]["per_example"]) / 5, abs=1e-3)
-    cost = json.loads((root / "results" / "mnist" / "ais_cost.json").read_text())
-    assert cost["ratio"] > 0 and cost["certificate"]["steps"] == vae["certificate"]["steps"] and cost["command"]
-    sandwich = json.loads((root / "results" / "mnist" / "bdmc" / "seed0.json").read_text())["runs"]["vae"]["sandwich"]
-    assert [(s["settings"]["steps"], s["settings"]["leapfrog"], s["decoder_passes"]) for s in sandwich] == [
-        (2, 2, 4), (6, 1, 6)]
-
-
-@requires_data
-def test_committed_weights_evaluate_and_serve_warm_starts_on_a_fresh_machine(smoke_grid, tmp_path):
-    spec, root, _, env = smoke_grid
-    weights = root / "results" / "mnist" / "weights" / "vae_seed0"
-    assert (weights / "checkpoint.pt").stat().st_size < 2_000_000 and (weights / "metrics.json").exists()
-    saved = torch.load(weights / "checkpoint.pt", weights_only=True)
-    assert "optimizer" not in saved and all(v.dtype == torch.float32 for v in saved["best_model"].values()
-                                            if v.is_floating_point())
-    assert cli_main(["evaluate", str(weights), "--max-test", "40"]) == 0
-    metrics = json.loads((weights / "metrics.json").read_text())
-    again = json.loads((weights / "evaluation_K8_N40.json").read_text())
-    assert again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
-    fresh = Grid({**spec, "runs_dir": str(tmp_path / "runs")})  # no run folders: warm starts read the weights
-    assert fresh.chapter_parameters("mnist", "gp", 0)["options"]["init_from"] == str(weights)
-
-
-@requires_data
-def test_a_fresh_machine_restores_finished_runs_instead_of_retraining_them(smoke_grid, tmp_path):
-    spec, root, _, env = smoke_grid
-    results = tmp_path / "results"
-    shutil.copytree(root / "results", results)
-    (results / "mnist" / "k_curve" / "seed0.json").unlink()  # a measurement still to make on finished runs
-    fresh = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(results)}
-    config = tmp_path / "grid.yaml"
-    config.write_text(yaml.safe_dump(fresh))
-    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--cores", "1", "--rerun-triggers", "mtime", "-n"],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    assert plan.returncode == 0, plan.stderr[-3000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in plan.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts.get("train", 0) == 0 and counts.get("gaps", 0) == 0 and counts.get("record", 0) == 0, plan.stdout
-    assert counts["k_curve"] == 2 and counts["measurement_record"] == 1
-    assert "restored" in plan.stderr and (tmp_path / "runs" / "mnist" / "gp_seed0" / "metrics.json").exists()
-    # measured once: AIS and its certificate come back from their records, not from a second measurement
-    assert counts.get("ais", 0) == 0 and counts.get("bdmc", 0) == 0, plan.stdout
-    restored = json.loads((tmp_path / "runs" / "mnist" / "vae_seed0" / "ais.json").read_text())
-    committed = json.loads(Grid(fresh).layout.run_measurement_path("ais", "mnist", "vae", 0).read_text())
-    assert restored["per_example"] == committed["per_example"] and "sandwich" in json.loads(
-        (tmp_path / "runs" / "mnist" / "vae_seed0" / "bdmc.json").read_text())
-    # a record rewritten from restored measurements keeps the wall time of the jobs that measured them
-    certificate = json.loads(Grid(fresh).layout.committed_measurement_path("bdmc", "mnist", "vae", 0).read_text())
-    rewritten = records.measurement_record(Grid.load(config), "bdmc", "mnist", 0, "snakemake")
-    assert rewritten["runs"]["vae"]["wall_seconds"] == certificate["runs"]["vae"]["wall_seconds"] is not None
-    assert records.run_measurement_record(Grid.load(config), "ais", "mnist", "vae", 0, "snakemake")["wall_seconds"] \
-        == committed["wall_seconds"] is not None
-    with pytest.raises(Exception, match="committed weights of a finished run"):
-        from gpvae.training import train
-        from gpvae.config import TrainConfig
-        train(TrainConfig(**{**Grid.load(config).runs["vae"], "out": str(tmp_path / "runs" / "mnist" / "vae_seed0"),
-                             "resume": True, "epochs": 2, "max_train": 1000, "max_test": 40, "eval_k": 8,
-                             "device": "cpu", "data_dir": str(data_dir())}))
-
-
 def test_recorded_settings_are_the_keys_a_measurement_takes_now():
     record = {"ais": {"runs": ["vae"], "subset": 500, "subset_seed": 2026, "chains": 1, "leapfrog": 5,
                       "certificate": "vae"}}  # before the certificate fixed L
-    converged = grid("converged")
+    converged = Grid.of("converged")
     assert schema.recorded_settings(record, "ais") == converged.measurement_settings("ais", "mnist")
     del record["ais"]["chains"]  # a record without a key the measurement takes: other settings
     assert schema.recorded_settings(record, "ais") != converged.measurement_settings("ais", "mnist")
 
 
 def test_a_first_settings_file_is_dated_now_where_a_committed_record_holds_other_settings(tmp_path):
-    converged = grid("converged").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
+    converged = Grid.of("converged").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
     record = converged.layout.run_measurement_path("ais", "mnist", "vae", 0)
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"ais": {**converged.spec["ais"], "subset": 100}}))  # another subset than the grid's
@@ -534,87 +332,6 @@ def test_a_first_settings_file_is_dated_now_where_a_committed_record_holds_other
     (folder / "ais.json").unlink()
     (folder.parent / "ais.settings.json").unlink()
     assert records.stale_records(converged) == [record]  # a fresh machine: refused by the Snakefile, named
-
-
-def _planned(spec: dict, folder: Path, env: dict) -> dict[str, int]:
-    """The jobs a dry run of grid ``spec`` (written to ``folder``) plans, per rule."""
-    config = folder / "grid.yaml"
-    config.write_text(yaml.safe_dump(spec))
-    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--cores", "1", "--rerun-triggers", "mtime", "-n"],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    assert plan.returncode == 0, plan.stderr[-3000:]
-    return {line.split()[0]: int(line.split()[1]) for line in plan.stdout.splitlines()
-            if len(line.split()) == 2 and line.split()[1].isdigit()}
-
-
-@requires_data
-def test_a_measurement_whose_settings_changed_is_measured_again_and_its_old_record_not_restored(smoke_grid, tmp_path):
-    spec, root, _, env = smoke_grid
-    shutil.copytree(root / "runs", tmp_path / "runs")  # this machine, after the grid ran
-    shutil.copytree(root / "results", tmp_path / "results")
-    here = {**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
-    assert _planned(here, tmp_path, env).get("k_curve", 0) == 0  # the same settings: nothing to measure
-    other_ks = {**here, "k_curve": {**here["k_curve"], "eval_ks": [2, 4]}}
-    planned = _planned(other_ks, tmp_path, env)
-    assert planned["k_curve"] == 2 and planned.get("ais", 0) == 0 and planned.get("train", 0) == 0, planned
-    # a fresh machine cannot measure a committed AIS record of another subset again in place: refused, named
-    fresh = {**spec, "runs_dir": str(tmp_path / "fresh_runs"), "results_dir": str(tmp_path / "results"),
-             "ais": {**spec["ais"], "subset": 4}}
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(fresh))
-    plan = subprocess.run([*SNAKEMAKE, "--configfile", str(tmp_path / "grid.yaml"), "--cores", "1", "-n"],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    said = plan.stdout + plan.stderr
-    assert plan.returncode != 0 and "measured with other settings than the grid declares" in said, said[-3000:]
-    assert "ais/vae_seed0.json" in said and "ais/gp_seed0.json" in said
-    assert not (tmp_path / "fresh_runs" / "mnist" / "vae_seed0" / "ais.json").exists()  # not restored either
-    (tmp_path / "results" / "mnist" / "ais" / "vae_seed0.json").unlink()  # git rm: measured with the new subset
-    (tmp_path / "results" / "mnist" / "ais" / "gp_seed0.json").unlink()
-    planned = _planned(fresh, tmp_path, env)
-    assert planned["ais"] == 2 and planned.get("bdmc", 0) == 0 and planned.get("train", 0) == 0, planned
-
-
-@requires_data
-def test_an_unfinished_run_is_parked_and_resumed_on_a_fresh_machine(smoke_grid, tmp_path):
-    spec, root, _, _ = smoke_grid
-    fresh = Grid({**spec, "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")})
-    started = fresh.layout.run_dir("mnist", "vae", 0)
-    started.mkdir(parents=True)
-    shutil.copy(root / "runs" / "mnist" / "vae_seed0" / "checkpoint.pt", started / "checkpoint.pt")
-    assert persistence.park(fresh) == [fresh.layout.parked_checkpoint("mnist", "vae", 0)]
-    shutil.rmtree(tmp_path / "runs")  # the machine is gone; the parked checkpoint is committed
-    assert persistence.unpark(fresh, "mnist", "vae", 0) and (started / "checkpoint.pt").exists()
-    assert not persistence.unpark(fresh, "mnist", "vae", 0)  # a folder with a checkpoint is never overwritten
-
-
-@requires_data
-def test_the_converged_chapter_renders_records_of_every_kind(smoke_grid, tmp_path):
-    """The chapter's tables, AIS verdicts and figures from real records (the smoke grid's), not only its
-    'no record yet' paths."""
-    import papermill
-
-    _, root, _, _ = smoke_grid
-    out = tmp_path / "converged.ipynb"
-    papermill.execute_notebook(str(REPO / "book" / "converged.ipynb"), str(out), progress_bar=False,
-                               parameters={"results_dir": str(root / "results")})
-    text = json.dumps([cell.get("outputs", []) for cell in json.loads(out.read_text())["cells"]])
-    assert "GP-RF (R4)" in text and "estimator gap" in text and "by AIS" in text
-    assert "no AIS record yet" not in text and "No converged record yet" not in text
-
-
-@requires_data
-def test_finished_grid_is_skipped_and_a_lost_run_resumes_from_its_checkpoint(smoke_grid):
-    spec, root, command, env = smoke_grid
-    again = subprocess.run([*command, "-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    assert "Nothing to be done" in again.stdout + again.stderr
-    # an interrupted training: the outputs are gone, the checkpoint stays -> the chapter resumes it
-    run = root / "runs" / "mnist" / "vae_seed0"
-    checkpoint_before = (run / "checkpoint.pt").stat().st_mtime_ns
-    (run / "metrics.json").unlink()
-    resumed = subprocess.run([*command, "--", str(root / "runs" / "mnist" / "vae_seed0" / "metrics.json")],
-                             cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (run / "checkpoint.pt").stat().st_mtime_ns == checkpoint_before  # no epoch trained again
-    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 1
 
 
 def test_targets_of_one_dataset_and_seed(capsys, monkeypatch):
