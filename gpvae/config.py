@@ -23,7 +23,7 @@ from .networks import NETWORKS
 from .options import ConfigError, OptionGroup, validate
 from .options import option as _opt
 from .protocol import EVAL_K
-from .provenance import REPOSITORY
+from .layout import BOOK_RUNS, REPOSITORY
 
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "encoder", "decoder", "both")
@@ -77,21 +77,21 @@ OPTION_GROUPS = (TrainerOptions, IWAEOptions, SAVAEOptions, HFOptions, IAFOption
 
 
 @dataclass
-class TrainConfig(GPRFOptions, RMEOptions, VLAEOptions, IAFOptions, HFOptions, SAVAEOptions, IWAEOptions,
-                  TrainerOptions):
+class TrainConfig(*reversed(OPTION_GROUPS)):  # a dataclass lists the fields of its last base first
     """Everything that determines a training run (and so its metrics): the trainer's options and every
-    model's, one flat namespace. The model's own group is checked (:meth:`OptionGroup.check`) and read by
-    :meth:`model_options`; the other models' options are carried but unused."""
+    model's, one flat namespace. The trainer's group and the trained model's are checked
+    (:meth:`OptionGroup.check`); the model reads its own (``Options.values``); the other models' options are
+    carried but unused."""
+
+    title = ""
 
     def __post_init__(self):
         validate(self)
+        self.check()
+
+    def check(self) -> None:
         TrainerOptions.check(self)
         MODELS[self.model].Options.check(self)
-
-    def model_options(self) -> OptionGroup:
-        """The options of ``model``, as its own group (e.g. a :class:`GPRFOptions` for ``gp``)."""
-        group = MODELS[self.model].Options
-        return group(**group.values(self))
 
     @property
     def run_dir(self) -> str:
@@ -115,7 +115,7 @@ def chapter_parameters(chapter: str) -> set[str]:
     import ast
     import json
 
-    path = Path(__file__).resolve().parents[1] / "book" / f"{chapter}.ipynb"
+    path = REPOSITORY / "book" / f"{chapter}.ipynb"
     cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
     return {t.id for cell in cells for s in ast.parse("".join(cell["source"])).body if isinstance(s, ast.Assign)
             for t in s.targets if isinstance(t, ast.Name)}
@@ -123,7 +123,7 @@ def chapter_parameters(chapter: str) -> set[str]:
 
 def chapter_runs(runs_dir: str | None) -> Path:
     """The folder a chapter trains its runs in: its ``runs_dir`` parameter, or ``<repository>/runs/book``."""
-    return Path(runs_dir) if runs_dir else REPOSITORY / "runs" / "book"
+    return Path(runs_dir) if runs_dir else BOOK_RUNS
 
 
 def chapter_scale(namespace: dict, smoke: dict, full: dict) -> str:

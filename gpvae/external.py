@@ -126,13 +126,17 @@ class PythaeEncoder(nn.Module):
         return out.embedding, out.log_covariance
 
 
-def bce_log(q: torch.Tensor) -> torch.Tensor:
-    """log q for probabilities q (any shape), floored at :data:`BCE_LOG_FLOOR` as torch's binary cross-entropy
-    floors it, with a gradient that is finite everywhere: zero where q < :data:`STEEP_PROBABILITY` (q = 0 for
-    a saturated sigmoid), where ``q.log().clamp(...)`` would propagate 0 × inf = NaN to z and stall HMC and SVI."""
+def bce_log(p: torch.Tensor, complement: bool = False) -> torch.Tensor:
+    """log p (with ``complement``: log(1 − p), by ``log1p(-p)`` as torch computes it) for probabilities p (any
+    shape), floored at :data:`BCE_LOG_FLOOR` as torch's binary cross-entropy floors it, with a gradient that
+    is finite everywhere: zero where the probability is below :data:`STEEP_PROBABILITY` (0 for a saturated
+    sigmoid), where a clamp after the log would propagate 0 × inf = NaN to z and stall HMC and SVI."""
+    q = 1 - p if complement else p
     steep = q < STEEP_PROBABILITY
-    floored = q.detach().log().clamp(min=BCE_LOG_FLOOR)
-    return torch.where(steep, floored, torch.where(steep, torch.ones_like(q), q).log())
+    safe = torch.where(steep, torch.full_like(p, 0.5), p)
+    log = (-safe).log1p() if complement else safe.log()
+    return torch.where(steep, (-p.detach()).log1p().clamp(min=BCE_LOG_FLOOR) if complement
+                       else p.detach().log().clamp(min=BCE_LOG_FLOOR), log)
 
 
 class PythaeDecoder(nn.Module):
@@ -147,7 +151,7 @@ class PythaeDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         p = self.decoder(z).reconstruction
-        logits = bce_log(p) - bce_log(1 - p)
+        logits = bce_log(p) - bce_log(p, complement=True)
         fits = logits[0].numel() == math.prod(self.image_shape)  # else check() names the decoder's shape
         return logits.reshape(len(z), *self.image_shape) if fits else logits
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+REPOSITORY = Path(__file__).resolve().parent.parent  # the checkout: its workflow/, results/ and runs/
+RESULTS = REPOSITORY / "results"  # the results of record: each workflow profile's in RESULTS/workflow/<profile>/
+GRID_FILES = REPOSITORY / "workflow" / "config"  # the grid files of record, <profile>.yaml
+BOOK_RUNS = REPOSITORY / "runs" / "book"  # where chapters train their runs unless told otherwise
 
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
@@ -17,6 +21,12 @@ DIVERGED = "diverged.json"  # written when training diverges: the message, optio
 GAPS = "gaps.json"
 # What the train and gaps jobs write, committed beside a finished run's weights (a fresh machine restores them).
 RESTORED_FILES = (METRICS, "training.ipynb", "benchmark.tsv", GAPS)
+
+
+def workflow_results(results_root: str | Path | None = None) -> Path:
+    """The folder of every workflow profile's records under a results folder laid out as the repository's
+    ``results/`` (None: the repository's own)."""
+    return Path(results_root or RESULTS) / "workflow"
 
 
 def measurement_file(run_dir: str | Path, name: str) -> Path:

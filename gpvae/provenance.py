@@ -9,13 +9,13 @@ from pathlib import Path
 import gpytorch
 import torch
 
+from .layout import REPOSITORY
 from .options import ConfigError
 
 
 # What a run executes: the package, its install files, and the chapter every run of record executes.
 # The workflow (Snakefile and grids) decides what a record measures, so it counts as code too.
 CODE_PATHS = ("gpvae", "workflow", "pyproject.toml", "requirements.lock", "book/training.ipynb")
-REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:

@@ -140,8 +140,8 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
 
 
 AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "chains",
-               "certified", "width", "n", "subset_seed", "gap_subset_seed", "seconds_per_image", "is_seconds_per_image", "decoder_sha256",
-               "gap_n", "gap_ais", "elbo_opt", "is_from_optimum", "approximation_gap"]
+               "certified", "width", "n", "subset_seed", "gap_subset_seed", "seconds_per_image", "is_seconds_per_image",
+               "decoder_sha256", "gap_n", "gap_ais", "elbo_opt", "is_from_optimum", "approximation_gap"]
 GAP_SUBSET_COLUMNS = AIS_COLUMNS[-5:]
 
 
@@ -175,19 +175,21 @@ def load_ais(results_dir: str | Path) -> pd.DataFrame:
     """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
     on the same test subset [nats], their difference (the estimator gap), the setting (T, L, chains), its BDMC
     width and whether that certifies it (:func:`gpvae.validity.ais_premise`: the one rule every page applies),
-    the images (n, and the seed of their draw; None: the first n), the seed of the run's gap subset, the cost of each estimator per image [s], and the
-    approximation gap by AIS on the run's gap subset (:func:`_on_gap_subset`)."""
+    the images (n, and the seed of their draw; None: the first n), the seed of the run's gap subset, the cost
+    of each estimator per image [s], and the approximation gap by AIS on the run's gap subset
+    (:func:`_on_gap_subset`)."""
     records = {(r["dataset"], r["run"], r["seed"]): r for r in load_records(results_dir)}
-    rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"], "is": r["is"]["mean"],
-             "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"], "steps": r["settings"]["steps"],
-             "leapfrog": r["settings"]["leapfrog"], "chains": r["settings"].get("chains", 1),
-             "certified": ais_premise(r["certificate"]["width"]) is None, "width": r["certificate"]["width"], "n": r["n"],
-             "subset_seed": r.get("subset_seed"),
-             "gap_subset_seed": records.get((r["dataset"], r["run"], r["seed"]), {}).get("gaps", {}).get("subset_seed"),
-             "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
-             "decoder_sha256": r["decoder_sha256"],
-             **_on_gap_subset(r, records.get((r["dataset"], r["run"], r["seed"])))}
-            for r in _run_measurements(results_dir, "ais")]
+    rows = []
+    for r in _run_measurements(results_dir, "ais"):
+        record = records.get((r["dataset"], r["run"], r["seed"]))
+        rows.append({"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"],
+                     "is": r["is"]["mean"], "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"],
+                     "steps": r["settings"]["steps"], "leapfrog": r["settings"]["leapfrog"],
+                     "chains": r["settings"].get("chains", 1), "certified": ais_premise(r["certificate"]["width"]) is None,
+                     "width": r["certificate"]["width"], "n": r["n"], "subset_seed": r.get("subset_seed"),
+                     "gap_subset_seed": (record or {}).get("gaps", {}).get("subset_seed"),
+                     "seconds_per_image": r["seconds"] / r["n"], "is_seconds_per_image": r["is"]["seconds"] / r["n"],
+                     "decoder_sha256": r["decoder_sha256"], **_on_gap_subset(r, record)})
     return pd.DataFrame(rows, columns=AIS_COLUMNS)
 
 

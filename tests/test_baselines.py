@@ -8,7 +8,7 @@ from torch.distributions import MultivariateNormal
 from gpvae import training
 from gpvae.config import TrainConfig
 from gpvae.distributions import DiagonalGaussianMixture, diagonal_gaussian
-from gpvae.flow_layers import FlowProposal, IAFStep, householder_reflection
+from gpvae.flow_layers import IAFStep, householder_reflection
 from gpvae.models import RME, VLAE, HouseholderFlowVAE, IAFVAE, LinearGaussian
 from gpvae.models.base import LatentVariableModel
 from gpvae.models.linear_gaussian import LinearGaussianDecoder

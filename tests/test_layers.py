@@ -143,7 +143,8 @@ def test_every_option_belongs_to_one_group_declared_beside_its_model():
         if model.Options.__name__ != "GPRFOptions":  # GP-RF's constructor takes n_train and its options
             parameters = inspect.signature(model.__init__).parameters
             assert {f.name for f in dataclasses.fields(model.Options)} <= set(parameters), name
-    assert type(TrainConfig(model="savae").model_options()).__name__ == "SAVAEOptions"
+    assert MODELS["savae"].Options.values(TrainConfig(model="savae", svi_steps=7))["svi_steps"] == 7
+    assert TrainConfig.title == "" and [g.title for g in OPTION_GROUPS].count("") == 0
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
     titles = [g.title for g in train._action_groups]
     assert [f"{g.title} options" for g in OPTION_GROUPS] == [t for t in titles if t.endswith(" options")]
@@ -163,3 +164,19 @@ def test_a_model_checks_only_its_own_options():
         TrainConfig(model="savae", svi_max_grad_norm=0.0)
     with pytest.raises(ConfigError, match="freeze"):
         TrainConfig(model="vae", freeze="encoder")
+
+
+
+def test_a_model_built_directly_checks_its_options_as_a_run_does():
+    """GP-RF built with a preset is the reading the preset names; SA-VAE refuses what TrainConfig refuses."""
+    import pytest
+
+    from gpvae.models import GPRF, SAVAE
+    from gpvae.networks import build_networks
+    from gpvae.options import ConfigError
+
+    encoder, decoder = build_networks("mlp", (1, 28, 28), "bernoulli", 4)
+    paper = GPRF(encoder, decoder, 100, gp_preset="paper")
+    assert type(paper).__name__ == "VariationalGPRF" and paper.options.gp_fit == "elbo"
+    with pytest.raises(ConfigError, match="svi_max_grad_norm"):
+        SAVAE(encoder, decoder, svi_max_grad_norm=0.0)

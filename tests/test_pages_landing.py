@@ -1,6 +1,5 @@
 """The landing page's claim lines, table and protocol statement, on small fixture evidence: each claim
 holds, fails, is not resolved, or has nothing to stand on, as the records say."""
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,7 +8,7 @@ from gpvae import report, verdicts
 from gpvae.pages import landing
 from gpvae.runs.grid import Grid
 
-CONVERGED = Grid.load(Path(__file__).resolve().parents[1] / "workflow" / "config" / "converged.yaml")
+CONVERGED = Grid.of("converged")
 
 
 def ais_rows(values: dict[str, list[float]], certified: bool = True) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from gpvae.runs.grid import Grid
 from tests.test_report import record
 
 REPO = Path(__file__).resolve().parents[1]
-GRID = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+GRID = Grid.of("cpu")
 HOLDING, FAILING, UNRESOLVED = (1.0, 1.1, 0.9), (-1.0, -1.1, -0.9), (1.0, -1.0, 0.2)  # per-seed differences
 
 

@@ -1,6 +1,5 @@
 """The importance-weighted screen's page on fixture records: the AIS table, the verdicts against IWAE and R1
 (holds, fails, not resolved, not measurable), and the amplitude trajectories."""
-from pathlib import Path
 
 import pytest
 
@@ -11,12 +10,11 @@ from gpvae.runs.grid import Grid
 from .test_pages_converged import ais_record, write
 from .test_report import record
 
-GRID = Path(__file__).resolve().parents[1] / "workflow" / "config" / "iw.yaml"
 
 
 def screen(tmp_path, ais: dict[str, list[float]], width: float = 0.3, amplitudes=None) -> ScreenPage:
     """MNIST records and AIS of ``ais`` ({run: per-seed AIS [nats]}); ``amplitudes``: {run: per-epoch amplitude}."""
-    grid = Grid.load(GRID).replace(results_dir=str(tmp_path / "results"), runs_dir=str(tmp_path / "runs"))
+    grid = Grid.of("iw").replace(results_dir=str(tmp_path / "results"), runs_dir=str(tmp_path / "runs"))
     for run, values in ais.items():
         for seed, value in enumerate(values):
             run_record = record("mnist", run, seed, value - 0.5)

@@ -308,7 +308,7 @@ def test_the_study_grid_reproduces_the_options_of_every_committed_study_record()
     # since keep their defaults; a VAE ignores GP options)
     from gpvae.runs.grid import Grid
 
-    grid = Grid.load(REPO / "workflow" / "config" / "study.yaml")
+    grid = Grid.of("study")
     cells = grid.cells()
     assert len(cells) == 23 and ("omniglot", "r4_gp", 1) not in cells and ("mnist", "r4_gp", 2) in cells
     for dataset, run, seed in cells:

@@ -65,7 +65,7 @@ def test_an_ais_difference_without_a_certificate_is_not_resolved_whatever_its_si
 
 
 def test_missing_cells_are_the_grid_minus_the_records():
-    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.of("cpu")
     absent = report.missing(grid, RECORDS)
     assert ("mnist", "vae", 0) not in absent and ("mnist", "iwae", 0) in absent
     assert len(absent) == len(grid.cells()) - len(RECORDS)
@@ -85,7 +85,7 @@ def test_verdict_needs_two_seeds_and_twice_the_sd(mean, sd, n, expected):
 
 
 def test_models_only_leaves_out_the_controls():
-    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.of("cpu")
     runs = report.frame(RECORDS + [record("mnist", "vae_extra", 0, -92.0)])
     kept = report.models_only(report.summarize(runs, "test_ll"), grid)
     assert ("mnist", "vae_extra") not in kept.index and ("mnist", "gp") in kept.index
@@ -94,7 +94,7 @@ def test_models_only_leaves_out_the_controls():
 
 
 def test_a_warm_start_that_ends_below_its_source_lost_ground():
-    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.of("cpu")
     records = [dict(record("fashion_mnist", "vae", 0, -1930.0), valid_elbo=-1967.6),
                dict(record("fashion_mnist", "savae", 0, -2731.0), valid_elbo=-2729.9),  # SA-VAE broke it
                dict(record("fashion_mnist", "vae_extra", 0, -1909.0), valid_elbo=-1967.0),  # gained
@@ -162,7 +162,7 @@ def test_readings_table_takes_runs_without_a_gap_decomposition(tmp_path):
 
 
 def test_missing_measurements_are_the_grid_s_cells_without_a_record():
-    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.of("cpu")
     rows = pd.DataFrame({"dataset": ["mnist", "mnist", "omniglot", "omniglot", "omniglot", "fashion_mnist"],
                          "seed": [0, 0, 0, 1, 2, 2]})
     assert report.missing_measurements(grid, "k_curve", rows) == "mnist seeds 1, 2; fashion_mnist seeds 0, 1"
@@ -170,7 +170,7 @@ def test_missing_measurements_are_the_grid_s_cells_without_a_record():
 
 
 def test_missing_per_run_measurements_are_counted_run_by_run():
-    grid = Grid.load(REPO / "workflow" / "config" / "cpu.yaml")
+    grid = Grid.of("cpu")
     rows = pd.DataFrame({"dataset": ["mnist", "mnist"], "run": ["vae", "gp"], "seed": [0, 0]})
     # 10 AIS runs x 3 seeds on MNIST and Omniglot-28, 9 on Fashion-MNIST (no VLAE): one run of a seed is not the seed
     assert report.missing_measurements(grid, "ais", rows) == ("mnist 28 of 30 runs × seeds; omniglot 30 of 30 runs × "
@@ -235,8 +235,7 @@ def test_an_ais_row_states_its_images_and_chains_and_is_certified_by_the_library
 def test_a_control_is_labelled_by_the_extra_epochs_and_the_runs_of_its_own_grid():
     from gpvae.plotting import MODEL_LABELS, run_labels
 
-    config = REPO / "workflow" / "config"
-    cpu, converged = (run_labels(Grid.load(config / f"{name}.yaml")) for name in ("cpu", "converged"))
+    cpu, converged = (run_labels(Grid.of(name)) for name in ("cpu", "converged"))
     assert cpu["vae_extra"] == "VAE +2 epochs (control of SA-VAE, VLAE)"
     assert converged["vae_extra"] == "VAE +20 epochs (control of GP-RF (R5, decoder refit))"
     assert converged["vae_continued"] == MODEL_LABELS["vae_continued"] and cpu["gp"] == MODEL_LABELS["gp"]

@@ -2,7 +2,6 @@
 and the committed records. The tiny grid run end to end is tests/test_workflow_run.py."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ from gpvae.runs import jobs, persistence, records, schema
 from gpvae.runs.grid import Grid
 from gpvae.config import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from .conftest import REPO, SNAKEMAKE
 
 
 def test_cpu_grid_is_every_dataset_model_and_seed_but_vlae_on_logistic_data():

@@ -16,8 +16,7 @@ from gpvae.runs import persistence, records
 from gpvae.runs.grid import Grid
 from gpvae.cli import main as cli_main
 
-from .conftest import data_dir, requires_data
-from .test_workflow import REPO, SNAKEMAKE
+from .conftest import REPO, SNAKEMAKE, data_dir, requires_data
 
 
 @pytest.fixture(scope="module")

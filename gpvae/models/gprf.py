@@ -65,15 +65,22 @@ class GPRF(EncoderDecoderModel):
     :meth:`training_objective` and :meth:`kl_per_example`."""
 
     def __new__(cls, *args, **options):
-        if cls is GPRF:  # an unknown gp_fit stays here, for __init__'s validation to name
-            cls = READINGS.get(options.get("gp_fit", GPRFOptions.gp_fit), cls)
+        if cls is GPRF:  # the reading that gp_fit names once the preset is applied (n_train may come as a keyword)
+            given = {k: v for k, v in options.items() if k in GPRFOptions.__dataclass_fields__}
+            cls = READINGS[cls.checked_options(given).gp_fit]
         return super().__new__(cls)
+
+    @staticmethod
+    def checked_options(options: dict) -> GPRFOptions:
+        """``options`` as a validated :class:`GPRFOptions`, its ``gp_preset`` applied."""
+        checked = GPRFOptions(**options)
+        validate(checked)
+        checked.check()
+        return checked
 
     def __init__(self, encoder: Encoder, decoder: Decoder, n_train: int, **options):
         super().__init__(encoder, decoder)
-        self.options = GPRFOptions(**options)
-        validate(self.options)
-        self.options.check()
+        self.options = self.checked_options(options)
         if not isinstance(self, READINGS[self.options.gp_fit]):
             raise ConfigError(f"gp_fit = {self.options.gp_fit!r} is read by {READINGS[self.options.gp_fit].__name__}, "
                               f"not {type(self).__name__}")

@@ -46,6 +46,7 @@ from .base import EncoderDecoderModel, frozen
 
 MIXTURE_COMPONENTS = 4
 SCHEDULES = ("recursive", "staged")
+MIXTURE_SCHEDULE = "recursive"
 INITIAL_WEIGHT = 0.1  # ε_m(x) of a new component before it is fitted
 
 
@@ -53,7 +54,7 @@ INITIAL_WEIGHT = 0.1  # ε_m(x) of a new component before it is fitted
 class RMEOptions(OptionGroup):
     title = "RME"
     mixture_components: int = option(MIXTURE_COMPONENTS, "RME: mixture components", minimum=1)
-    mixture_schedule: str = option("recursive", "RME: fit every component to its partial mixture at every step, "
+    mixture_schedule: str = option(MIXTURE_SCHEDULE, "RME: fit every component to its partial mixture at every step, "
                                    "or grow one component per training stage", choices=SCHEDULES)
 
 
@@ -64,7 +65,7 @@ class RME(EncoderDecoderModel):
     Options = RMEOptions
 
     def __init__(self, encoder: Encoder, decoder: Decoder, mixture_components: int = MIXTURE_COMPONENTS,
-                 mixture_schedule: str = "recursive"):
+                 mixture_schedule: str = MIXTURE_SCHEDULE):
         super().__init__(encoder, decoder)
         if mixture_schedule not in SCHEDULES:
             raise ValueError(f"unknown mixture schedule {mixture_schedule!r}; choose one of {SCHEDULES}")

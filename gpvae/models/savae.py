@@ -53,6 +53,7 @@ class SAVAE(VAE):
     def __init__(self, encoder: Encoder, decoder: Decoder, svi_steps: int = SVI_STEPS, svi_lr: float = SVI_LR,
                  svi_momentum: float = SVI_MOMENTUM, svi_max_grad_norm: float | None = None):
         super().__init__(encoder, decoder)
+        SAVAEOptions(svi_steps, svi_lr, svi_momentum, svi_max_grad_norm).check()
         self.refinement = GaussianRefinement(svi_steps, svi_lr, svi_momentum, update="sgd",
                                              max_grad_norm=svi_max_grad_norm)
 

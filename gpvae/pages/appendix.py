@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .. import report, validity
-from ..layout import Layout
+from ..layout import Layout, workflow_results
 from ..runs import records as run_records
 from . import dataset_label, listed
 from .protocol import PROTOCOL_COLUMNS, gap_protocol, protocol_text, test_protocol
@@ -21,7 +21,6 @@ from .protocol import PROTOCOL_COLUMNS, gap_protocol, protocol_text, test_protoc
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"  # the repository's results of record
 LISTED_PROFILE = "cpu"  # the workflow profile listed run by run
 HAND_PREFIX = "hand_"  # profiles of the runs by hand, converted
 SHARED_PROFILE = "hand_10k_10epochs"  # the runs by hand of every model at one budget
@@ -100,8 +99,8 @@ class AppendixPage:
     @classmethod
     def load(cls, results_dir: str | Path | None = None) -> AppendixPage:
         """Every profile's records under ``results_dir/workflow`` (None: the repository's ``results``)."""
-        root = Path(results_dir) if results_dir else RESULTS_DIR
-        folders = sorted(p for p in (root / "workflow").glob("*") if p.is_dir())
+        root = workflow_results(results_dir).parent
+        folders = sorted(p for p in workflow_results(root).glob("*") if p.is_dir())
         layouts = {folder.name: Layout(folder, folder) for folder in folders}  # results side only: no run folder is read
         listing = report.load_records(layouts[LISTED_PROFILE].results_dir) if LISTED_PROFILE in layouts else []
         hand = {name: found for name, layout in layouts.items()

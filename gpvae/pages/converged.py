@@ -151,8 +151,7 @@ def ais_summary(ais: pd.DataFrame, labels: dict[str, dict]) -> pd.DataFrame:
         is_cost=("is_seconds_per_image", "median"), gap_images=("gap_n", "max"),
         approximation_gap=("approximation_gap", "mean"), gap_seeds=("approximation_gap", "count"),
         optimum_minus_ais=("optimum_minus_ais", "mean"), optimum_seeds=("optimum_minus_ais", "count"))
-    summary["premise"] = [validity.ais_premise(w) or (None if ok else "AIS not certified by its BDMC record")
-                          for ok, w in zip(summary["certified"], summary["width"])]
+    summary["premise"] = [validity.ais_premise(w) for w in summary["width"]]
     summary.index = pd.MultiIndex.from_tuples([(p, dataset_label(d), labels[p].get(r, r)) for p, d, r in summary.index],
                                               names=["profile", "dataset", "model"])
     return summary

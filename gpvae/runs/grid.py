@@ -20,13 +20,11 @@ import yaml
 
 from ..ais import settings_grid
 from ..config import ConfigError, TrainConfig
-from ..layout import GAPS, METRICS, Layout, measurement_file
-from ..provenance import REPOSITORY
+from ..layout import GAPS, GRID_FILES, METRICS, RESULTS, Layout, measurement_file
 from .schema import (DATASET_ONLY_KEYS, GRID_KEYS, MEASUREMENT_KEYS, MEASUREMENT_OPTIONAL_KEYS,
                      POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
 
 CHAPTER = "book/training.ipynb"  # the chapter every training of record executes (papermill)
-GRID_FILES = REPOSITORY / "workflow" / "config"  # the grid files of record, <profile>.yaml
 
 
 def _is_integer(value) -> bool:
@@ -72,14 +70,18 @@ class Grid:
     @classmethod
     def of(cls, profile: str, results_root: str | Path | None = None) -> Grid:
         """The grid of record ``workflow/config/<profile>.yaml``. Given ``results_root`` (a folder laid out as
-        the repository's ``results/``, e.g. a copy elsewhere), its records are read from
-        ``results_root/workflow/<profile>``: the one place that rule is written, for chapters and scripts."""
+        the repository's ``results/``, e.g. a copy elsewhere), its records are read from the place its
+        ``results_dir`` names under ``results/``, moved to ``results_root``."""
         path = GRID_FILES / f"{profile}.yaml"
         if not path.exists():
             raise ConfigError(f"no grid of record named {profile!r}: choose one of "
                               f"{', '.join(sorted(p.stem for p in GRID_FILES.glob('*.yaml')))}")
         grid = cls.load(path)
-        return grid.replace(results_dir=str(Path(results_root) / "workflow" / profile)) if results_root else grid
+        if results_root is None:
+            return grid
+        if not grid.layout.results_dir.is_relative_to(RESULTS):
+            raise ConfigError(f"{path}: results_dir {grid.layout.results_dir} is not under {RESULTS}: it cannot move")
+        return grid.replace(results_dir=str(Path(results_root) / grid.layout.results_dir.relative_to(RESULTS)))
 
     @classmethod
     def from_argument(cls, text: str) -> Grid:
