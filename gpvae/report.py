@@ -46,12 +46,14 @@ def summarize(runs: pd.DataFrame, value: str) -> pd.DataFrame:
 ANNEALED_VALUES = ("ais", "gap_ais", "approximation_gap", "estimator_gap")
 
 
-def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll") -> pd.DataFrame:
+def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll", grid=None) -> pd.DataFrame:
     """``reference`` minus every other run, seed by seed (only seeds both have): mean, sd, n per
     (dataset, run). Positive means the reference is higher. For a value of :data:`ANNEALED_VALUES` of AIS
     rows (with a ``certified`` column: whether the dataset and seed's BDMC certificate held), also
     ``uncertified``: how many of the matched seeds lack one (:func:`verdicts.paired` leaves such a
-    difference not resolved). Two rows for one dataset, seed and run are refused, not averaged."""
+    difference not resolved). Given the ``grid`` the rows come from, also ``declared``: the seeds it declares
+    for both runs (:func:`verdicts.paired` waits for all of them). Two rows for one dataset, seed and run are
+    refused, not averaged."""
     keys = ["dataset", "seed", "run"]
     repeated = runs[runs.duplicated(keys, keep=False)]
     if len(repeated):
@@ -72,8 +74,11 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
                 if certified is not None:
                     held = certified.loc[diff.index, [reference, run]].eq(True).all(axis=1)
                     row["uncertified"] = int((~held).sum())
+                if grid is not None and dataset in grid.datasets and {reference, run} <= set(grid.runs):
+                    row["declared"] = len(set(grid.run_seeds(dataset, reference)) & set(grid.run_seeds(dataset, run)))
                 rows.append(row)
-    columns = ["dataset", "run", "mean", "sd", "n"] + (["uncertified"] if certified is not None else [])
+    columns = (["dataset", "run", "mean", "sd", "n"] + (["uncertified"] if certified is not None else [])
+               + (["declared"] if grid is not None else []))
     return pd.DataFrame(rows, columns=columns).set_index(["dataset", "run"])
 
 

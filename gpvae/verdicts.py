@@ -67,9 +67,11 @@ def spread(values) -> pd.Series:
 
 
 def paired(difference: Mapping) -> str:
-    """The paired-difference criterion for a row with ``mean``, ``sd`` and ``n`` over matched seeds."""
+    """The paired-difference criterion for a row with ``mean``, ``sd`` and ``n`` over matched seeds; not
+    resolved while a matched seed's AIS is uncertified (``uncertified`` > 0) or while seeds its grid declares
+    for both runs are missing (``n`` below ``declared``: a verdict waits for the design's seeds)."""
     n, mean, sd = difference["n"], difference["mean"], difference["sd"]
-    if difference.get("uncertified", 0) > 0:
+    if difference.get("uncertified", 0) > 0 or n < difference.get("declared", 0):
         return NOT_RESOLVED
     if n >= MIN_SEEDS and mean == 0 and sd == 0:
         return TIED

@@ -35,7 +35,7 @@ def ais_record(dataset, run, seed, value, width=0.3, n=40, subset_seed=7, steps=
 
 def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset="mnist", runs=None):
     """A results folder with run and AIS records of ``values`` ({run: per-seed AIS}); a grid stand-in whose
-    ``runs`` (specs) default to one model per run."""
+    ``runs`` (specs) default to one model per run, each declaring the seeds of the longest list."""
     layout = Layout(tmp_path / "runs", tmp_path / "results")
     for run, per_seed in values.items():
         for seed, value in enumerate(per_seed):
@@ -45,7 +45,9 @@ def fixture_grid(tmp_path, values=AIS_VALUES, width=0.3, subset_seed=7, dataset=
             write(layout.record_path(dataset, run, seed), run_record)
             write(layout.run_measurement_path("ais", dataset, run, seed),
                   ais_record(dataset, run, seed, value, width, subset_seed=subset_seed))
-    return SimpleNamespace(layout=layout, controls=lambda: {}, runs=runs or {run: {"model": run} for run in values})
+    seeds = list(range(max(map(len, values.values()))))
+    return SimpleNamespace(layout=layout, controls=lambda: {}, runs=runs or {run: {"model": run} for run in values},
+                           datasets={dataset: {}}, run_seeds=lambda dataset, run: seeds)
 
 
 def test_table6_caption_states_the_protocol_of_its_records():

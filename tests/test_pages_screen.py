@@ -34,6 +34,13 @@ def test_a_screened_reading_against_iwae_at_the_same_k(tmp_path, gp_iw, outcome)
     assert any("− GP-RF (R1, literal), by AIS" in x for x in page.verdicts().splitlines())
 
 
+def test_a_verdict_waits_for_every_seed_the_grid_declares(tmp_path):
+    """Two of the screen's three seeds agree beyond 2 sd: still not resolved, and said so."""
+    page = screen(tmp_path, {"iwae": [-91.0, -91.1], "gp_iw": [-90.0, -90.1]})
+    line = next(x for x in page.verdicts().splitlines() if "− IWAE, by AIS" in x)
+    assert line.endswith("(n = 2 of 3 declared seeds): not resolved.")
+
+
 def test_uncertified_ais_leaves_the_screen_not_measurable(tmp_path):
     page = screen(tmp_path, {"iwae": [-91.0, -91.1], "gp_iw": [-80.0, -80.1]}, width=3.0)
     assert f"{validity.NOT_MEASURABLE} (2 of 2 matched seeds without a certified AIS): not resolved." in page.verdicts()

@@ -19,6 +19,13 @@ def test_the_paired_criterion(values, outcome):
     assert verdicts.paired(verdicts.spread(values)) == outcome
 
 
+def test_a_paired_difference_waits_for_the_declared_seeds():
+    decided = {"mean": 1.0, "sd": 0.1, "n": 2}
+    assert verdicts.paired(decided) == verdicts.HOLDS
+    assert verdicts.paired({**decided, "declared": 3}) == verdicts.NOT_RESOLVED
+    assert verdicts.paired({**decided, "n": 3, "declared": 3}) == verdicts.HOLDS
+
+
 def test_spread_drops_missing_seeds():
     row = verdicts.spread([1.0, float("nan"), 3.0])
     assert row["n"] == 2 and row["mean"] == 2.0 and math.isclose(row["sd"], math.sqrt(2))

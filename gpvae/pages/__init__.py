@@ -24,6 +24,13 @@ def dataset_label(dataset: str) -> str:
     return DATASET_LABELS.get(dataset, dataset)
 
 
+def seeds_text(row) -> str:
+    """``"n = 3"``, or ``"n = 2 of 3 declared seeds"`` while a paired difference (a row of
+    :func:`gpvae.report.paired_differences`) lacks seeds its grid declares."""
+    n, declared = int(row["n"]), row.get("declared", 0)
+    return f"n = {n}" + (f" of {int(declared)} declared seeds" if declared == declared and declared > n else "")
+
+
 def listed(values) -> str:
     """``"1000"``, ``"0, 1, 2"``: the distinct values of a protocol setting, sorted (NaN and None left out)."""
     distinct = sorted({int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v

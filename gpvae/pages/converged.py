@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import report, validity, verdicts
 from ..plotting import MODEL_COLOURS
-from . import dataset_label, legend_below, listed
+from . import dataset_label, legend_below, listed, seeds_text
 from .protocol import images_text, records_images
 
 # Burda, Grosse & Salakhutdinov (2016), Table 1, MNIST, one stochastic layer (784-200-200-50), 3,280 epochs, K = 5000
@@ -259,7 +259,7 @@ def difference_line(name: str, row, what: str, lost: str = "") -> str:
     if row.get("uncertified", 0) > 0:
         reason = f"{int(row['uncertified'])} of {int(row['n'])} matched seeds without a certified AIS"
         return f"- {name}, {what}: {validity.shown(None, reason)}: {verdicts.NOT_RESOLVED}."
-    line = f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats (n = {int(row['n'])}): {verdicts.paired(row)}"
+    line = f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats ({seeds_text(row)}): {verdicts.paired(row)}"
     if lost:
         line += f" — but {lost}: the difference measures a failed optimization, not the method"
     return line + "."
@@ -273,12 +273,12 @@ def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str
         named, grid = labels[profile], grids[profile]
         lost = report.lost_ground(report.load_records(grid.layout.results_dir), grid)
 
-        for (dataset, run), row in report.paired_differences(part, "gp", value="ais").iterrows():
+        for (dataset, run), row in report.paired_differences(part, "gp", value="ais", grid=grid).iterrows():
             lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: GP-RF (R4) − {named.get(run, run)}", row,
                                          "by AIS", lost_between(lost, dataset, ("gp", run), named)))
         for control, compared in grid.controls().items():
             for run in compared:
-                for (dataset, other), row in report.paired_differences(part, run, value="ais").iterrows():
+                for (dataset, other), row in report.paired_differences(part, run, value="ais", grid=grid).iterrows():
                     if other == control:
                         lines.append(difference_line(f"{profile}, {dataset_label(dataset)}: {named.get(run, run)} − "
                                                      f"{named.get(control, control)}", row, "by AIS",

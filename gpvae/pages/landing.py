@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
-from . import dataset_label
+from . import dataset_label, seeds_text
 from .protocol import gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
@@ -74,7 +74,7 @@ def _against(evidence: Evidence, reading: str) -> pd.DataFrame:
     if reading not in set(evidence.ais.run):
         return pd.DataFrame(columns=["mean", "sd", "n", "uncertified"],
                             index=pd.MultiIndex.from_tuples([], names=["dataset", "run"]))
-    differences = report.paired_differences(evidence.ais, reading, value="ais")
+    differences = report.paired_differences(evidence.ais, reading, value="ais", grid=evidence.grid)
     return differences[differences.index.get_level_values("run").isin(evidence.baselines())]
 
 
@@ -88,7 +88,7 @@ def _differences_text(reading: str, differences: pd.DataFrame, several_datasets:
         value = f"{row['mean']:+.2f}".replace("-", "−")
         outcome = verdicts.paired(row)
         parts.append(f"{MODEL_LABELS.get(reading, reading)} − {MODEL_LABELS.get(run, run)}{where} {value}{sd} "
-                     f"(n = {int(row['n'])}): {outcome}" + (" (one decoder)" if outcome == verdicts.TIED else ""))
+                     f"({seeds_text(row)}): {outcome}" + (" (one decoder)" if outcome == verdicts.TIED else ""))
     return "; ".join(parts)
 
 
@@ -154,7 +154,8 @@ def screen_sentence(screen: Evidence, against: str = "iwae") -> str:
     for reading in ("gp_iw", "gp_iw_expected"):
         if reading not in set(screen.ais.run):
             continue
-        rows = report.paired_differences(screen.ais, reading, value="ais").xs(against, level="run", drop_level=False)
+        rows = report.paired_differences(screen.ais, reading, value="ais", grid=screen.grid).xs(
+            against, level="run", drop_level=False)
         parts.append(f"{_decide(rows).outcome} for {MODEL_LABELS[reading]} ({_differences_text(reading, rows, True)})")
     if not parts:
         return ""

@@ -264,7 +264,7 @@ class ResultsPage:
         return "\n\n".join(paragraphs)
 
     def _by_ais_lines(self) -> str:
-        differences = report.paired_differences(self.ais, "gp", value="ais")
+        differences = report.paired_differences(self.ais, "gp", value="ais", grid=self.grid)
         lines = []
         for dataset in self.ordered_datasets(differences.reset_index()):
             rows = report.models_only(differences.loc[dataset], self.grid)
@@ -476,8 +476,8 @@ class ResultsPage:
     def likelihood_verdicts(self) -> str:
         """Markdown, one line per dataset: GP-RF (R4) minus each model on matched seeds by the protocol's IS,
         the claim's outcome (:func:`gpvae.verdicts.likelihood`), and its outcome by AIS where measured."""
-        differences = report.paired_differences(self.runs, "gp")
-        by_ais = report.paired_differences(self.ais, "gp", value="ais")
+        differences = report.paired_differences(self.runs, "gp", grid=self.grid)
+        by_ais = report.paired_differences(self.ais, "gp", value="ais", grid=self.grid)
         lines = []
         for dataset in self.datasets:
             if dataset not in differences.index.get_level_values("dataset"):
@@ -518,7 +518,7 @@ class ResultsPage:
             for dataset in self.datasets:
                 parts = []
                 for run in [*compared, "gp"]:
-                    against = report.paired_differences(self.runs[self.runs["dataset"] == dataset], run)
+                    against = report.paired_differences(self.runs[self.runs["dataset"] == dataset], run, grid=self.grid)
                     if (dataset, control) in against.index:
                         row = against.loc[(dataset, control)]
                         parts.append(f"{self.labels[run]} {report.mean_sd(row['mean'], row['sd'])} (n={int(row['n'])}, "

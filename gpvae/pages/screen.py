@@ -79,7 +79,8 @@ class ScreenPage:
         for reading in READINGS:
             if reading not in set(self.ais.run):
                 continue
-            for (dataset, other), row in report.paired_differences(self.ais, reading, value="ais").iterrows():
+            for (dataset, other), row in report.paired_differences(self.ais, reading, value="ais",
+                                                                   grid=self.grid).iterrows():
                 if other in AGAINST:
                     lines.append(difference_line(f"{dataset_label(dataset)}: {self.labels[reading]} − "
                                                  f"{self.labels[other]}", row, "by AIS",
