@@ -63,6 +63,18 @@ def test_table6_caption_states_the_protocol_of_its_records():
     frame = styler.data
     assert frame.loc[("VAE", 0), "K = 70 [nats]"] == -89.5 and frame.loc[("VAE", 0), "Burda et al. (2016)"] == -86.76
     assert frame.shape[1] <= 8
+    assert frame.loc[("VAE", 0), "20 epochs (CPU grid)"].startswith("-95.00")
+
+
+def test_table6_shows_the_20_epoch_value_only_for_a_run_both_grids_name_alike():
+    """A control named vae_extra in both grids (+20 epochs here, +2 there) is two runs: no value beside it;
+    a resumed run's time is its training time over every job, not its last job's wall time."""
+    records = [dict(record("mnist", "vae_extra", 0, -88.0), train_seconds=7200.0, wall_seconds=60.0)]
+    small = [record("mnist", "vae_extra", 0, -97.6)]
+    frame = converged.table6(records, small, pd.DataFrame(columns=["dataset", "run", "seed", "eval_k", "test_ll"]),
+                             {"vae_extra": "VAE +20 epochs"}, ["vae_extra"], {"vae_extra": "VAE +2 epochs"}).data
+    assert frame.loc[("VAE +20 epochs", 0), "20 epochs (CPU grid)"] == "-"
+    assert frame.loc[("VAE +20 epochs", 0), "training time [h]"] == 2.0
 
 
 def test_ais_captions_state_subset_steps_and_width_of_the_records(tmp_path):
