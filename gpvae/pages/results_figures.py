@@ -47,7 +47,9 @@ def likelihood_cost(page: ResultsPage) -> Figure:
                             color=MODEL_COLOURS[run], label=page.labels[run])
         ax.set_xscale("log")
         ax.set_xlabel("inference time [× the VAE's] (log scale)")
-        ax.set_ylabel("test bits/dim (lower is better)" if value == "test_bpd" else "test log p̂(x) [nats]")
+        ax.set_ylabel("test bits/dim (axis inverted)" if value == "test_bpd" else "test log p̂(x) [nats]")
+        if value == "test_bpd":
+            ax.invert_yaxis()  # better is up in every panel
         lost = f" (not drawn: {', '.join(page.labels[r] for r in sorted(failed))}, lost ground)" if failed else ""
         ax.set_title(dataset_label(dataset) + lost, fontsize=10)
     fig.tight_layout()
