@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--error-inducing", type=_typed(int, 1), default=512,
                           help="with --gprf: inducing inputs of the error GP's predictive (default: 512)")
     evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
-    evaluate.add_argument("--max-test", type=_typed(int, 1), help="evaluate only the first N test images")
+    evaluate.add_argument("--max-test", type=_typed(int, 1),
+                          help="evaluate only N test images: the first N, or drawn with --subset-seed")
     evaluate.add_argument("--data-dir", help="dataset folder (default: the run's)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
     evaluate.add_argument("--per-example", action="store_true",
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="rank the run's posterior difficulty against the per-image amortization gap of "
                                "REFERENCE_RUN's encoder (its gaps.json), beside that run's own scores; to difficulty.json")
     evaluate.add_argument("--k-curve", type=_typed(int, 1), nargs="+", metavar="K",
-                          help="log p̂(x) at each of these K on the first --max-test images, to k_curve.json")
+                          help="log p̂(x) at each of these K on the --max-test images, to k_curve.json")
     evaluate.add_argument("--ais-steps", type=_typed(int, 1), metavar="T",
                           help="log p(x) by AIS from the prior with T temperatures on --ais-subset test images, "
                                "beside the IS estimate (K = --eval-k) on the same images, to ais.json")
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also AIS on the images of the run's gaps.json (run --gaps first) and the "
                                "approximation gap by AIS there, AIS − ELBO(q*)")
     evaluate.add_argument("--subset-seed", type=_typed(int, 0),
-                          help="draw the --gap-subset / --ais-subset images at random with this seed "
+                          help="draw the --max-test / --gap-subset / --ais-subset images at random with this seed "
                                "(default: the first images)")
     _add_ais_options(evaluate)
     bdmc = commands.add_parser("bdmc", help="BDMC certificate of a run's AIS: forward and reverse AIS on data "
@@ -174,7 +175,7 @@ def _evaluate(args) -> None:
     measured = False
     if args.gprf:
         result = gprf_run(args.run_dir, args.error_images, args.error_inducing, args.eval_k, args.max_test,
-                          args.data_dir, args.device)
+                          args.data_dir, args.device, args.subset_seed)
         print(f"GP-RF (R4) fitted post hoc on {result['options']['error_images']} training images: log p̂(x) {result['test_ll']['gprf']:.3f} "
               f"nats against the VAE's {result['test_ll']['vae']:.3f} (K = {result['eval_k']}, {result['n_test']} test "
               f"images, the same draws): {result['gain']:+.3f}")
@@ -191,7 +192,7 @@ def _evaluate(args) -> None:
     if args.k_curve:
         if args.max_test is None:
             raise ConfigError("--k-curve needs --max-test (each K costs K decoder passes per image)")
-        result = k_curve_run(args.run_dir, args.k_curve, args.max_test, args.data_dir, args.device)
+        result = k_curve_run(args.run_dir, args.k_curve, args.max_test, args.data_dir, args.device, args.subset_seed)
         print("\n".join(f"K = {c['eval_k']:>6}: log p̂(x) = {c['test_ll']:.3f} nats" for c in result["curve"]))
         measured = True
     if args.ais_steps:
@@ -209,7 +210,7 @@ def _evaluate(args) -> None:
         measured = True
     if not measured or args.per_example:
         result = evaluate_run(args.run_dir, args.eval_k, args.max_test, args.data_dir, args.device,
-                              per_example=args.per_example)
+                              per_example=args.per_example, subset_seed=args.subset_seed)
         print(_summary(result))
 
 

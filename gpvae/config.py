@@ -61,7 +61,10 @@ class TrainerOptions(OptionGroup):
     download: bool = _opt(False, "let torchvision download missing data")
     out: str | None = _opt(None, "run folder (default: runs/MODEL_DATASET_seedSEED)")
     max_train: int | None = _opt(None, "use only the first N training images", minimum=1)
-    max_test: int | None = _opt(None, "evaluate only the first N test images", minimum=1)
+    max_test: int | None = _opt(None, "evaluate only N test images: the first N, or drawn with --subset-seed",
+                                minimum=1)
+    subset_seed: int | None = _opt(None, "draw the --max-test test images at random with this seed (default: the "
+                                   "first N)", minimum=0)
     eval_k: int = _opt(EVAL_K, "importance samples K of the test log-likelihood", minimum=1)
     resume: bool = _opt(False, "continue the run in --out from its last checkpoint")
 
@@ -70,6 +73,9 @@ class TrainerOptions(OptionGroup):
             raise ConfigError(f"freeze = {self.freeze!r} needs init_from (a trained run to keep parts of)")
         if not 0.0 < self.lr_factor < 1.0:
             raise ConfigError(f"lr_factor = {self.lr_factor!r} must lie strictly between 0 and 1")
+        if self.subset_seed is not None and self.max_test is None:
+            raise ConfigError(f"subset_seed = {self.subset_seed} draws the max_test test images; without max_test "
+                              "every test image is evaluated (give max_test, or leave subset_seed out)")
 
 
 # The option groups of a run, in the order ``train --help`` lists them: the trainer's, then each model's.

@@ -80,6 +80,7 @@ class ImageData:
     test: torch.Tensor
     likelihood: str
     description: str
+    test_seed: int | None = None  # the seed that drew ``test`` from the test split (None: its first images)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -95,10 +96,25 @@ class ImageData:
             return torch.bernoulli(x, generator=generator)
         return x
 
-    def limit(self, max_train: int | None = None, max_test: int | None = None) -> "ImageData":
-        """The first ``max_train`` training and ``max_test`` test images (validation is kept)."""
-        return ImageData(self.name, self.train[:max_train], self.valid, self.test[:max_test],
-                         self.likelihood, self.description)
+    def limit(self, max_train: int | None = None, max_test: int | None = None,
+              test_seed: int | None = None) -> "ImageData":
+        """The first ``max_train`` training images and ``max_test`` test images: the first ones, or with a
+        ``test_seed`` drawn at random (:func:`test_subset`; recorded as ``test_seed``). Validation is kept."""
+        test, seed = self.test, None
+        if max_test is not None:
+            test = self.test[test_subset(len(self.test), min(max_test, len(self.test)), test_seed)]
+            seed = test_seed
+        return ImageData(self.name, self.train[:max_train], self.valid, test, self.likelihood, self.description, seed)
+
+
+def test_subset(n_test: int, size: int, seed: int | None = None) -> torch.Tensor:
+    """Indices (size,) of a test subset: the first ``size`` images, or with a ``seed`` ``size`` distinct
+    images drawn by a generator seeded with it, in increasing order."""
+    if not 1 <= size <= n_test:
+        raise ValueError(f"a subset of {size} images of a test set of {n_test}: it takes 1 to {n_test}")
+    if seed is None:
+        return torch.arange(size)
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 def binarize_once(x: torch.Tensor, seed: int) -> torch.Tensor:

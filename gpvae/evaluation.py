@@ -27,16 +27,6 @@ ELBO_SAMPLES = 1
 OPTIMUM_IS_SEED = 7_000_003  # seed (plus the batch index) of the importance sampling from q*
 
 
-def test_subset(n_test: int, size: int, seed: int | None = None) -> torch.Tensor:
-    """Indices (size,) of a test subset: the first ``size`` images, or with a ``seed`` ``size`` distinct
-    images drawn by a generator seeded with it, in increasing order."""
-    if not 1 <= size <= n_test:
-        raise ValueError(f"a subset of {size} images of a test set of {n_test}: it takes 1 to {n_test}")
-    if seed is None:
-        return torch.arange(size)
-    return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:size].sort().values
-
-
 def _batches(x: torch.Tensor, batch_size: int, device: torch.device, desc: str):
     for start in progress(range(0, len(x), batch_size), desc=desc, unit="batch"):
         yield x[start:start + batch_size].to(device)

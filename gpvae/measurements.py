@@ -13,7 +13,7 @@ from . import data as datasets
 from .config import ConfigError, TrainConfig
 from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, auroc, bdmc,
                          difficulty_scores, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
-                         roc_curve, spearman, test_subset)
+                         roc_curve, spearman)
 from .io import RunFolderError, read_json, write_json
 from .models import GPRF, VAE, LatentVariableModel
 from .protocol import GAP_EVAL_K, GAP_SUBSET
@@ -34,10 +34,10 @@ def require_finite(result: dict, what: str) -> None:
 
 
 def _subset(data: datasets.ImageData, size: int, subset_seed: int | None, what: str) -> torch.Tensor:
-    """Test-image indices of a measurement (:func:`gpvae.evaluation.test_subset`), refused up front when
+    """Test-image indices of a measurement (:func:`gpvae.data.test_subset`), refused up front when
     the run's test set is smaller."""
     try:
-        return test_subset(len(data.test), size, subset_seed)
+        return datasets.test_subset(len(data.test), size, subset_seed)
     except ValueError as err:
         raise ConfigError(f"{what}: {err}") from None
 
@@ -106,19 +106,21 @@ def _ais_on_gap_subset(model: LatentVariableModel, data: datasets.ImageData, gap
 
 
 def k_curve_run(run_dir: str | Path, eval_ks: list[int], max_test: int, data_dir: str | None = None,
-                device: str | None = None) -> dict:
-    """log p̂(x) of a run's best model at each K of ``eval_ks`` on its first ``max_test`` test images: how
+                device: str | None = None, subset_seed: int | None = None) -> dict:
+    """log p̂(x) of a run's best model at each K of ``eval_ks`` on ``max_test`` test images (the first, or
+    drawn with ``subset_seed``): how
     far the protocol's K is from convergence. Writes and returns ``RUN_DIR/k_curve.json``: per K the mean
     and per-image values [nats] (seeded like the protocol), and the SHA-256 of the decoder's parameters.
     Two runs with one decoder digest define the same p(x), so their log p̂ differ only by the estimator."""
-    config, data, model, dev = load_run(run_dir, max_test=max_test, data_dir=data_dir, device=device)
+    config, data, model, dev = load_run(run_dir, max_test=max_test, subset_seed=subset_seed, data_dir=data_dir,
+                                        device=device)
     started = time.perf_counter()
     curve = []
     for k in eval_ks:
         torch.manual_seed(config.seed)
         ll = log_likelihood(model, data.test, k, config.batch_size, dev)
         curve.append({"eval_k": k, "test_ll": ll.mean().item(), "per_example": [round(v, 4) for v in ll.tolist()]})
-    result = {"curve": curve, "n_test": len(data.test), "decoder_sha256": parameter_digest(model.decoder),
+    result = {"curve": curve, "n_test": len(data.test), "subset_seed": data.test_seed, "decoder_sha256": parameter_digest(model.decoder),
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
     write_json(measurement_file(run_dir, "k_curve"), result)
@@ -246,16 +248,19 @@ def bdmc_run(run_dir: str | Path, settings: list[AISSettings], images: int = 100
 
 
 def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int | None = None,
-                 data_dir: str | None = None, device: str | None = None, per_example: bool = False) -> dict:
-    """Re-evaluate a run's best model; writes and returns ``RUN_DIR/evaluation_K{K}_N{N}.json``. With
-    ``per_example``, also writes ``per_example_K{K}_N{N}.json``: per test image the log-likelihood,
+                 data_dir: str | None = None, device: str | None = None, per_example: bool = False,
+                 subset_seed: int | None = None) -> dict:
+    """Re-evaluate a run's best model on ``max_test`` test images (None: the run's), the first or drawn with
+    ``subset_seed``; writes and returns ``RUN_DIR/evaluation_K{K}_N{N}[_S{seed}].json``. With
+    ``per_example``, also writes ``per_example_K{K}_N{N}[_S{seed}].json``: per test image the log-likelihood,
     the ELBO and, for models that define it (GP-RF), the posterior difficulty."""
-    config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
+    config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device,
+                                        subset_seed=subset_seed if max_test is not None else None)
     result = evaluate(model, data.test, config.eval_k, config.batch_size, dev, data.likelihood, config.seed)
     values = result.pop("per_example")
-    result.update(model=config.model, dataset=config.dataset, run_dir=str(run_dir), model_summary=model.summary(),
-                  **provenance(dev))
-    stem = f"K{config.eval_k}_N{result['n_test']}"
+    result.update(subset_seed=data.test_seed, model=config.model, dataset=config.dataset, run_dir=str(run_dir),
+                  model_summary=model.summary(), **provenance(dev))
+    stem = f"K{config.eval_k}_N{result['n_test']}" + (f"_S{data.test_seed}" if data.test_seed is not None else "")
     write_json(measurement_file(run_dir, f"evaluation_{stem}"), result)
     if per_example:
         if hasattr(model, "difficulty"):
@@ -265,13 +270,15 @@ def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int |
 
 
 def gprf_run(run_dir: str | Path, error_images: int | None = None, error_inducing: int = 512, eval_k: int | None = None,
-             max_test: int | None = None, data_dir: str | None = None, device: str | None = None) -> dict:
+             max_test: int | None = None, data_dir: str | None = None, device: str | None = None,
+             subset_seed: int | None = None) -> dict:
     """GP-RF's error regression (reading R4) fitted post hoc to a run's VAE — any run folder, an external one
     included: the encoder's errors observed by per-image SVI on ``error_images`` training images (None: the
     default of :meth:`~gpvae.gp.options.GPRFOptions.observed_images`), regressed
     on its features; then the protocol's log p̂(x) with q̄ beside the VAE's own, on the same test images and
     draws, and the GP's per-image predictive variances. Writes and returns ``RUN_DIR/gprf.json``."""
-    config, data, vae, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device)
+    config, data, vae, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device,
+                                      subset_seed=subset_seed if max_test is not None else None)
     if type(vae) is not VAE:
         raise ConfigError(f"--gprf fits GP-RF to a VAE's encoder; {run_dir} holds a {type(vae).__name__}, whose own "
                           "proposal is not the encoder's Gaussian (train --model gp --init-from a VAE run instead)")
@@ -289,7 +296,7 @@ def gprf_run(run_dir: str | Path, error_images: int | None = None, error_inducin
         torch.manual_seed(config.seed)
         estimates[name] = log_likelihood(model, data.test, config.eval_k, config.batch_size, dev)
     difficulty = posterior_difficulty(gprf, data.test, config.batch_size, dev)
-    result = {"n_test": len(data.test), "eval_k": config.eval_k, "options": options,
+    result = {"n_test": len(data.test), "subset_seed": data.test_seed, "eval_k": config.eval_k, "options": options,
               "test_ll": {name: values.mean().item() for name, values in estimates.items()},
               "gain": (estimates["gprf"] - estimates["vae"]).mean().item(),
               "gain_per_example": [round(v, 4) for v in (estimates["gprf"] - estimates["vae"]).tolist()],

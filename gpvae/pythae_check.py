@@ -29,7 +29,7 @@ from . import external, protocol, report
 from .ais import AISSettings
 from .cli import EXIT_USAGE
 from .config import ConfigError
-from .evaluation import log_likelihood, test_subset
+from .evaluation import log_likelihood
 from .io import write_json, write_text
 from .measurements import ais_run, bdmc_run, evaluate_run, gaps_run, gprf_run
 from .models import VAE
@@ -159,7 +159,7 @@ def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | N
     training = {"epochs": epochs, "images": len(data.train[:max_train]), "latent_dim": latent_dim,
                 "networks": "pythae's default MLP (784-512-d, d-512-784)", "saved": str(saved),
                 "seconds": time.perf_counter() - started}
-    indices = test_subset(len(data.test), images, seed)
+    indices = datasets.test_subset(len(data.test), images, seed)
     agreed = agreement(load_pythae(saved).to(dev), data.test[indices], eval_k, seed)
     module = write_text(runs / "pythae_vae.py", BUILDER.format(folder=str(saved.resolve())))
     folder = make_external_run(runs / "measured", f"{module}:build", "mnist", data_dir, str(dev), seed, eval_k)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 VALUES = ("test_ll", "test_elbo", "test_bpd", "approximation_gap", "amortization_gap", "wall_seconds",
           "train_seconds", "valid_elbo")
+TEST_VALUES = ("test_ll", "test_elbo", "test_bpd")  # measured on the record's test images with its K
+TEST_PROTOCOL = ("eval_k", "n_test", "subset_seed")  # K, and the images: how many, drawn with which seed (None: the first)
 
 
 def load_records(results_dir: str | Path) -> list[dict]:
@@ -29,8 +31,9 @@ def load_records(results_dir: str | Path) -> list[dict]:
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: dataset, run, seed, model and :data:`VALUES` (NaN where absent)."""
-    columns = ["dataset", "run", "seed", "model", *VALUES, "git_commit", "device"]
+    """One row per record: dataset, run, seed, model, :data:`VALUES` (NaN where absent) and the
+    :data:`TEST_PROTOCOL` of its :data:`TEST_VALUES`."""
+    columns = ["dataset", "run", "seed", "model", *VALUES, *TEST_PROTOCOL, "git_commit", "device"]
     rows = [{c: flat.get(c) for c in columns} for flat in map(flat_record, records)]
     return pd.DataFrame(rows, columns=columns).astype({v: float for v in VALUES})
 
@@ -53,7 +56,8 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     ``uncertified``: how many of the matched seeds lack one (:func:`verdicts.paired` leaves such a
     difference not resolved). Given the ``grid`` the rows come from, also ``declared``: the seeds it declares
     for both runs (:func:`verdicts.paired` waits for all of them). Two rows for one dataset, seed and run are
-    refused, not averaged."""
+    refused, not averaged; so is a pair of :data:`TEST_VALUES` measured under another :data:`TEST_PROTOCOL` (K
+    or test images), whose difference would mix the models with the estimator or the images."""
     keys = ["dataset", "seed", "run"]
     repeated = runs[runs.duplicated(keys, keep=False)]
     if len(repeated):
@@ -62,12 +66,15 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     wide = runs.pivot(index=["dataset", "seed"], columns="run", values=value).astype(float)
     certified = (runs.pivot(index=["dataset", "seed"], columns="run", values="certified")
                  if "certified" in runs and value in ANNEALED_VALUES else None)
+    protocol = runs.set_index(keys)[list(TEST_PROTOCOL)] if set(TEST_PROTOCOL) <= set(runs) else None
     rows = []
     for dataset, table in wide.groupby(level="dataset"):
         if reference not in table:
             continue
         for run in table.columns.drop(reference):
             diff = (table[reference] - table[run]).dropna()
+            if value in TEST_VALUES and protocol is not None:
+                _require_same_protocol(protocol, dataset, diff.index.get_level_values("seed"), reference, run)
             if len(diff):
                 row = {"dataset": dataset, "run": run, "mean": diff.mean(),
                        "sd": diff.std(ddof=1) if len(diff) > 1 else math.nan, "n": len(diff)}
@@ -80,6 +87,17 @@ def paired_differences(runs: pd.DataFrame, reference: str, value: str = "test_ll
     columns = (["dataset", "run", "mean", "sd", "n"] + (["uncertified"] if certified is not None else [])
                + (["declared"] if grid is not None else []))
     return pd.DataFrame(rows, columns=columns).set_index(["dataset", "run"])
+
+
+def _require_same_protocol(protocol: pd.DataFrame, dataset: str, seeds, reference: str, run: str) -> None:
+    """Refuse a paired difference of two runs whose test values at one of ``seeds`` were measured under another
+    :data:`TEST_PROTOCOL` (``protocol``: its columns per dataset, seed and run)."""
+    for seed in seeds:
+        pair = [tuple(None if pd.isna(v) else v for v in protocol.loc[(dataset, seed, name)]) for name in (reference, run)]
+        if pair[0] != pair[1]:
+            raise ValueError(f"paired_differences: {dataset} seed {seed}: {reference} and {run} were measured under "
+                             f"another protocol ({', '.join(TEST_PROTOCOL)}: {pair[0]} against {pair[1]}); measure "
+                             "both the same way first")
 
 
 LOST_GROUND_NATS = 1.0

@@ -63,7 +63,8 @@ def prepare(config: TrainConfig, fresh: bool = True) -> tuple[datasets.ImageData
     """Data (limited as the config says), a seeded model on its device, and the device. A ``fresh``
     model is also warm-started (``init_from``) and initialized from the first training images."""
     device = resolve_device(config.device)
-    data = datasets.load(config.dataset, config.data_dir, config.download).limit(config.max_train, config.max_test)
+    data = datasets.load(config.dataset, config.data_dir, config.download).limit(config.max_train, config.max_test,
+                                                                                  config.subset_seed)
     return data, new_model(config, data, fresh).to(device), device
 
 
@@ -161,8 +162,9 @@ def load_external(options: dict, run_dir: str | Path, full_test: bool = True,
     config = TrainConfig(model="vae", dataset=options["dataset"], latent_dim=model.latent_dim, seed=options["seed"],
                          device=str(device), data_dir=given.get("data_dir", options["data_dir"]), out=str(run_dir),
                          eval_k=given.get("eval_k", options.get("eval_k", TrainConfig().eval_k)),
-                         max_test=None if full_test else max_test)
-    return config, data.limit(None, config.max_test), model, device
+                         max_test=None if full_test else max_test,
+                         subset_seed=None if full_test or max_test is None else given.get("subset_seed"))
+    return config, data.limit(None, config.max_test, config.subset_seed), model, device
 
 
 def load_run(run_dir: str | Path, full_test: bool = False,
@@ -179,7 +181,7 @@ def load_run(run_dir: str | Path, full_test: bool = False,
                              "no trained parameters to evaluate (the run diverged; retrain it with a lower --lr)")
     config = TrainConfig(**{**saved["config"], **{k: v for k, v in overrides.items() if v is not None}})
     if full_test:
-        config = replace(config, max_test=None)
+        config = replace(config, max_test=None, subset_seed=None)
     data, model, device = prepare(config, fresh=False)
     try:
         model.load_state_dict(saved["best_model"])

@@ -47,7 +47,7 @@ DIAGNOSTIC_IMAGES = 1000  # first training and validation images behind the per-
 DIVERGENCE_FACTOR = 10.0  # |loss| per image beyond 10x the untrained validation ELBO's magnitude: diverged
 GRADIENT_EXPLOSION_FACTOR = 1e6  # a step's gradient norm beyond 1e6x the run's first step's: diverged
 # Options that may change between an interrupted run and its resumption without changing the training.
-RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "eval_k", "data_dir", "download"}
+RESUMABLE_CHANGES = {"epochs", "resume", "device", "out", "max_test", "subset_seed", "eval_k", "data_dir", "download"}
 
 
 def _checkpoint(state: dict, config: TrainConfig, model, optimizers, generator, device: torch.device) -> dict:
@@ -247,7 +247,7 @@ def train(config: TrainConfig | None = None, **options) -> dict:
     metrics = {"model": config.model, "dataset": config.dataset, "options": config.to_dict(),
                "seed": config.seed, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
                "valid_elbo": state["best_valid_elbo"] if state["best_epoch"] else None,
-               "stopped": state["stopped"] or ("cap" if state["epoch"] else None), **result,
+               "stopped": state["stopped"] or ("cap" if state["epoch"] else None), **result, "subset_seed": data.test_seed,
                "train_seconds": sum(h["seconds"] for h in state["history"]),
                "data": data.description, "likelihood": data.likelihood,
                "n_parameters": sum(p.numel() for p in model.parameters()), "model_summary": model.summary(),

@@ -37,6 +37,20 @@ def test_mnist_splits_and_binarization():
 
 
 @requires_data
+def test_a_limited_test_set_is_the_first_images_or_a_seeded_draw_that_says_so():
+    mnist = data.load("mnist", data_dir())
+    first = mnist.limit(max_test=50)
+    assert torch.equal(first.test, mnist.test[:50]) and first.test_seed is None
+    drawn = mnist.limit(max_test=50, test_seed=3)
+    indices = data.test_subset(len(mnist.test), 50, 3)
+    assert torch.equal(drawn.test, mnist.test[indices]) and drawn.test_seed == 3
+    assert indices.max() > 50 and torch.equal(mnist.limit(max_test=50, test_seed=3).test, drawn.test)
+    assert not torch.equal(mnist.limit(max_test=50, test_seed=4).test, drawn.test)
+    whole = mnist.limit(test_seed=3)  # no limit: every test image, no draw to record
+    assert torch.equal(whole.test, mnist.test) and whole.test_seed is None
+
+
+@requires_data
 def test_fashion_mnist_keeps_8bit_grey_levels():
     fashion = data.load("fashion_mnist", data_dir())
     assert fashion.likelihood == "logistic" and len(fashion.valid) == 10_000

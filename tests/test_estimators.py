@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from gpvae import evaluation, objectives
+from gpvae import data, evaluation, objectives
 from gpvae.evaluation import elbo, log_likelihood
 from gpvae.models import LinearGaussian
 
@@ -81,4 +81,4 @@ def test_evaluation_elbo_is_per_example(model_and_data):
 @pytest.mark.parametrize("size", [0, -5, 11])
 def test_a_test_subset_outside_one_to_the_test_set_is_refused(size):
     with pytest.raises(ValueError, match=f"a subset of {size} images of a test set of 10: it takes 1 to 10"):
-        evaluation.test_subset(10, size, seed=0)
+        data.test_subset(10, size, seed=0)

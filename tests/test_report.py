@@ -41,6 +41,17 @@ def test_two_rows_for_one_seed_are_refused_not_averaged():
         report.paired_differences(report.frame(RECORDS + [record("mnist", "vae", 0, -80.0)]), "gp")
 
 
+@pytest.mark.parametrize("change", [{"subset_seed": 7}, {"n_test": 500}, {"eval_k": 5000}])
+def test_test_values_measured_on_other_images_or_with_another_k_are_not_paired(change):
+    measured = [{**r, "eval_k": 1000, "n_test": 2000, "subset_seed": None} for r in RECORDS]
+    assert report.paired_differences(report.frame(measured), "gp").loc[("mnist", "vae"), "n"] == 2
+    measured[1] = {**measured[1], **change}  # vae of seed 1 on other images, or with another K
+    with pytest.raises(ValueError, match=r"mnist seed 1: gp and vae were measured under another protocol"):
+        report.paired_differences(report.frame(measured), "gp")
+    assert report.paired_differences(report.frame(measured), "gp", value="approximation_gap").loc[
+        ("mnist", "vae"), "n"] == 2  # the gap subset is another measurement's
+
+
 def test_an_ais_difference_without_a_certificate_is_not_resolved_whatever_its_size():
     # seed 0 certified on mnist, seed 1 not; on fashion no seed certified: a 20-nat lead stays unresolved
     rows = [("mnist", 0, "gp", -90.0, True), ("mnist", 0, "vae", -91.0, True),

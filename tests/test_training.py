@@ -173,6 +173,19 @@ def test_invalid_config_values():
         TrainConfig(model="nope")
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="subset_seed = 3 draws the max_test test images; without max_test"):
+        TrainConfig(subset_seed=3)
+
+
+def test_a_drawn_test_subset_is_recorded_and_measured_again_on_the_same_images(tmp_path):
+    metrics = training.train(_config(tmp_path, "drawn", epochs=1, subset_seed=11))
+    assert metrics["subset_seed"] == 11 and metrics["n_test"] == SMALL["max_test"]
+    assert training.train(_config(tmp_path, "first", epochs=1))["subset_seed"] is None
+    again = measurements.evaluate_run(tmp_path / "drawn")  # the run's own draw
+    assert again["subset_seed"] == 11 and again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
+    other = measurements.evaluate_run(tmp_path / "drawn", max_test=SMALL["max_test"], subset_seed=12)
+    assert other["subset_seed"] == 12 and other["test_ll"] != pytest.approx(metrics["test_ll"], abs=1e-4)
+    assert (tmp_path / "drawn" / "evaluation_K20_N40_S12.json").exists()
 
 
 def _cli(*args, cwd=REPO):

@@ -68,6 +68,11 @@ def test_chapter_parameters_warm_start_and_overrides():
                    "eval_k": 1000, "seed": 0, "device": "cpu", "out": str(REPO / "runs/workflow/cpu/mnist/vae_seed0"),
                    "options": {}}
     assert Grid.of("gpu").chapter_parameters("mnist", "savae", 0)["options"] == {}  # from scratch on a GPU
+    drawn = Grid.of("cpu").spec
+    drawn["evaluation"]["test_subset_seed"] = 2027  # the max_test images drawn: an option of every run's training
+    assert Grid(drawn).chapter_parameters("mnist", "vae", 0)["options"] == {"subset_seed": 2027}
+    drawn["evaluation"]["max_test"] = None  # every test image: nothing to draw
+    assert Grid(drawn).chapter_parameters("mnist", "vae", 0)["options"] == {}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -89,6 +94,9 @@ def test_chapter_parameters_warm_start_and_overrides():
     (lambda g: g["bdmc"].update(images=0.5), "bdmc of mnist: images takes a positive integer"),
     (lambda g: g["bdmc"].update(max_width=0), "bdmc of mnist: max_width takes a positive number"),
     (lambda g: g["k_curve"].update(max_test=True), "k_curve of mnist: max_test takes a positive integer"),
+    (lambda g: g["evaluation"].update(test_subset_sed=1), r"evaluation of mnist needs .*unknown: \['test_subset_sed'\]"),
+    (lambda g: g["evaluation"].pop("gap_eval_k"), r"evaluation of mnist needs .*missing: \['gap_eval_k'\]"),
+    (lambda g: g["evaluation"].update(test_subset_seed=-1), "evaluation of mnist: test_subset_seed takes a seed"),
 ])
 def test_invalid_grids_are_refused_with_the_reason(change, message):
     bad = Grid.of("cpu").spec

@@ -21,8 +21,8 @@ import yaml
 from ..ais import settings_grid
 from ..config import ConfigError, TrainConfig
 from ..layout import GAPS, GRID_FILES, METRICS, RESULTS, Layout, measurement_file
-from .schema import (DATASET_ONLY_KEYS, GRID_KEYS, MEASUREMENT_KEYS, MEASUREMENT_OPTIONAL_KEYS,
-                     POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
+from .schema import (DATASET_ONLY_KEYS, EVALUATION_KEYS, EVALUATION_OPTIONAL_KEYS, GRID_KEYS, MEASUREMENT_KEYS,
+                     MEASUREMENT_OPTIONAL_KEYS, POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
 
 CHAPTER = "book/training.ipynb"  # the chapter every training of record executes (papermill)
 
@@ -250,6 +250,8 @@ class Grid:
                   "out": str(self.layout.run_dir(dataset, run, seed))}
         if warm_start:
             spec["init_from"] = str(self.layout.source_dir(dataset, warm_start, seed))
+        if settings.get("test_subset_seed") is not None and settings["max_test"] is not None:
+            spec["subset_seed"] = settings["test_subset_seed"]  # the max_test images drawn, not the first ones
         params["options"] = spec
         TrainConfig(**{k: v for k, v in params.items() if k != "options"}, **spec)
         return params
@@ -286,6 +288,8 @@ class Grid:
         if "seed_rule" in grid:
             raise ConfigError(f"{path}: seed_rule is no longer read: give every run that a claim compares with GP-RF "
                               "GP-RF's seeds (the grid's seeds, or a run's own seeds)")
+        for dataset in self.datasets:
+            self._check_evaluation(dataset)
         for name in MEASUREMENT_KEYS:
             for dataset in self.datasets if grid.get(name) is not None else []:
                 self._check_measurement(name, dataset)
@@ -306,6 +310,19 @@ class Grid:
                 raise ConfigError(f"{path}: ais of {dataset}/{run}/seed {seed}: its certificate run {certificate!r} has "
                                   f"no bdmc measurement at seed {seed} (the bdmc's seeds leave it out), so no record of "
                                   "the T it certifies would be committed")
+
+    def _check_evaluation(self, dataset: str) -> None:
+        """The evaluation of ``dataset`` names :data:`EVALUATION_KEYS` and optionally its subset seeds, nothing else."""
+        settings = self.evaluation(dataset)
+        missing = [k for k in EVALUATION_KEYS if k not in settings]
+        unknown = sorted(set(settings) - set(EVALUATION_KEYS) - set(EVALUATION_OPTIONAL_KEYS))
+        if missing or unknown:
+            raise ConfigError(f"{self.source}: evaluation of {dataset} needs the keys {list(EVALUATION_KEYS)} and "
+                              f"optionally {list(EVALUATION_OPTIONAL_KEYS)} (missing: {missing}, unknown: {unknown})")
+        for key in EVALUATION_OPTIONAL_KEYS:
+            if not (settings.get(key) is None or _is_integer(settings[key]) and settings[key] >= 0):
+                raise ConfigError(f"{self.source}: evaluation of {dataset}: {key} takes a seed (an integer at least 0) "
+                                  f"or null (the first images), got {settings[key]!r}")
 
     def _check_measurement(self, name: str, dataset: str) -> None:
         path, keys, spec = self.source, MEASUREMENT_KEYS[name], self.measurement(name, dataset)

@@ -45,7 +45,7 @@ def record(grid, dataset: str, run: str, seed: int, command: str) -> dict:
         return {**head, **{k: metrics[k] for k in kept if k in metrics}, "command": command}
     gaps = read_json(folder / GAPS, "run the grid's gaps job first")
     wall, rss = wall_seconds(measurement_benchmark(folder))
-    keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "epochs_done",
+    keys = ("model", "test_ll", "test_elbo", "test_bpd", "test_elbo_bpd", "eval_k", "n_test", "subset_seed", "epochs_done",
             "best_epoch", "valid_elbo", "stopped", "train_seconds", "n_parameters", "data", "likelihood", "model_summary",
             "git_commit", "torch_version", "gpytorch_version", "device")
     finite = {k: metrics[k] for k in keys if k in metrics}
