@@ -35,6 +35,7 @@ SHOTS = REPO / "_build" / "screenshots"
 EXPECTED = {
     "book/intro": (0, 0, 1),
     "book/specification": (0, 1, 0),
+    "book/glossary": (0, 0, 0),
     "book/training": (4, 1, 1),
     "book/baselines": (3, 2, 0),
     "book/random_function": (4, 5, 1),

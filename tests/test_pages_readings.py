@@ -78,8 +78,11 @@ def rows_for(gain_per_seed, ratio=1.2, rho=None, rho_elbo=None, auroc=None, auro
 
 
 def verdict_of(rows, claim_number, savae=(40.0, "cpu")):
-    table = readings.claims(rows, {}, savae, reading="r4").data
-    return table[table["claim"].str.startswith(f"{claim_number}.")].iloc[0]
+    decided = readings.claim_verdicts(rows, {}, savae, reading="r4")
+    table = readings.claims(decided, reading="r4").data
+    row = table[table["claim"].str.startswith(f"{claim_number}.")].iloc[0]
+    assert readings.claim_outcomes(decided)[f"claim{claim_number}_verdict"] == row["verdict"]  # the prose's word
+    return row
 
 
 @pytest.mark.parametrize("gains, outcome", [([0.5, 0.6, 0.55], "holds"), ([-0.5, -0.6, -0.55], "fails"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.figure import Figure
 
 DATASET_LABELS = {"mnist": "MNIST", "omniglot": "Omniglot-28", "fashion_mnist": "Fashion-MNIST"}
 
@@ -36,6 +37,13 @@ def listed(values) -> str:
     distinct = sorted({int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
                        for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}, key=str)
     return ", ".join(map(str, distinct)) if distinct else "–"
+
+
+def subplots(rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **options):
+    """``(figure, axes)`` as :func:`matplotlib.pyplot.subplots` gives them, but a figure pyplot does not hold:
+    a chapter displays or glues it once, and the notebook never draws it a second time at the cell's end."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, columns, **options)
 
 
 def legend_below(fig, axes, columns: int = 4) -> None:

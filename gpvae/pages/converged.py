@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 import textwrap
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 
 from .. import report, validity, verdicts
 from ..plotting import MODEL_COLOURS
-from . import dataset_label, legend_below, listed, seeds_text
+from . import dataset_label, legend_below, listed, seeds_text, subplots
 from .protocol import images_text, records_images
 
 # Burda, Grosse & Salakhutdinov (2016), Table 1, MNIST, one stochastic layer (784-200-200-50), 3,280 epochs, K = 5000
@@ -98,14 +98,14 @@ def literature_lines(records: list[dict], k_curves: pd.DataFrame, labels: dict) 
     return "\n".join(lines)
 
 
-def curves_figure(records: list[dict], small_records: list[dict], labels: dict) -> plt.Figure:
+def curves_figure(records: list[dict], small_records: list[dict], labels: dict) -> Figure:
     """Validation ELBO [nats] against the epoch, one panel per converged model, its seeds as lines of one
     colour (dotted: best epoch); in the VAE's panel, in grey, the 20-epoch grid's VAE of the same seeds."""
     traced = [r for r in records if r.get("history")]
     runs = list(dict.fromkeys(r["run"] for r in traced))
     columns = min(len(runs), 3) or 1
     rows = max(1, math.ceil(len(runs) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows + 0.6), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows + 0.6), squeeze=False, sharey=True)
     small_vae = [r for r in small_records if r["dataset"] == "mnist" and r["run"] == "vae" and r.get("history")]
     if traced:  # from the 5th percentile of the converged curves, or the 20-epoch VAE's last epoch if lower
         low = min([pd.DataFrame(r["history"])["valid_elbo"].quantile(0.05) for r in traced]
@@ -290,12 +290,12 @@ def ais_verdicts(ais: pd.DataFrame, grids: dict, labels: dict[str, dict]) -> str
     return "\n".join(lines) if lines else "- no pair of AIS records with GP-RF (R4) yet."
 
 
-def bdmc_figure(bdmc: pd.DataFrame, max_width: float = validity.AIS_CERTIFIED_WIDTH) -> plt.Figure:
+def bdmc_figure(bdmc: pd.DataFrame, max_width: float = validity.AIS_CERTIFIED_WIDTH) -> Figure:
     """Mean ± sd over seeds of the BDMC sandwich width [nats] against decoder passes per image (T × L),
     one line per dataset, profile and L; the criterion dashed; the legend below the axes. The width axis is
     logarithmic when every width is positive, so that the 0.5-nat criterion stays visible beside 100-nat
     sandwiches."""
-    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    fig, ax = subplots(figsize=(5.4, 3.6))
     if bdmc.empty:
         ax.text(0.5, 0.5, "no BDMC record yet", ha="center", va="center", transform=ax.transAxes)
     for (profile, dataset, leapfrog), part in bdmc.groupby(["profile", "dataset", "leapfrog"], sort=False):
@@ -348,9 +348,9 @@ def budget_table(quantities: dict[str, dict[str, pd.Series]], lost: str = "") ->
                                      "optimization, not the method." if lost else ""))
 
 
-def budget_figure(quantities: dict[str, dict[str, pd.Series]]) -> plt.Figure:
+def budget_figure(quantities: dict[str, dict[str, pd.Series]]) -> Figure:
     """One panel per quantity: mean ± sd over seeds (black) and single seeds (grey) at each budget."""
-    fig, axes = plt.subplots(1, len(quantities), figsize=(2.3 * len(quantities), 2.8))
+    fig, axes = subplots(1, len(quantities), figsize=(2.3 * len(quantities), 2.8))
     for ax, (name, by_budget) in zip(np.atleast_1d(axes), quantities.items()):
         for x, values in enumerate(by_budget.values()):
             if len(values):
@@ -370,10 +370,10 @@ def first_below(history: list[dict], key: str, fraction: float) -> int | None:
     return next((epoch for epoch, v in values if v < fraction * values[0][1]), None) if values else None
 
 
-def amplitude_figure(records: list[dict], run: str = "gp_paper") -> plt.Figure:
+def amplitude_figure(records: list[dict], run: str = "gp_paper") -> Figure:
     """The kernel amplitude [output units², log scale] of ``run``'s records against the epoch, one line per
     seed (dotted: its best epoch); the legend below the axes."""
-    fig, ax = plt.subplots(figsize=(5.4, 3.3))
+    fig, ax = subplots(figsize=(5.4, 3.3))
     for record in sorted((r for r in records if r["run"] == run and r.get("history")), key=lambda r: r["seed"]):
         history = [h for h in record["history"] if "kernel_outputscale" in h]
         ax.plot([h["epoch"] for h in history], [max(h["kernel_outputscale"], 1e-12) for h in history], marker=".",

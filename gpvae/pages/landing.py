@@ -12,12 +12,12 @@ import json
 import math
 from dataclasses import dataclass, field
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import pandas as pd
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
-from . import dataset_label, seeds_text
+from . import dataset_label, seeds_text, subplots
 from .protocol import gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
@@ -288,11 +288,11 @@ def table_caption(evidence: Evidence) -> str:
             "their start.")
 
 
-def converged_figure(evidence: Evidence):
+def converged_figure(evidence: Evidence) -> Figure:
     """log p(x) by AIS per model, one dot per seed and a bar at the mean; controls left out."""
     controls = set(evidence.grid.controls())
     runs = [r for r in evidence.grid.runs if r not in controls and r in set(evidence.ais.run)]
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * max(len(runs), 2) + 1.0))
+    fig, ax = subplots(figsize=(6.4, 0.45 * max(len(runs), 2) + 1.0))
     for y, run in enumerate(runs):
         values = evidence.ais[evidence.ais.run == run]["ais"]
         ax.scatter(values, [y] * len(values), color=MODEL_COLOURS.get(run, "k"), zorder=3, s=22)

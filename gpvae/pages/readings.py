@@ -8,13 +8,13 @@ import json
 import math
 import textwrap
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import report, validity, verdicts
-from . import dataset_label, legend_below, listed
+from . import dataset_label, legend_below, listed, subplots
 from .protocol import images_text, records_images
 
 DIAGNOSTICS = [("kernel_outputscale", "kernel amplitude [output units²]", True),
@@ -41,10 +41,10 @@ def _history(record: dict, key: str) -> list[dict]:
     return [h for h in record["history"] if key in h]
 
 
-def diagnostics_figure(records: dict[str, dict], seed: int) -> plt.Figure:
+def diagnostics_figure(records: dict[str, dict], seed: int) -> Figure:
     """The collapse diagnostics of R1, R2 and R3 (``records`` by ``<run>_seed<s>``) against the epoch, one
     panel each of :data:`DIAGNOSTICS` (dotted: on training images); the legend below the panels."""
-    fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(17, 3.6))
+    fig, axes = subplots(1, len(DIAGNOSTICS), figsize=(17, 3.6))
     for ax, (key, label, log) in zip(axes, DIAGNOSTICS):
         for name in JOINT_READINGS:
             record = records.get(f"{name}_seed{seed}")
@@ -144,10 +144,10 @@ def study_values(rows: dict, prefix: str = "") -> dict[str, float]:
     return values
 
 
-def gap_closed_figure(rows: dict, target: float = 0.3) -> plt.Figure:
+def gap_closed_figure(rows: dict, target: float = 0.3) -> Figure:
     """The share of the VAE's amortization gap each configuration closes (dots: seeds; bar: mean)."""
     names = [n for n, r in rows.items() if n != "vae" and "fraction_closed" in r]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6))
+    fig, ax = subplots(figsize=(8, 0.45 * len(names) + 1.6))
     for i, name in enumerate(names):
         values = rows[name]["fraction_closed"]["values"]
         ax.scatter(values, [i] * len(values), color="C0", zorder=3)
@@ -162,14 +162,14 @@ def gap_closed_figure(rows: dict, target: float = 0.3) -> plt.Figure:
     return fig
 
 
-def difficulty_figure(ranked: dict) -> plt.Figure:
+def difficulty_figure(ranked: dict) -> Figure:
     """The per-image amortization gap [nats] against three difficulty scores of one difficulty record
     (its ``per_image``), each panel titled with the Spearman ρ."""
     gap = np.asarray(ranked["per_image"]["gap"])
     panels = [("mean_function_variance", "GP predictive variance of M [latent units²]"),
               ("encoder_variance", "encoder variance, mean of e^ℓ [latent units²]"),
               ("negative_elbo", "negative ELBO [nats]")]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = subplots(1, 3, figsize=(14, 3.8))
     for ax, (key, label) in zip(axes, panels):
         ax.scatter(ranked["per_image"][key], gap, s=6, alpha=0.5)
         ax.set_xlabel(label)
@@ -196,10 +196,10 @@ def partial_table(difficulty: pd.DataFrame) -> tuple[pd.io.formats.style.Styler,
             {f"{r['configuration']}_partial_spearman": r["ρ(score, gap | −ELBO)"] for r in rows})
 
 
-def roc_figure(record: dict) -> plt.Figure:
+def roc_figure(record: dict) -> Figure:
     """ROC curves of one ood record's scores, one panel per OOD set, each panel's legend (with AUROCs) below it."""
     sets = list(record["roc"])
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 5.2), squeeze=False)
+    fig, axes = subplots(1, len(sets), figsize=(5 * len(sets), 5.2), squeeze=False)
     for ax, ood in zip(axes[0], sets):
         for key, label in SCORES.items():
             curve = record["roc"][ood][key]
@@ -275,17 +275,17 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
 
 
 def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = verdicts.SPEED_TARGET,
-                    min_closed: float = verdicts.MIN_GAP_CLOSED) -> plt.Figure:
+                    min_closed: float = verdicts.MIN_GAP_CLOSED) -> Figure:
     """Share of the gap closed [%] against inference time × the VAE's (batch 100, log scale), one point per
     measurable setting (black: the VAE; orange: SA-VAE); settings that are not measurable are listed in the
     title, not drawn. Without a record: ``missing`` as text."""
     if record is None:
-        fig, ax = plt.subplots(figsize=(7.5, 1.2))
+        fig, ax = subplots(figsize=(7.5, 1.2))
         ax.text(0.5, 0.5, missing, ha="center", va="center")
         ax.set_axis_off()
         return fig
     _, rows = frontier_rows(record)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = subplots(figsize=(7.5, 4.8))
     for label, row in rows.items():
         if frontier_premise(row):
             continue
@@ -314,11 +314,12 @@ def savae_ratio(bench_path) -> tuple[float | None, str]:
     return next(r["infer_ratio_to_vae"] for r in bench["results"] if r["model"] == "savae"), bench["device"]
 
 
-def claims(rows: dict, baseline_of: dict[str, str], savae: tuple[float | None, str], reading: str = "r4_gp"
-           ) -> pd.io.formats.style.Styler:
+def claim_verdicts(rows: dict, baseline_of: dict[str, str], savae: tuple[float | None, str], reading: str = "r4_gp"
+                   ) -> list[tuple[verdicts.Verdict, str]]:
     """The three claims, each decided by :mod:`gpvae.verdicts` on one ``reading`` for all three (R4, the library's
     default; never the configuration that does best on each, which would pick the winner on the seeds that then
-    test it): its likelihood gain over its baseline by IS (``baseline_of``, else the VAE), its speed against
+    test it), each with what was measured: its likelihood gain over its baseline by IS (``baseline_of``, else the
+    VAE: with the VAE's decoder kept, a better sampler of one model, not a better model), its speed against
     ``savae`` = (ratio, device) with the gap it closes, its GP variance's Spearman ρ with the gap and Omniglot AUROC
     against the VAE's −ELBO. A claim without a measurement of ``reading`` is not measurable."""
     row = rows.get(reading, {})
@@ -328,7 +329,8 @@ def claims(rows: dict, baseline_of: dict[str, str], savae: tuple[float | None, s
         difference = verdicts.spread(pd.Series(report.per_seed(row.get("test_ll")))
                                      - pd.Series(report.per_seed(rows.get(base, {}).get("test_ll"))))
         verdict = verdicts.likelihood(pd.DataFrame({base: difference}).T,
-                                      claim="1. higher test log-likelihood than the VAE (the baseline at this budget)")
+                                      claim=f"1. higher test log p̂ than its {base} by IS (the study's reading: "
+                                            "not the abstract's claim over IWAE and SA-VAE, which the landing page decides by AIS)")
         decided.append((verdict, f"{reading} − {base} by IS: {report.mean_sd(difference['mean'], difference['sd'])} "
                                  f"nats (n = {int(difference['n'])})"))
         verdict = verdicts.speed(row.get("infer_ratio_to_vae"), savae[0])
@@ -346,7 +348,17 @@ def claims(rows: dict, baseline_of: dict[str, str], savae: tuple[float | None, s
         claim = verdicts.ahead_of_baselines({}, {})
         decided.append((dataclasses.replace(claim, outcome=validity.NOT_MEASURABLE),
                         f"{reading}'s own score was not ranked against the per-image gap"))
+    return decided
+
+
+def claims(decided: list[tuple[verdicts.Verdict, str]], reading: str = "r4_gp") -> pd.io.formats.style.Styler:
+    """The table of :func:`claim_verdicts`: claim, criterion, what was measured, verdict."""
     return pd.DataFrame([{"claim": d.claim, "criterion": d.criterion, "measured": m, "verdict": d.outcome}
                          for d, m in decided]).style.hide(axis="index").set_caption(
         f"Verdicts at the study budget, decided by gpvae.verdicts on the study's seeds, all three on one reading "
         f"({reading}), not on the best reading per claim.")
+
+
+def claim_outcomes(decided: list[tuple[verdicts.Verdict, str]]) -> dict[str, str]:
+    """``claim1_verdict`` … per claim of :func:`claim_verdicts`: its outcome, for the prose beside the table."""
+    return {f"claim{d.claim.split('.')[0]}_verdict": d.outcome for d, _ in decided}

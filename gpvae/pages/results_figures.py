@@ -9,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_MARKERS
-from . import dataset_label, legend_below
+from . import dataset_label, legend_below, subplots
 from .results import SCORES, ResultsPage
 
 PANEL_WIDTH = 4.2  # inches per dataset panel
@@ -17,8 +17,7 @@ PANEL_WIDTH = 4.2  # inches per dataset panel
 
 def _placeholder(text: str) -> Figure:
     """A small figure that says why there is nothing to draw."""
-    fig = Figure(figsize=(PANEL_WIDTH, 1.2))
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(PANEL_WIDTH, 1.2))
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.axis("off")
     return fig
@@ -26,8 +25,8 @@ def _placeholder(text: str) -> Figure:
 
 def _panels(count: int, height: float, **options) -> tuple[Figure, list]:
     """A figure of ``count`` panels side by side, one per dataset."""
-    fig = Figure(figsize=(PANEL_WIDTH * count, height))
-    return fig, list(fig.subplots(1, count, squeeze=False, **options)[0])
+    fig, axes = subplots(1, count, figsize=(PANEL_WIDTH * count, height), squeeze=False, **options)
+    return fig, list(axes[0])
 
 
 def likelihood_cost(page: ResultsPage) -> Figure:

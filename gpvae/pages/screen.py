@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import pandas as pd
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, run_labels
-from . import dataset_label, legend_below
+from . import dataset_label, legend_below, subplots
 from .converged import difference_line, lost_between
 from .protocol import measurement_protocol, protocol_text
 
@@ -87,11 +87,11 @@ class ScreenPage:
                                                  lost_between(lost, dataset, (reading, other), self.labels)))
         return "\n".join(lines) or "- no AIS record of a screened reading yet."
 
-    def amplitude_figure(self) -> plt.Figure:
+    def amplitude_figure(self) -> Figure:
         """The kernel amplitude [output units², log scale] per epoch of R1 and of each screened reading, one
         panel per dataset, one line per run and seed; the legend below the panels."""
         datasets = list(self.grid.datasets)
-        fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.4), squeeze=False, sharey=True)
+        fig, axes = subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.4), squeeze=False, sharey=True)
         for ax, dataset in zip(axes[0], datasets):
             for record in sorted(self.records, key=lambda r: (r["run"], r["seed"])):
                 history = [h for h in record.get("history", []) if AMPLITUDE in h]
