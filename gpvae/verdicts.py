@@ -21,8 +21,9 @@ and :data:`NOT_RESOLVED`, and a paired difference a fourth, :data:`TIED`:
 * **3. Difficulty** (:func:`ahead_of_baselines`): a score of the GP's (its predictive variance) as a
   measure of posterior difficulty, per seed — its Spearman ρ with the per-image amortization gap,
   or its AUROC for out-of-distribution inputs — holds when it beats chance (ρ = 0, AUROC = 0.5) and
-  every baseline score (the VAE's own encoder variance and negative ELBO), each as a paired
-  difference; fails when it is behind chance or a baseline; else not resolved.
+  every baseline score (the VAE's own encoder variance and negative ELBO), each in its better
+  orientation (:func:`oriented`) and as a paired difference; fails when it is behind chance or a
+  baseline; else not resolved.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Verdict:
     measured: str
     outcome: str
     details: dict[str, str] = field(default_factory=dict)
+    differences: dict[str, pd.Series] = field(default_factory=dict)  # per comparison, the per-seed differences
 
     def sentence(self) -> str:
         """The verdict as one Markdown sentence: claim, outcome, measurement, criterion."""
@@ -118,16 +120,31 @@ def speed(gp_ratio: float | None, savae_ratio: float | None,
     return Verdict(claim, criterion, measured, combined(list(details.values())), details)
 
 
+def oriented(values, chance: float = 0.0) -> tuple[pd.Series, bool]:
+    """A baseline score's per-seed values in its better orientation: reflected about ``chance`` (ρ → −ρ,
+    AUROC → 1 − AUROC) when their mean lies below it, so that a score that ranks difficulty backwards counts
+    as the good score it is reversed. Chosen on the values, it can only strengthen a control. Returns the
+    values and whether they were reversed."""
+    values = pd.Series(values, dtype=float)
+    reverse = bool(values.mean() < chance)
+    return (2 * chance - values if reverse else values), reverse
+
+
 def ahead_of_baselines(own, baselines: dict[str, object], chance: float = 0.0,
                        claim: str = "3. The GP's variance measures posterior difficulty") -> Verdict:
     """Claim 3 for one score: ``own`` and each of ``baselines`` are per-seed values (Series indexed by
-    seed, or {seed: value}); ``chance`` is the value of a score that knows nothing (ρ 0, AUROC 0.5)."""
+    seed, or {seed: value}); ``chance`` is the value of a score that knows nothing (ρ 0, AUROC 0.5). Each
+    baseline enters in its better orientation (:func:`oriented`); the per-seed differences are the verdict's
+    ``differences``."""
     own = pd.Series(own, dtype=float)
-    details = {"chance": paired(spread(own - chance))}
+    differences, reversed_ = {"chance": own - chance}, []
     for name, values in baselines.items():
-        details[name] = paired(spread(own - pd.Series(values, dtype=float)))  # aligned by seed
+        values, reverse = oriented(values, chance)
+        differences[name] = (own - values).dropna()  # aligned by seed
+        reversed_ += [name] if reverse else []
+    details = {name: paired(spread(difference)) for name, difference in differences.items()}
     stat = spread(own)
     measured = f"{stat['mean']:.3f} over {int(stat['n'])} seed(s); " + "; ".join(
-        f"against {name}: {outcome}" for name, outcome in details.items())
-    return Verdict(claim, f"above chance ({chance:g}) and every baseline, {PAIRED_CRITERION}", measured,
-                   combined(list(details.values())), details)
+        f"against {name}{' (reversed)' if name in reversed_ else ''}: {outcome}" for name, outcome in details.items())
+    return Verdict(claim, f"above chance ({chance:g}) and every baseline in its better orientation, "
+                          f"{PAIRED_CRITERION}", measured, combined(list(details.values())), details, differences)

@@ -107,6 +107,14 @@ def test_the_speed_verdict_reads_the_benchmark_of_record(tmp_path, ratios, outco
     assert outcome in line_of(page.speed_verdicts())
 
 
+def test_the_cost_table_defines_its_ratios_and_states_its_protocol(tmp_path):
+    table = write(tmp_path, benches={"mnist": bench(gp=4.0)}).cost_table()
+    assert table.data.loc[("MNIST", "GP-RF (R4)"), "inference × VAE"] == 4.0
+    for stated in ("× VAE: the model's median time over the VAE's", "on a batch of 100 test images",
+                   "median of 3 repeats", "commit abcdef0123"):
+        assert stated in table.caption
+
+
 def test_without_a_benchmark_the_speed_verdict_is_not_measurable(tmp_path):
     assert write(tmp_path).speed_verdicts() == "- no benchmark of record yet: not measurable."
 

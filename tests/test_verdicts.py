@@ -64,3 +64,17 @@ def test_a_difficulty_score_must_beat_chance_and_every_baseline_seed_by_seed():
     assert mixed.outcome == NOT_RESOLVED
     auroc = verdicts.ahead_of_baselines({0: 0.45, 1: 0.44}, {}, chance=0.5)
     assert auroc.outcome == FAILS
+
+
+def test_a_baseline_that_ranks_difficulty_backwards_counts_reversed_the_stronger_control():
+    own = {0: 0.60, 1: 0.62, 2: 0.61}
+    backwards = {0: -0.70, 1: -0.72, 2: -0.71}  # ranks by ease: reversed, a better score than the GP's
+    decided = verdicts.ahead_of_baselines(own, {"encoder variance": backwards})
+    assert decided.outcome == FAILS and decided.details["encoder variance"] == FAILS
+    assert decided.differences["encoder variance"].round(2).tolist() == [-0.1, -0.1, -0.1]
+    assert "against encoder variance (reversed): fails" in decided.measured
+    weak = verdicts.ahead_of_baselines(own, {"encoder variance": {0: -0.10, 1: -0.12, 2: -0.11}})
+    assert weak.outcome == HOLDS and weak.differences["encoder variance"].round(2).tolist() == [0.5, 0.5, 0.5]
+    ood = verdicts.ahead_of_baselines({0: 0.80, 1: 0.81}, {"−ELBO": {0: 0.10, 1: 0.12}}, chance=0.5)
+    assert ood.outcome == FAILS  # an AUROC of 0.1 is 0.9 reversed: ahead of the GP's 0.8
+    assert verdicts.oriented({0: 0.3, 1: -0.1})[1] is False  # the mean decides, not a seed

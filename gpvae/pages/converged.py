@@ -173,12 +173,22 @@ def ais_protocol(ais: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def _premise_note(summary: pd.DataFrame) -> str:
+    """The caption's note on the cells marked † (:func:`_cells`): per profile and dataset whose AIS premise
+    fails, the reason once (the widest sandwich), instead of in every cell."""
+    failed = summary.assign(reason=[_reason(p) for p in summary["premise"]]).dropna(subset=["reason"])
+    notes = [f"{profile}, {dataset}: {validity.ais_premise(part['width'].max())}"
+             for (profile, dataset), part in failed.groupby(level=[0, 1], sort=False)]
+    return f" † {validity.NOT_MEASURABLE}, " + "; ".join(notes) + "." if notes else ""
+
+
 def _cells(summary: pd.DataFrame, columns: dict[str, tuple[str, str | None]]) -> pd.DataFrame:
     """Table cells from summary columns: ``{title: (column, sd column or None)}``; a quantity of
-    :data:`AIS_GAPS` is not measurable where the AIS premise fails."""
+    :data:`AIS_GAPS` is not measurable († with the reason in the caption, :func:`_premise_note`) where the
+    AIS premise fails."""
     table = pd.DataFrame(index=summary.index)
     for title, (column, sd) in columns.items():
-        table[title] = [validity.shown(None, _reason(premise)) if title in AIS_GAPS and _reason(premise) else
+        table[title] = [f"{validity.NOT_MEASURABLE} †" if title in AIS_GAPS and _reason(premise) else
                         report.mean_sd(row[column], row[sd] if sd else math.nan)
                         for premise, (_, row) in zip(summary["premise"], summary.iterrows())]
     return table
@@ -196,7 +206,7 @@ def ais_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.S
         "AIS from the prior against the protocol's importance-sampling estimate with the model's own proposal, on the "
         f"same test images; mean ± sd over seeds. Records: {ais_protocol(ais)}. An estimator gap (AIS − IS) needs AIS "
         f"certified (BDMC width at most {validity.AIS_CERTIFIED_WIDTH:g} nat); > 0: the model's own estimate understates "
-        "its likelihood. Cost: median seconds per image of AIS over IS, one CPU thread.")
+        "its likelihood. Cost: median seconds per image of AIS over IS, one CPU thread." + _premise_note(summary))
 
 
 def gap_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.Styler:
@@ -211,7 +221,7 @@ def gap_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.S
         f"On each run's gap subset ({images or 'no AIS record on it yet'}): the approximation gap by AIS, AIS − ELBO(q*) (≥ 0 up to Monte Carlo error), and importance sampling from "
         "the per-image optimum q* with the protocol's K minus AIS (both stochastic lower bounds: > 0 says AIS at the "
         "certified T is looser on these images than q*'s estimate); mean over the seeds counted. Both need AIS "
-        "certified; '–': a record without that column.")
+        "certified; '–': a record without that column." + _premise_note(summary))
 
 
 def ais_orderings(summary: pd.DataFrame) -> str:

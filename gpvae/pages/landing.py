@@ -223,14 +223,15 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     def mean(values: pd.Series) -> str:
         return f"{values.mean():.3f} (n = {len(values)})".replace("-", "−") if len(values) else "not measured"
 
-    def lead(values: pd.Series) -> str:  # GP-RF's ρ minus the control's, seed-matched
-        difference = verdicts.spread(own - values)
+    def lead(name: str) -> str:  # GP-RF's ρ minus the control's in its better orientation, seed-matched
+        difference = verdicts.spread(decided.differences[name])
         if not difference["n"]:
             return ""
         sd = "" if difference["n"] < 2 else f" ± {difference['sd']:.3f}"
-        return ", GP-RF ahead by " + f"{difference['mean']:+.3f}{sd}".replace("-", "−")
+        reversed_ = " (its sign reversed, the better orientation)" if verdicts.oriented(controls[name])[1] else ""
+        return f"{reversed_}, GP-RF ahead by " + f"{difference['mean']:+.3f}{sd}".replace("-", "−")
 
-    against = "; ".join(f"{name} {mean(values)}{lead(values)}: {decided.details[name]}"
+    against = "; ".join(f"{name} {mean(values)}{lead(name)}: {decided.details[name]}"
                         for name, values in controls.items())
     line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images} test images per seed: "
