@@ -86,6 +86,18 @@ def test_difficulty_must_beat_the_elbo_and_a_nearest_neighbour_average(own, elbo
 
 def test_difficulty_without_records_is_not_resolved():
     assert f"— {verdicts.NOT_RESOLVED}.**" in landing.difficulty_line(evidence())
+    assert landing.difficulty_table(evidence()) is None
+
+
+def test_the_difficulty_table_shows_the_numbers_and_verdicts_of_the_line():
+    frontiers = {("mnist", seed): frontier(1.0, 40.0, value) for seed, value in enumerate([0.60, 0.61, 0.59])}
+    found = evidence(difficulty=difficulty_rows([0.80, 0.81, 0.79], [0.70, 0.71, 0.69]), frontiers=frontiers)
+    table = landing.difficulty_table(found)
+    rows = table.data.set_index("score")
+    assert rows.loc["the VAE's −ELBO", "seed 1"] == "0.710" and rows.loc["the VAE's −ELBO", "verdict"] == verdicts.HOLDS
+    assert rows.loc["the VAE's encoder variance (enters reversed)", "GP-RF ahead by"] == "0.400 ± 0.010"
+    assert rows.loc["a 10-nearest-neighbour average", "mean ± sd"] == "0.600 ± 0.010"
+    assert "2000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
 
 
 def test_the_table_leaves_controls_out_and_notes_the_rows_that_test_nothing():

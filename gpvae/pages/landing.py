@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from matplotlib.figure import Figure
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
@@ -242,6 +243,32 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
             line += (f" At {budget_column.name} ({small_images} images per seed, no nearest-neighbour control): "
                      f"{small.outcome}.")
     return line
+
+
+def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist") -> Styler | None:
+    """The numbers behind :func:`difficulty_line`, one row per score: its Spearman ρ with the per-image
+    amortization gap per seed and mean ± sd, then GP-RF's lead over it (in the control's better orientation)
+    with its verdict. None without a difficulty record of ``run``."""
+    decided, own, controls, images = _difficulty(evidence, run, dataset)
+    if own.empty:
+        return None
+    seeds = sorted(set(own.index).union(*(set(values.index) for values in controls.values())))
+    rows = []
+    for name, values in {f"{MODEL_LABELS.get(run, run)}: its GP's variance": own, **controls}.items():
+        reversed_ = name in controls and len(values) and verdicts.oriented(values)[1]
+        row = {"score": name + (" (enters reversed)" if reversed_ else ""),
+               **{f"seed {s}": f"{values[s]:.3f}" if s in values.index else "–" for s in seeds},
+               "mean ± sd": report.mean_sd(values.mean(), values.std(ddof=1), digits=3) if len(values) else "–"}
+        if name in decided.differences:
+            lead = verdicts.spread(decided.differences[name])
+            row["GP-RF ahead by"] = report.mean_sd(lead["mean"], lead["sd"], digits=3) if lead["n"] else "–"
+            row["verdict"] = decided.details[name]
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("").style.hide(axis="index").set_caption(
+        f"{evidence.name.capitalize()}, {dataset_label(dataset)}: Spearman ρ of each score with the per-image "
+        f"amortization gap of the VAE, {images} test images per seed (the nearest-neighbour average: the frontier's "
+        f"seeds only). A control whose mean ρ is negative enters reversed. Verdict: {decided.criterion}; "
+        f"the claim: {decided.outcome}.")
 
 
 COLLAPSED = 0.01  # a kernel amplitude below this share of its value after the first epoch has collapsed
