@@ -40,16 +40,18 @@ browser:
 	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-# Every chapter executes once: under nbval, which stores it in the cache the build then renders from; the
-# browser test opens the built HTML.
+# Every chapter executes once: under nbval, beside the tests in one pool of workers (the longest files first,
+# tests/conftest.py), and is stored in the cache the build then renders from; then the browser test opens the
+# built HTML.
 test: install browser
 	rm -rf $(CHAPTER_CACHE)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(WORKERS) $(NBVAL) --chapter-cache $(CHAPTER_CACHE) book
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(WORKERS) $(NBVAL) --chapter-cache $(CHAPTER_CACHE) \
+	  --ignore tests/test_browser.py book tests
 	mkdir -p _build && sed 's/^  execute_notebooks: force$$/  execute_notebooks: cache/' _config.yml > $(TEST_CONFIG)
 	grep -q 'execute_notebooks: cache' $(TEST_CONFIG)
 	$(BOOK_BUILD) --config $(TEST_CONFIG)
 	rm -rf $(CHAPTER_CACHE)
-	$(BIN)/python -m pytest $(WORKERS) tests
+	$(BIN)/python -m pytest $(WORKERS) tests/test_browser.py
 
 book: install
 	$(BOOK_BUILD)

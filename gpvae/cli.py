@@ -22,8 +22,8 @@ from .gp.options import PRESETS
 from .protocol import AIS_SUBSET, GAP_SUBSET
 from .io import check_writable, write_json
 from .external import EXTERNAL
-from .measurements import (TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run, gaps_run, gprf_run,
-                           k_curve_run)
+from .measurements import (CONTROL_VALID_IMAGES, TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run,
+                           gaps_run, gprf_run, k_curve_run, proposal_control_run)
 from .run_folder import make_external_run
 from .training import train
 
@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "or every training image, whichever is fewer)")
     evaluate.add_argument("--error-inducing", type=_typed(int, 1), default=512,
                           help="with --gprf: inducing inputs of the error GP's predictive (default: 512)")
+    evaluate.add_argument("--proposal-control", action="store_true",
+                          help="the wider-proposal control of an importance-sampling gain: log p̂(x) with the encoder's "
+                               "Gaussian, with its variance widened and mixed with the prior (each chosen on "
+                               "--valid-images validation images), to proposal_control.json")
+    evaluate.add_argument("--valid-images", type=_typed(int, 1), default=CONTROL_VALID_IMAGES,
+                          help=f"with --proposal-control: validation images that choose the widening (default: "
+                               f"{CONTROL_VALID_IMAGES})")
     evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
     evaluate.add_argument("--max-test", type=_typed(int, 1),
                           help="evaluate only N test images: the first N, or drawn with --subset-seed")
@@ -179,6 +186,13 @@ def _evaluate(args) -> None:
         print(f"GP-RF (R4) fitted post hoc on {result['options']['error_images']} training images: log p̂(x) {result['test_ll']['gprf']:.3f} "
               f"nats against the VAE's {result['test_ll']['vae']:.3f} (K = {result['eval_k']}, {result['n_test']} test "
               f"images, the same draws): {result['gain']:+.3f}")
+        measured = True
+    if args.proposal_control:
+        result = proposal_control_run(args.run_dir, args.valid_images, args.eval_k, args.max_test, args.subset_seed,
+                                      args.data_dir, args.device)
+        print(f"log p̂(x), K = {result['eval_k']} on {result['n_test']} test images: encoder's Gaussian "
+              f"{result['test_ll']['own']:.3f}; variance × {result['chosen']['scale']:g} {result['gain']['widened']:+.3f}; "
+              f"defensive mixture (prior weight {result['chosen']['prior_weight']:g}) {result['gain']['defensive']:+.3f} nats")
         measured = True
     if args.gaps:
         result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device, args.subset_seed)

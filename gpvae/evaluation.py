@@ -10,10 +10,12 @@ Every function keeps per-example values; means are reported in nats, plus bits/d
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
+from torch.distributions import Distribution
 
-from .distributions import diagonal_gaussian
+from .distributions import DiagonalGaussianMixture, diagonal_gaussian
 from .models.base import LatentVariableModel
 from .objectives import gaussian_elbo
 from .progress import progress
@@ -43,14 +45,37 @@ def _chunked_mean(per_example, n_samples: int, samples_per_chunk: int = SAMPLES_
 
 
 def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int, batch_size: int = 100,
-                   device: torch.device | str = "cpu", samples_per_chunk: int = SAMPLES_PER_CHUNK) -> torch.Tensor:
-    """Importance-sampled log p̂(x) with ``k`` samples per example: x (N, ...) -> (N,) nats, on CPU."""
+                   device: torch.device | str = "cpu", samples_per_chunk: int = SAMPLES_PER_CHUNK,
+                   proposal: Callable[[torch.Tensor], Distribution] | None = None) -> torch.Tensor:
+    """Importance-sampled log p̂(x) with ``k`` samples per example from the model's own proposal, or from
+    ``proposal`` (x -> r(z | x) with exact density): x (N, ...) -> (N,) nats, on CPU."""
     model.eval()
     out = []
     for xb in _batches(x, batch_size, torch.device(device), f"log p(x), K={k}"):
         with torch.no_grad():
-            out.append(_importance_estimate(model, xb, model.proposal(xb), k, samples_per_chunk).cpu())
+            r = model.proposal(xb) if proposal is None else proposal(xb)
+            out.append(_importance_estimate(model, xb, r, k, samples_per_chunk).cpu())
     return torch.cat(out)
+
+
+def widened_proposal(model: LatentVariableModel, scale: float = 1.0,
+                     prior_weight: float = 0.0) -> Callable[[torch.Tensor], Distribution]:
+    """A wider proposal made from a model whose own proposal is a diagonal Gaussian N(μ(x), diag σ²(x)):
+    x -> N(μ, diag ``scale`` σ²), mixed with the prior N(0, I) at ``prior_weight`` (a defensive mixture,
+    whose importance weights are bounded by p(x | z) / ``prior_weight``), with exact density."""
+    if scale <= 0 or not 0 <= prior_weight < 1:
+        raise ValueError(f"a widened proposal takes scale > 0 and 0 <= prior_weight < 1, got {scale}, {prior_weight}")
+
+    def proposal(x: torch.Tensor) -> Distribution:
+        own = model.proposal(x)
+        mean, log_var = own.mean, own.variance.log() + math.log(scale)
+        if not prior_weight:
+            return diagonal_gaussian(mean, log_var)
+        zeros = torch.zeros_like(mean)
+        weights = torch.tensor([math.log1p(-prior_weight), math.log(prior_weight)], dtype=mean.dtype, device=mean.device)
+        return DiagonalGaussianMixture(torch.stack([mean, zeros], -2), torch.stack([log_var, zeros], -2),
+                                       weights.expand(*mean.shape[:-1], 2))
+    return proposal
 
 
 def _importance_estimate(model: LatentVariableModel, xb: torch.Tensor, proposal, k: int,

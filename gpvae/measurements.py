@@ -13,13 +13,19 @@ from . import data as datasets
 from .config import ConfigError, TrainConfig
 from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, auroc, bdmc,
                          difficulty_scores, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
-                         roc_curve, spearman)
+                         roc_curve, spearman, widened_proposal)
 from .io import RunFolderError, read_json, write_json
 from .models import GPRF, VAE, LatentVariableModel
 from .protocol import GAP_EVAL_K, GAP_SUBSET
 from .provenance import parameter_digest, provenance
+from .validity import DIAGONAL_GAUSSIAN, PROPOSAL_FAMILY
 from .run_folder import fit_to_data, load_checkpoint, load_run, require_agreement
 from .layout import GAPS, measurement_file
+
+
+WIDER_SCALES = (1.25, 1.5, 2.0, 3.0)  # the encoder's variance × c, c chosen on validation images
+PRIOR_WEIGHTS = (0.01, 0.05, 0.2)  # the prior's share in a defensive mixture, chosen on validation images
+CONTROL_VALID_IMAGES = 500
 
 
 class TrainingDiverged(RuntimeError):
@@ -305,4 +311,49 @@ def gprf_run(run_dir: str | Path, error_images: int | None = None, error_inducin
               "dataset": config.dataset, "run_dir": str(run_dir), **provenance(dev)}
     require_finite(result["test_ll"], f"GP-RF on {run_dir}")
     write_json(measurement_file(run_dir, "gprf"), result)
+    return result
+
+
+def proposal_control_run(run_dir: str | Path, valid_images: int = CONTROL_VALID_IMAGES, eval_k: int | None = None,
+                         max_test: int | None = None, subset_seed: int | None = None, data_dir: str | None = None,
+                         device: str | None = None, scales: tuple[float, ...] = WIDER_SCALES,
+                         prior_weights: tuple[float, ...] = PRIOR_WEIGHTS) -> dict:
+    """The wider-proposal control of an importance-sampling gain (GP-RF's q̄ over its VAE's Gaussian): a run whose
+    proposal is the encoder's diagonal Gaussian, evaluated by the protocol's log p̂(x) with that Gaussian, with
+    its variance × c (:func:`~gpvae.evaluation.widened_proposal`) and with a defensive mixture with the prior;
+    c and the prior's weight each chosen by the mean log p̂ on ``valid_images`` validation images drawn with the
+    run's seed, then measured on the run's test images (``max_test``, the first or drawn with ``subset_seed``)
+    with one seed per proposal. Writes and returns ``RUN_DIR/proposal_control.json`` [nats]."""
+    config, data, model, dev = load_run(run_dir, eval_k=eval_k, max_test=max_test, data_dir=data_dir, device=device,
+                                        subset_seed=subset_seed if max_test is not None else None)
+    if PROPOSAL_FAMILY.get(config.model) != DIAGONAL_GAUSSIAN or config.model == "savae":
+        raise ConfigError(f"--proposal-control widens an encoder's diagonal Gaussian; {run_dir} holds a {config.model} "
+                          "run, whose proposal is not one")
+    if not 1 <= valid_images <= len(data.valid):
+        raise ConfigError(f"--valid-images {valid_images}: the validation split has {len(data.valid)} images")
+    started = time.perf_counter()
+    valid = data.valid[datasets.test_subset(len(data.valid), valid_images, config.seed)]
+
+    def estimate(x: torch.Tensor, scale: float = 1.0, prior_weight: float = 0.0) -> torch.Tensor:
+        torch.manual_seed(config.seed)
+        return log_likelihood(model, x, config.eval_k, config.batch_size, dev,
+                              proposal=widened_proposal(model, scale, prior_weight))
+
+    by_scale = {c: estimate(valid, scale=c).mean().item() for c in (1.0, *scales)}
+    by_weight = {w: estimate(valid, prior_weight=w).mean().item() for w in (0.0, *prior_weights)}
+    chosen = {"scale": max(by_scale, key=by_scale.get), "prior_weight": max(by_weight, key=by_weight.get)}
+    test = {"own": estimate(data.test), "widened": estimate(data.test, scale=chosen["scale"]),
+            "defensive": estimate(data.test, prior_weight=chosen["prior_weight"])}
+    result = {"n_test": len(data.test), "subset_seed": data.test_seed, "eval_k": config.eval_k,
+              "validation": {"images": valid_images, "subset_seed": config.seed,
+                             "scale": {str(c): v for c, v in by_scale.items()},
+                             "prior_weight": {str(w): v for w, v in by_weight.items()}},
+              "chosen": chosen, "test_ll": {name: values.mean().item() for name, values in test.items()},
+              "gain": {name: (test[name] - test["own"]).mean().item() for name in ("widened", "defensive")},
+              "gain_per_example": {name: [round(v, 4) for v in (test[name] - test["own"]).tolist()]
+                                   for name in ("widened", "defensive")},
+              "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
+              "run_dir": str(run_dir), **provenance(dev)}
+    require_finite(result["test_ll"], f"the proposal control of {run_dir}")
+    write_json(measurement_file(run_dir, "proposal_control"), result)
     return result

@@ -22,6 +22,20 @@ def data_dir() -> Path | None:
     return None
 
 
+# The files that take longest, which a pool of workers (make test: pytest-xdist, a file per worker) should start
+# first, so that none runs alone at the end: the smoke grid, then every chapter (nbval), then the rest.
+LONGEST_FIRST = ("tests/test_workflow_run.py", "book/")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the session's items by :data:`LONGEST_FIRST`, the order within each group kept."""
+    def rank(item) -> int:
+        path = Path(item.path).resolve()
+        relative = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else ""
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if relative.startswith(prefix)), len(LONGEST_FIRST))
+    items.sort(key=rank)
+
+
 requires_data = pytest.mark.skipif(data_dir() is None, reason="staged MNIST/Omniglot not found (set GPVAE_DATA_DIR)")
 
 

@@ -45,6 +45,30 @@ def test_exact_posterior_as_proposal_gives_exact_log_px_with_one_sample(model_an
     assert_all_close(log_w, model.exact_log_marginal(x).expand_as(log_w), atol=1e-9, what="log w")
 
 
+@pytest.mark.parametrize("scale, prior_weight", [(1.0, 0.0), (2.0, 0.0), (1.0, 0.2), (1.5, 0.05)])
+def test_a_widened_or_defensive_proposal_has_an_exact_density_and_converges_to_log_px(model_and_data, scale,
+                                                                                      prior_weight):
+    model, x = model_and_data
+    exact = model.exact_log_marginal(x)
+    proposal = evaluation.widened_proposal(model, scale, prior_weight)
+    estimate = log_likelihood(model, x, k=4000, batch_size=16, samples_per_chunk=500, proposal=proposal)
+    assert_all_close(estimate, exact, atol=0.2, what=f"log p̂(x), scale {scale}, prior weight {prior_weight}")
+    assert_all_close(estimate.mean(), exact.mean(), atol=0.03, what="its mean over the images")
+    with torch.no_grad():
+        r, own = proposal(x), model.proposal(x)
+        z = own.sample((3,))
+        expected = own.log_prob(z) if (scale, prior_weight) == (1.0, 0.0) else None
+        if expected is not None:
+            assert_all_close(r.log_prob(z), expected, atol=1e-9, what="the unwidened proposal is the model's own")
+        assert_all_close(r.mean, own.mean * (1 - prior_weight), atol=1e-9, what="the mixture's mean")
+
+
+@pytest.mark.parametrize("scale, prior_weight", [(0.0, 0.0), (1.0, 1.0), (1.0, -0.1)])
+def test_a_widened_proposal_refuses_settings_that_are_no_distribution(model_and_data, scale, prior_weight):
+    with pytest.raises(ValueError, match="scale > 0 and 0 <= prior_weight < 1"):
+        evaluation.widened_proposal(model_and_data[0], scale, prior_weight)
+
+
 def test_iwae_estimate_is_below_log_px_rises_with_k_and_converges(model_and_data):
     model, x = model_and_data
     exact = model.exact_log_marginal(x).mean().item()

@@ -72,9 +72,10 @@ def cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_readers_of_records_import_without_torch():
+def test_readers_of_records_and_the_workflow_s_steps_import_without_torch():
     pages = sorted(f"gpvae.pages.{p.stem}" for p in (PACKAGE / "pages").glob("*.py") if p.stem != "__init__")
-    readers = ["gpvae.report", "gpvae.verdicts", "gpvae.validity", "gpvae.runs.records", "gpvae.layout", "gpvae.io", *pages]
+    readers = ["gpvae.report", "gpvae.verdicts", "gpvae.validity", "gpvae.runs.records", "gpvae.runs.steps", "gpvae.layout",
+               "gpvae.io", *pages]
     code = BLOCK_TORCH + f"import {', '.join(readers)}\nprint('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -73,7 +73,7 @@ def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_a_non_finite_test_estimate_is_recorded_as_a_divergence_not_left_without_a_record(tmp_path, monkeypatch):
     """Regression: a finished training whose evaluation gave NaN (Fashion-MNIST SA-VAE seed 2, its SVI driving a
     log-variance to -109) raised without ``diverged.json``, so its workflow job failed on every rerun."""
-    from gpvae.runs.persistence import diverged
+    from gpvae.runs.steps import diverged
 
     config = _config(tmp_path, "nan_eval", epochs=1)
     real_evaluate = training.evaluate
@@ -168,6 +168,14 @@ def test_existing_run_is_not_overwritten_and_resume_refuses_other_options(tmp_pa
         training.train(_config(tmp_path, "run", epochs=2, lr=0.1, resume=True))
 
 
+def test_the_proposal_control_refuses_a_proposal_that_is_not_an_encoder_s_gaussian(tmp_path, monkeypatch):
+    for model in ("iaf", "savae", "gp"):
+        config = TrainConfig(model=model)
+        monkeypatch.setattr(measurements, "load_run", lambda *a, config=config, **k: (config, None, None, "cpu"))
+        with pytest.raises(ConfigError, match=f"holds a {model} run, whose proposal is not one"):
+            measurements.proposal_control_run(tmp_path)
+
+
 def test_invalid_config_values():
     with pytest.raises(ConfigError, match="model"):
         TrainConfig(model="nope")
@@ -235,6 +243,15 @@ def test_cli_train_then_evaluate(tmp_path):
     assert [c["eval_k"] for c in k_curve["curve"]] == [5, 50]
     assert k_curve["curve"][1]["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-4)
     assert k_curve["curve"][0]["test_ll"] < k_curve["curve"][1]["test_ll"]  # fewer samples, looser on average
+    # the wider-proposal control: the encoder's own Gaussian is the protocol's estimate, draw for draw
+    control = _cli("evaluate", str(out), "--proposal-control", "--valid-images", "20", "--eval-k", "50", "--max-test", "50")
+    assert control.returncode == 0, control.stderr
+    record = json.loads((out / "proposal_control.json").read_text())
+    assert record["test_ll"]["own"] == pytest.approx(metrics["test_ll"], abs=1e-4) and record["n_test"] == 50
+    assert record["chosen"]["scale"] in (1.0, *measurements.WIDER_SCALES)
+    assert record["chosen"]["prior_weight"] in (0.0, *measurements.PRIOR_WEIGHTS)
+    widened = record["test_ll"]["widened"] - record["test_ll"]["own"]
+    assert widened == pytest.approx(record["gain"]["widened"]) and len(record["gain_per_example"]["defensive"]) == 50
 
 
 @requires_data

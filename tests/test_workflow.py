@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpvae.runs import jobs, persistence, records, schema
+from gpvae.runs import jobs, persistence, records, schema, steps
 from gpvae.runs.grid import Grid
 from gpvae.config import ConfigError
 
@@ -299,9 +299,9 @@ def test_a_run_with_its_record_drops_its_parked_checkpoint(tmp_path):
 
 
 def test_a_training_that_failed_without_diverging_fails_its_job(tmp_path):
-    assert not persistence.diverged(tmp_path)  # no diverged.json: the job's error stands
+    assert not steps.diverged(tmp_path)  # no diverged.json: the job's error stands
     (tmp_path / "metrics.json").write_text(json.dumps({"test_ll": -90.0}))
-    assert not persistence.diverged(tmp_path, tmp_path / "gaps.json") and not (tmp_path / "gaps.json").exists()
+    assert not steps.diverged(tmp_path, tmp_path / "gaps.json") and not (tmp_path / "gaps.json").exists()
 
 
 def test_runs_and_datasets_may_name_fewer_seeds_and_grouped_measurements_hold_the_runs_present():

@@ -14,7 +14,7 @@ from ..io import read_json, write_json
 from ..layout import measurement_file
 from ..measurements import ais_run, ood_run
 from .grid import Grid
-from .persistence import diverged, park, unpark
+from .persistence import park
 from .schema import GROUPED_MEASUREMENTS, PER_RUN_MEASUREMENTS
 
 AIS_COST_IMAGES, AIS_COST_REPEATS = 100, 3  # one batch of test images (as the AIS jobs run them), interleaved repeats
@@ -117,8 +117,7 @@ def targets(grid: Grid, dataset: str, seed: int) -> list:
 def main(argv: list[str] | None = None) -> int:
     """``python -m gpvae.runs bench|ais_cost GRID_JSON DATASET OUT``: the benchmark jobs;
     ``python -m gpvae.runs ais|frontier|ood GRID_JSON DATASET RUN SEED``: the AIS, frontier and
-    out-of-distribution jobs; ``park GRID`` / ``unpark GRID DATASET RUN SEED``; ``diverged RUN_DIR [OUTPUT]``;
-    ``targets GRID.yaml DATASET SEED``: the record paths of one dataset and seed, relative to the working
+    out-of-distribution jobs; ``park GRID``; ``targets GRID.yaml DATASET SEED``: the record paths of one dataset and seed, relative to the working
     folder (``make results`` gives them priority, so that one dataset completes first)."""
     parser = argparse.ArgumentParser(prog="python -m gpvae.runs")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,31 +126,19 @@ def main(argv: list[str] | None = None) -> int:
         one.add_argument("grid", help="the grid as JSON")
         one.add_argument("dataset")
         one.add_argument("out")
-    for name, what in (("park", "commit the latest checkpoint of every unfinished run of the grid"),
-                       ("unpark", "restore one run's parked checkpoint into its folder")):
-        one = commands.add_parser(name, help=what)
-        one.add_argument("grid", help="grid file (YAML), or the grid as JSON")
-        if name == "unpark":
-            one.add_argument("dataset")
-            one.add_argument("run")
-            one.add_argument("seed", type=int)
+    one = commands.add_parser("park", help="commit the latest checkpoint of every unfinished run of the grid")
+    one.add_argument("grid", help="grid file (YAML), or the grid as JSON")
     for name in ("ais", "frontier", "ood"):
         one = commands.add_parser(name)
         one.add_argument("grid", help="the grid as JSON")
         one.add_argument("dataset")
         one.add_argument("run")
         one.add_argument("seed", type=int)
-    one = commands.add_parser("diverged", help="after a failed training job, record its divergence (exit 0) or "
-                                                "fail (exit 1); with OUTPUT, write it for a later job of a diverged run")
-    one.add_argument("run_dir")
-    one.add_argument("output", nargs="?")
     targets_parser = commands.add_parser("targets")
     targets_parser.add_argument("grid", help="grid file (YAML)")
     targets_parser.add_argument("dataset")
     targets_parser.add_argument("seed", type=int)
     args = parser.parse_args(argv)
-    if args.command == "diverged":
-        return 0 if diverged(args.run_dir, args.output) else 1
     grid = Grid.from_argument(args.grid)
     if args.command == "bench":
         write_json(args.out, bench_grid(grid, args.dataset))
@@ -162,9 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         job(grid, args.dataset, args.run, args.seed)
     elif args.command == "park":
         print("\n".join(f"parked {path}" for path in park(grid)) or "nothing to park")
-    elif args.command == "unpark":
-        if unpark(grid, args.dataset, args.run, args.seed):
-            print(f"restored the parked checkpoint of {args.dataset}/{args.run}/seed {args.seed}")
     else:
         print(" ".join(os.path.relpath(path) for path in targets(grid, args.dataset, args.seed)))
     return 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..io import atomic_write, read_json, write_json
 from ..run_folder import load_checkpoint, save_checkpoint
-from ..layout import CHECKPOINT, DIVERGED, GAPS, METRICS, RESTORED_FILES, measurement_file
+from ..layout import CHECKPOINT, GAPS, METRICS, RESTORED_FILES, measurement_file
+from . import steps
 from .records import RECORD_ONLY_KEYS, records_of_other_settings
 from .schema import MEASUREMENT_KEYS, PER_RUN_MEASUREMENTS, recorded_settings
 
@@ -53,30 +54,9 @@ def park(grid) -> list[Path]:
 
 
 def unpark(grid, dataset: str, run: str, seed: int) -> bool:
-    """Before a training job: put the run's parked checkpoint into its folder when the folder has none.
-    Returns whether it did."""
-    folder, parked = grid.layout.run_dir(dataset, run, seed), grid.layout.parked_checkpoint(dataset, run, seed)
-    if parked.exists() and not (folder / CHECKPOINT).exists():
-        atomic_write(folder / CHECKPOINT, lambda partial: shutil.copy(parked, partial))
-        return True
-    return False
-
-
-def diverged(folder: str | Path, output: str | Path | None = None) -> bool:
-    """Whether the run in ``folder`` diverged. After a failed training job (no ``output``): when the
-    training wrote ``diverged.json``, make it the run's ``metrics.json`` (a divergence is a result). For a
-    later job of a diverged run: write ``output`` saying so. Returns whether the run diverged."""
-    folder = Path(folder)
-    if output is None:
-        if not (folder / DIVERGED).exists():
-            return False
-        write_json(folder / METRICS, read_json(folder / DIVERGED, "a training's divergence"))
-        return True
-    metrics = read_json(folder / METRICS, "run the grid's train job first")
-    if "diverged" not in metrics:
-        return False
-    write_json(Path(output), {"diverged": metrics["diverged"], "run_dir": str(folder)})
-    return True
+    """Before a training job: put the run's parked checkpoint into its folder when the folder has none
+    (:func:`gpvae.runs.steps.unpark`). Returns whether it did."""
+    return steps.unpark(grid.layout.parked_checkpoint(dataset, run, seed), grid.layout.run_dir(dataset, run, seed))
 
 
 def _warm_start_depth(grid, run: str) -> int:
