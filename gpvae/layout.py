@@ -12,7 +12,7 @@ BOOK_RUNS = REPOSITORY / "runs" / "book"  # where chapters train their runs unle
 
 # Measurements recorded run by run (``<dataset>/<name>/<run>_seed<s>.json``): each run's value stands alone,
 # so a record need not wait for the other runs; the others compare runs and are recorded per dataset and seed.
-PER_RUN_MEASUREMENTS = ("ais", "ood")
+PER_RUN_MEASUREMENTS = ("ais", "ood", "proposal_control")
 # Files of a run folder (``--out``).
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"

@@ -246,6 +246,20 @@ def load_ood(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=OOD_COLUMNS)
 
 
+PROPOSAL_CONTROL_COLUMNS = ["dataset", "seed", "run", *TEST_PROTOCOL, "own", "widened", "defensive", "scale",
+                            "prior_weight"]
+
+
+def load_proposal_controls(results_dir: str | Path) -> pd.DataFrame:
+    """One row per proposal_control record (``<dataset>/proposal_control/<run>_seed<s>.json``): its
+    :data:`TEST_PROTOCOL`, the mean log p̂(x) [nats] with the encoder's Gaussian (``own``), widened and
+    mixed with the prior, and the widening and prior weight chosen on validation images."""
+    rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "eval_k": r["eval_k"], "n_test": r["n_test"],
+             "subset_seed": r.get("subset_seed"), **r["test_ll"], **r["chosen"]}
+            for r in _run_measurements(results_dir, "proposal_control")]
+    return pd.DataFrame(rows, columns=PROPOSAL_CONTROL_COLUMNS)
+
+
 BDMC_COLUMNS = ["dataset", "seed", "run", "steps", "leapfrog", "decoder_passes", "lower", "upper", "width", "seconds"]
 
 

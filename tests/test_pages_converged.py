@@ -212,3 +212,37 @@ def test_the_budget_table_says_which_runs_lost_ground():
     caption = converged.budget_table(quantities, lost).caption
     assert "At convergence R5 lost ground against the VAE it started from on seed 0" in caption
     assert "lost ground" not in converged.budget_table(quantities).caption
+
+
+def control_record(seed, own, widened, defensive, eval_k=1000, n_test=10000):
+    return {"dataset": "mnist", "run": "vae", "seed": seed, "eval_k": eval_k, "n_test": n_test, "subset_seed": None,
+            "test_ll": {"own": own, "widened": widened, "defensive": defensive},
+            "chosen": {"scale": 1.5, "prior_weight": 0.01}}
+
+
+def runs_frame(gains, eval_k=1000):
+    records = [dict(record("mnist", run, seed, -90.0 + (gain if run == "gp" else 0.0)), eval_k=eval_k, n_test=10000,
+                    subset_seed=None) for seed, gain in enumerate(gains) for run in ("gp", "vae")]
+    return report.frame(records)
+
+
+@pytest.mark.parametrize("gains, widened, outcome", [([0.10, 0.11, 0.12], 0.02, "holds"),  # beyond the control
+                                                     ([0.10, 0.11, 0.12], 0.20, "fails"),  # a wider Gaussian does better
+                                                     ([0.10, 0.11, 0.12], 0.11, "not resolved")])
+def test_r4_s_is_gain_is_read_against_the_wider_proposal_control(tmp_path, gains, widened, outcome):
+    for seed in range(3):
+        write(tmp_path / "mnist" / "proposal_control" / f"vae_seed{seed}.json",
+              control_record(seed, -90.0, -90.0 + widened, -90.0 + 0.01 * seed))
+    controls = report.load_proposal_controls(tmp_path)
+    assert list(controls["widened"] - controls["own"]) == pytest.approx([widened] * 3)
+    text = converged.proposal_control_lines(controls, runs_frame(gains), {"gp": "GP-RF (R4)"})
+    assert "- Seed 1 (K = 1000, 10,000 test images): GP-RF (R4) − VAE +0.110; the VAE's Gaussian with its variance × 1.5" in text
+    assert text.splitlines()[-2].startswith("- GP-RF (R4)'s gain beyond the widened Gaussian's: ")
+    assert text.splitlines()[-2].endswith(f"(n = 3): {outcome}.")
+
+
+def test_a_seed_whose_control_used_another_k_is_left_out_not_compared(tmp_path):
+    write(tmp_path / "mnist" / "proposal_control" / "vae_seed0.json", control_record(0, -90.0, -89.9, -90.0, eval_k=5000))
+    text = converged.proposal_control_lines(report.load_proposal_controls(tmp_path), runs_frame([0.1]), {})
+    assert text.startswith("- Seed 0: left out, its records measure other images or another K") and "beyond" not in text
+    assert "No proposal_control record yet" in converged.proposal_control_lines(report.load_proposal_controls(tmp_path / "none"), runs_frame([0.1]), {})

@@ -63,6 +63,17 @@ def test_smoke_grid_writes_records_with_provenance_and_the_table(smoke_grid):
 
 
 @requires_data
+def test_the_proposal_control_record_starts_from_the_vae_s_own_estimate(smoke_grid):
+    _, root, _, _ = smoke_grid
+    vae = json.loads((root / "results" / "mnist" / "vae_seed0.json").read_text())
+    control = json.loads((root / "results" / "mnist" / "proposal_control" / "vae_seed0.json").read_text())
+    assert control["proposal_control"] == {"runs": ["vae"], "valid_images": 5} and control["validation"]["images"] == 5
+    assert control["test_ll"]["own"] == pytest.approx(vae["test_ll"], abs=1e-4)  # the protocol's draws
+    assert (control["eval_k"], control["n_test"]) == (vae["eval_k"], vae["n_test"])
+    assert {"git_commit", "device", "wall_seconds", "command"} <= set(control)
+
+
+@requires_data
 def test_k_curve_record_evaluates_both_runs_at_each_k_with_their_decoder_digest(smoke_grid):
     _, root, _, _ = smoke_grid
     check = json.loads((root / "results" / "mnist" / "k_curve" / "seed0.json").read_text())

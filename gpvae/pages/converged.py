@@ -444,3 +444,43 @@ def training_lines(records: list[dict], runs: list[str], seeds: list[int], grid_
                          f"{r['train_seconds'] / 3600:.1f} h of training on {r['device']}.")
     lines.append(f"- Seeds: {', '.join(map(str, seeds))} of the grid's {', '.join(map(str, grid_seeds))}.")
     return "\n".join(lines)
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "−")
+
+
+def proposal_control_lines(controls: pd.DataFrame, runs: pd.DataFrame, labels: dict, run: str = "gp",
+                           reference: str = "vae") -> str:
+    """Is ``run``'s (R4's) importance-sampling gain over ``reference`` (its VAE) more than a wider proposal's?
+    Per seed of the proposal_control records (:func:`gpvae.report.load_proposal_controls`): ``run`` − ``reference``
+    by the protocol's IS beside the gains of the VAE's Gaussian widened and mixed with the prior, on the same
+    test images and K (a seed whose records differ in either is left out, said so); then ``run``'s gain minus
+    each control's, paired over seeds (:func:`gpvae.verdicts.paired`) [nats]."""
+    if controls.empty:
+        return "- No proposal_control record yet: `make converged` measures it after the VAE of each seed."
+    name, lines, beyond = labels.get(run, run), [], {"widened": {}, "defensive": {}}
+    indexed = runs.set_index(["dataset", "seed", "run"])
+    for row in controls.itertuples(index=False):
+        key = (row.dataset, row.seed)
+        if (*key, run) not in indexed.index or (*key, reference) not in indexed.index:
+            continue
+        protocol = [tuple(None if pd.isna(v) else v for v in indexed.loc[(*key, r), list(report.TEST_PROTOCOL)])
+                    for r in (run, reference)]
+        own = tuple(None if pd.isna(v) else v for v in (row.eval_k, row.n_test, row.subset_seed))
+        if protocol[0] != protocol[1] or protocol[1] != own:
+            lines.append(f"- Seed {row.seed}: left out, its records measure other images or another K "
+                         f"({name} {protocol[0]}, {reference} {protocol[1]}, control {own}).")
+            continue
+        gain = indexed.loc[(*key, run), "test_ll"] - indexed.loc[(*key, reference), "test_ll"]
+        widened, defensive = row.widened - row.own, row.defensive - row.own
+        beyond["widened"][row.seed], beyond["defensive"][row.seed] = gain - widened, gain - defensive
+        lines.append(f"- Seed {row.seed} (K = {row.eval_k}, {row.n_test:,} test images): {name} − VAE {_signed(gain)}; "
+                     f"the VAE's Gaussian with its variance × {row.scale:g} {_signed(widened)}; mixed with the prior "
+                     f"at weight {row.prior_weight:g} {_signed(defensive)}.")
+    for control, what in (("widened", "the widened Gaussian's"), ("defensive", "the defensive mixture's")):
+        difference = verdicts.spread(beyond[control])
+        if difference["n"]:
+            lines.append(f"- {name}'s gain beyond {what}: {report.mean_sd(difference['mean'], difference['sd'], 3)} "
+                         f"(n = {int(difference['n'])}): {verdicts.paired(difference)}.")
+    return "\n".join(lines)

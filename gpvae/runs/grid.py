@@ -7,8 +7,9 @@ another objective) and ``seeds`` (of the grid's). Optional *measurements* of fin
 seed (a dataset may override their settings; keys in :data:`~gpvae.runs.schema.MEASUREMENT_KEYS`):
 ``k_curve`` (log p̂(x) at several K), ``difficulty`` (posterior-difficulty scores against the per-image
 amortization gap of a reference run), ``bdmc`` and ``ais`` (log p(x) by AIS, certified), ``frontier``
-(R4's accuracy-cost frontier) and ``ood`` (difficulty scores against other datasets); their runners are
-in :mod:`gpvae.measurements`.
+(R4's accuracy-cost frontier), ``ood`` (difficulty scores against other datasets) and ``proposal_control``
+(the encoder's Gaussian widened and mixed with the prior: the control of an importance-sampling gain); their
+runners are in :mod:`gpvae.measurements`.
 """
 from __future__ import annotations
 

@@ -13,10 +13,12 @@ MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
                     "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
                     "frontier": ("runs", "settings", "repeats"),
-                    "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples")}
+                    "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples"),
+                    "proposal_control": ("runs", "valid_images")}
 # Keys of a measurement that count images, chains, samples or repeats: positive integers.
 POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
-                             "frontier": ("repeats",), "ood": ("images", "elbo_samples")}
+                             "frontier": ("repeats",), "ood": ("images", "elbo_samples"),
+                             "proposal_control": ("valid_images",)}
 # A measurement may also name the ``seeds`` it measures (default: every seed its runs have).
 MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
 GROUPED_MEASUREMENTS = tuple(name for name in MEASUREMENT_KEYS if name not in PER_RUN_MEASUREMENTS)
