@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                f"{CONTROL_VALID_IMAGES})")
     evaluate.add_argument("--eval-k", type=_typed(int, 1), help="importance samples K (default: the run's)")
     evaluate.add_argument("--max-test", type=_typed(int, 1),
-                          help="evaluate only N test images: the first N, or drawn with --subset-seed")
+                          help="evaluate only N test images: the first N, or drawn with --subset-seed (default: "
+                               "the run's own test images and draw)")
     evaluate.add_argument("--data-dir", help="dataset folder (default: the run's)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default: the run's)")
     evaluate.add_argument("--per-example", action="store_true",
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", type=_model_list, default="vae,gp", help="comma-separated models (default: vae,gp)")
     bench.add_argument("--repeats", type=_typed(int, 1), default=50, help="timed repeats per model (default: 50)")
     bench.add_argument("--json", help="also write the report as JSON to this path")
-    _add_config_options(bench, skip={"model", "epochs", "out", "max_train", "max_test", "eval_k", "resume", "init_from"})
+    _add_config_options(bench, skip={"model", "epochs", "out", "max_train", "max_test", "subset_seed", "eval_k", "resume",
+                                     "init_from"})
     bench_ais = commands.add_parser("bench-ais", help="seconds per image of AIS against the protocol's importance "
                                                       "sampling on a trained run, side by side in one process")
     bench_ais.add_argument("run_dir", help="run folder written by train (--out)")

@@ -101,9 +101,8 @@ class ImageData:
         """The first ``max_train`` training images and ``max_test`` test images: the first ones, or with a
         ``test_seed`` drawn at random (:func:`test_subset`; recorded as ``test_seed``). Validation is kept."""
         test, seed = self.test, None
-        if max_test is not None:
-            test = self.test[test_subset(len(self.test), min(max_test, len(self.test)), test_seed)]
-            seed = test_seed
+        if max_test is not None and max_test < len(self.test):
+            test, seed = self.test[test_subset(len(self.test), max_test, test_seed)], test_seed
         return ImageData(self.name, self.train[:max_train], self.valid, test, self.likelihood, self.description, seed)
 
 

@@ -36,5 +36,14 @@ def run_labels(grid) -> dict[str, str]:
 
 
 def use_theme() -> None:
-    """The book's theme: seaborn ``whitegrid``, notebook context, colour-blind palette."""
+    """The book's theme: seaborn ``whitegrid``, notebook context, colour-blind palette; in a notebook also the
+    inline backend, so that a figure the pages draw without pyplot (:func:`gpvae.pages.subplots`) is shown and
+    glued as an image."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # not in IPython: nothing to display into
+        return
+    shell = get_ipython()
+    if shell is not None and "IPKernelApp" in shell.config:
+        shell.run_line_magic("matplotlib", "inline")

@@ -135,14 +135,15 @@ def _run_measurements(results_dir: str | Path, name: str) -> list[dict]:
     return [r for r in records if "diverged" not in r]
 
 
-K_CURVE_COLUMNS = ["dataset", "seed", "run", "eval_k", "test_ll", "decoder_sha256"]
+K_CURVE_COLUMNS = ["dataset", "seed", "run", "eval_k", "test_ll", "n_test", "subset_seed", "decoder_sha256"]
 
 
 def load_k_curves(results_dir: str | Path) -> pd.DataFrame:
     """One row per dataset, seed, run and K of the k_curve records: mean log p̂(x) [nats] on the
-    record's test subset, and the digest of the run's decoder."""
+    record's test images (``n_test``, ``subset_seed``), and the digest of the run's decoder."""
     rows = [{"dataset": check["dataset"], "seed": check["seed"], "run": run, "eval_k": point["eval_k"],
-             "test_ll": point["test_ll"], "decoder_sha256": result["decoder_sha256"]}
+             "test_ll": point["test_ll"], "n_test": result["n_test"], "subset_seed": result.get("subset_seed"),
+             "decoder_sha256": result["decoder_sha256"]}
             for check in _measurements(results_dir, "k_curve") for run, result in _finished(check)
             for point in result["curve"]]
     return pd.DataFrame(rows, columns=K_CURVE_COLUMNS)

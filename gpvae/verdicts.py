@@ -49,7 +49,7 @@ class Verdict:
     measured: str
     outcome: str
     details: dict[str, str] = field(default_factory=dict)
-    differences: dict[str, pd.Series] = field(default_factory=dict)  # per comparison, the per-seed differences
+    differences: dict[str, pd.Series] = field(default_factory=dict, compare=False)  # per comparison, per seed
 
     def sentence(self) -> str:
         """The verdict as one Markdown sentence: claim, outcome, measurement, criterion."""

@@ -46,8 +46,8 @@ def test_a_limited_test_set_is_the_first_images_or_a_seeded_draw_that_says_so():
     assert torch.equal(drawn.test, mnist.test[indices]) and drawn.test_seed == 3
     assert indices.max() > 50 and torch.equal(mnist.limit(max_test=50, test_seed=3).test, drawn.test)
     assert not torch.equal(mnist.limit(max_test=50, test_seed=4).test, drawn.test)
-    whole = mnist.limit(test_seed=3)  # no limit: every test image, no draw to record
-    assert torch.equal(whole.test, mnist.test) and whole.test_seed is None
+    for whole in (mnist.limit(test_seed=3), mnist.limit(max_test=len(mnist.test), test_seed=3)):
+        assert torch.equal(whole.test, mnist.test) and whole.test_seed is None  # every test image: no draw to record
 
 
 @requires_data

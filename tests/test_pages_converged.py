@@ -235,14 +235,18 @@ def test_r4_s_is_gain_is_read_against_the_wider_proposal_control(tmp_path, gains
               control_record(seed, -90.0, -90.0 + widened, -90.0 + 0.01 * seed))
     controls = report.load_proposal_controls(tmp_path)
     assert list(controls["widened"] - controls["own"]) == pytest.approx([widened] * 3)
-    text = converged.proposal_control_lines(controls, runs_frame(gains), {"gp": "GP-RF (R4)"})
-    assert "- Seed 1 (K = 1000, 10,000 test images): GP-RF (R4) − VAE +0.110; the VAE's Gaussian with its variance × 1.5" in text
-    assert text.splitlines()[-2].startswith("- GP-RF (R4)'s gain beyond the widened Gaussian's: ")
+    labels = {"gp": "GP-RF (R4)", "vae": "VAE"}
+    text = converged.proposal_control_lines(controls, runs_frame(gains), labels, declared=3)
+    assert ("- MNIST, seed 1 (K = 1000, 10,000 test images): GP-RF (R4) − VAE +0.110; the VAE's Gaussian with its "
+            "variance × 1.5") in text
+    assert text.splitlines()[-2].startswith("- MNIST: GP-RF (R4)'s gain beyond the widened Gaussian's ")
     assert text.splitlines()[-2].endswith(f"(n = 3): {outcome}.")
+    two = converged.proposal_control_lines(controls[controls.seed < 2], runs_frame(gains), labels, declared=3)
+    assert two.splitlines()[-2].endswith("(n = 2 of 3 declared seeds): not resolved.")  # waits for the third seed
 
 
 def test_a_seed_whose_control_used_another_k_is_left_out_not_compared(tmp_path):
     write(tmp_path / "mnist" / "proposal_control" / "vae_seed0.json", control_record(0, -90.0, -89.9, -90.0, eval_k=5000))
     text = converged.proposal_control_lines(report.load_proposal_controls(tmp_path), runs_frame([0.1]), {})
-    assert text.startswith("- Seed 0: left out, its records measure other images or another K") and "beyond" not in text
+    assert text.startswith("- MNIST, seed 0: left out, its records measure other images or another K") and "beyond" not in text
     assert "No proposal_control record yet" in converged.proposal_control_lines(report.load_proposal_controls(tmp_path / "none"), runs_frame([0.1]), {})

@@ -119,7 +119,8 @@ def test_a_warm_start_that_ends_below_its_source_lost_ground():
 def test_k_curves_are_one_row_per_run_and_k_and_pair_like_records(tmp_path):
     def check(dataset, seed, lls):
         return {"dataset": dataset, "seed": seed, "runs": {
-            run: {"decoder_sha256": "d" + str(seed), "curve": [{"eval_k": k, "test_ll": ll} for k, ll in zip((10, 100), values)]}
+            run: {"decoder_sha256": "d" + str(seed), "n_test": 40,
+                  "curve": [{"eval_k": k, "test_ll": ll} for k, ll in zip((10, 100), values)]}
             for run, values in lls.items()}}
     for seed, lls in ((0, {"vae": (-95.0, -94.0), "gp": (-94.0, -93.8)}), (1, {"vae": (-95.2, -94.2), "gp": (-94.4, -94.0)})):
         path = tmp_path / "mnist" / "k_curve" / f"seed{seed}.json"
@@ -130,6 +131,9 @@ def test_k_curves_are_one_row_per_run_and_k_and_pair_like_records(tmp_path):
     assert len(curves) == 8 and list(curves.columns) == report.K_CURVE_COLUMNS
     at_100 = report.paired_differences(curves[curves.eval_k == 100], "gp").loc[("mnist", "vae")]
     assert at_100["mean"] == pytest.approx(0.2) and at_100["n"] == 2  # (0.2, 0.2)
+    other = curves.assign(n_test=curves.n_test.where((curves.run != "gp") | (curves.seed != 1), 20))
+    with pytest.raises(ValueError, match="mnist seed 1: gp and vae were measured under another protocol"):
+        report.paired_differences(other[other.eval_k == 100], "gp")  # a curve of other images is not paired
     assert report.load_k_curves(tmp_path / "nothing").empty
 
 

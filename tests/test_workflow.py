@@ -71,8 +71,9 @@ def test_chapter_parameters_warm_start_and_overrides():
     drawn = Grid.of("cpu").spec
     drawn["evaluation"]["test_subset_seed"] = 2027  # the max_test images drawn: an option of every run's training
     assert Grid(drawn).chapter_parameters("mnist", "vae", 0)["options"] == {"subset_seed": 2027}
-    drawn["evaluation"]["max_test"] = None  # every test image: nothing to draw
-    assert Grid(drawn).chapter_parameters("mnist", "vae", 0)["options"] == {}
+    drawn["evaluation"]["max_test"] = None  # every test image: nothing to draw, and a seed that draws nothing is refused
+    with pytest.raises(ConfigError, match="test_subset_seed draws the max_test test images; with max_test null"):
+        Grid(drawn)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -451,15 +451,17 @@ def _signed(value: float) -> str:
 
 
 def proposal_control_lines(controls: pd.DataFrame, runs: pd.DataFrame, labels: dict, run: str = "gp",
-                           reference: str = "vae") -> str:
+                           reference: str = "vae", declared: int = 0) -> str:
     """Is ``run``'s (R4's) importance-sampling gain over ``reference`` (its VAE) more than a wider proposal's?
     Per seed of the proposal_control records (:func:`gpvae.report.load_proposal_controls`): ``run`` − ``reference``
     by the protocol's IS beside the gains of the VAE's Gaussian widened and mixed with the prior, on the same
-    test images and K (a seed whose records differ in either is left out, said so); then ``run``'s gain minus
-    each control's, paired over seeds (:func:`gpvae.verdicts.paired`) [nats]."""
+    test images and K (a seed whose records differ in either is left out, said so); then per dataset ``run``'s
+    gain minus each control's, paired over seeds (:func:`gpvae.verdicts.paired`, waiting for the ``declared``
+    seeds) [nats]."""
     if controls.empty:
         return "- No proposal_control record yet: `make converged` measures it after the VAE of each seed."
-    name, lines, beyond = labels.get(run, run), [], {"widened": {}, "defensive": {}}
+    name, base, lines = labels.get(run, run), labels.get(reference, reference), []
+    beyond = {(dataset, control): {} for dataset in controls["dataset"].unique() for control in ("widened", "defensive")}
     indexed = runs.set_index(["dataset", "seed", "run"])
     for row in controls.itertuples(index=False):
         key = (row.dataset, row.seed)
@@ -469,18 +471,22 @@ def proposal_control_lines(controls: pd.DataFrame, runs: pd.DataFrame, labels: d
                     for r in (run, reference)]
         own = tuple(None if pd.isna(v) else v for v in (row.eval_k, row.n_test, row.subset_seed))
         if protocol[0] != protocol[1] or protocol[1] != own:
-            lines.append(f"- Seed {row.seed}: left out, its records measure other images or another K "
+            lines.append(f"- {dataset_label(row.dataset)}, seed {row.seed}: left out, its records measure other images or another K "
                          f"({name} {protocol[0]}, {reference} {protocol[1]}, control {own}).")
             continue
         gain = indexed.loc[(*key, run), "test_ll"] - indexed.loc[(*key, reference), "test_ll"]
         widened, defensive = row.widened - row.own, row.defensive - row.own
-        beyond["widened"][row.seed], beyond["defensive"][row.seed] = gain - widened, gain - defensive
-        lines.append(f"- Seed {row.seed} (K = {row.eval_k}, {row.n_test:,} test images): {name} − VAE {_signed(gain)}; "
-                     f"the VAE's Gaussian with its variance × {row.scale:g} {_signed(widened)}; mixed with the prior "
-                     f"at weight {row.prior_weight:g} {_signed(defensive)}.")
-    for control, what in (("widened", "the widened Gaussian's"), ("defensive", "the defensive mixture's")):
-        difference = verdicts.spread(beyond[control])
+        beyond[(row.dataset, "widened")][row.seed] = gain - widened
+        beyond[(row.dataset, "defensive")][row.seed] = gain - defensive
+        lines.append(f"- {dataset_label(row.dataset)}, seed {row.seed} (K = {int(row.eval_k)}, {int(row.n_test):,} test "
+                     f"images): {name} − {base} {_signed(gain)}; the {base}'s Gaussian with its variance × {row.scale:g} "
+                     f"{_signed(widened)}; mixed with the prior at weight {row.prior_weight:g} {_signed(defensive)}.")
+    for (dataset, control), values in beyond.items():
+        difference = verdicts.spread(values)
         if difference["n"]:
-            lines.append(f"- {name}'s gain beyond {what}: {report.mean_sd(difference['mean'], difference['sd'], 3)} "
-                         f"(n = {int(difference['n'])}): {verdicts.paired(difference)}.")
+            what = "the widened Gaussian's" if control == "widened" else "the defensive mixture's"
+            row = {**difference, "declared": declared}
+            lines.append(f"- {dataset_label(dataset)}: {name}'s gain beyond {what} "
+                         f"{report.mean_sd(difference['mean'], difference['sd'], 3)} ({seeds_text(row)}): "
+                         f"{verdicts.paired(row)}.")
     return "\n".join(lines)

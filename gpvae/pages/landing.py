@@ -254,20 +254,22 @@ def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist
         return None
     seeds = sorted(set(own.index).union(*(set(values.index) for values in controls.values())))
     rows = []
-    for name, values in {f"{MODEL_LABELS.get(run, run)}: its GP's variance": own, **controls}.items():
+    own_name = f"{MODEL_LABELS.get(run, run)}: its GP's variance"
+    for name, values in {own_name: own, **controls}.items():
         reversed_ = name in controls and len(values) and verdicts.oriented(values)[1]
         row = {"score": name + (" (enters reversed)" if reversed_ else ""),
                **{f"seed {s}": f"{values[s]:.3f}" if s in values.index else "–" for s in seeds},
                "mean ± sd": report.mean_sd(values.mean(), values.std(ddof=1), digits=3) if len(values) else "–"}
-        if name in decided.differences:
-            lead = verdicts.spread(decided.differences[name])
+        compared = "chance" if name == own_name else name  # the GP's own row: its lead over chance (ρ = 0)
+        if compared in decided.differences:
+            lead = verdicts.spread(decided.differences[compared])
             row["GP-RF ahead by"] = report.mean_sd(lead["mean"], lead["sd"], digits=3) if lead["n"] else "–"
-            row["verdict"] = decided.details[name]
+            row["verdict"] = decided.details[compared]
         rows.append(row)
     return pd.DataFrame(rows).fillna("").style.hide(axis="index").set_caption(
         f"{evidence.name.capitalize()}, {dataset_label(dataset)}: Spearman ρ of each score with the per-image "
         f"amortization gap of the VAE, {images} test images per seed (the nearest-neighbour average: the frontier's "
-        f"seeds only). A control whose mean ρ is negative enters reversed. Verdict: {decided.criterion}; "
+        f"seeds only); the GP's own row: its lead over chance (ρ = 0). A control whose mean ρ is negative enters reversed. Verdict: {decided.criterion}; "
         f"the claim: {decided.outcome}.")
 
 

@@ -322,20 +322,24 @@ def claim_verdicts(rows: dict, baseline_of: dict[str, str], savae: tuple[float |
     VAE: with the VAE's decoder kept, a better sampler of one model, not a better model), its speed against
     ``savae`` = (ratio, device) with the gap it closes, its GP variance's Spearman ρ with the gap and Omniglot AUROC
     against the VAE's −ELBO. A claim without a measurement of ``reading`` is not measurable."""
-    row = rows.get(reading, {})
+    row, base = rows.get(reading, {}), baseline_of.get(reading, "vae")
+    likelihood_claim = (f"1. higher test log p̂ than its {base} by IS (the study's reading: not the abstract's claim "
+                        "over IWAE and SA-VAE, which the landing page decides by AIS)")
     decided = []
     if row and "diverged" not in row:
-        base = baseline_of.get(reading, "vae")
         difference = verdicts.spread(pd.Series(report.per_seed(row.get("test_ll")))
                                      - pd.Series(report.per_seed(rows.get(base, {}).get("test_ll"))))
-        verdict = verdicts.likelihood(pd.DataFrame({base: difference}).T,
-                                      claim=f"1. higher test log p̂ than its {base} by IS (the study's reading: "
-                                            "not the abstract's claim over IWAE and SA-VAE, which the landing page decides by AIS)")
+        verdict = verdicts.likelihood(pd.DataFrame({base: difference}).T, claim=likelihood_claim)
         decided.append((verdict, f"{reading} − {base} by IS: {report.mean_sd(difference['mean'], difference['sd'])} "
                                  f"nats (n = {int(difference['n'])})"))
         verdict = verdicts.speed(row.get("infer_ratio_to_vae"), savae[0])
         decided.append((verdict, f"{reading}: {verdict.measured} (SA-VAE: {savae[1]}, T = 20), closes "
                                  f"{_value(rows, reading, 'fraction_closed'):.0%} of the gap; {verdict.breakdown()}"))
+    else:
+        missing = row.get("diverged") and f"{reading} diverged" or f"no record of {reading}"
+        decided += [(dataclasses.replace(verdict, outcome=validity.NOT_MEASURABLE), missing)
+                    for verdict in (verdicts.likelihood(pd.DataFrame(columns=["mean", "sd", "n"]), claim=likelihood_claim),
+                                    verdicts.speed(None, None))]
     if report.per_seed(row.get("spearman_gp")):
         per_seed = {key: report.per_seed(row.get(key)) for key in
                     ("spearman_gp", "spearman_elbo", "auroc_omniglot_gp", "auroc_omniglot_elbo")}
@@ -360,5 +364,6 @@ def claims(decided: list[tuple[verdicts.Verdict, str]], reading: str = "r4_gp") 
 
 
 def claim_outcomes(decided: list[tuple[verdicts.Verdict, str]]) -> dict[str, str]:
-    """``claim1_verdict`` … per claim of :func:`claim_verdicts`: its outcome, for the prose beside the table."""
-    return {f"claim{d.claim.split('.')[0]}_verdict": d.outcome for d, _ in decided}
+    """``claim1_verdict``, ``claim2_verdict``, ``claim3_verdict``: the outcome of each claim of
+    :func:`claim_verdicts` (in their order), for the prose beside the table."""
+    return {f"claim{number}_verdict": d.outcome for number, (d, _) in enumerate(decided, start=1)}

@@ -364,7 +364,8 @@ class ResultsPage:
         any_bench = next(iter(next(iter(self.benches.values())).values()))
         return pd.DataFrame(rows).set_index(["dataset", "model"]).style.format(precision=2).set_caption(
             f"Table 3. Cost beside the VAE. Inference: the model's proposal r(z | x) built, one draw per image and its "
-            f"exact log-density (SA-VAE's refinement steps and GP-RF's GP included), no gradients, on a batch of "
+            f"exact log-density (SA-VAE's refinement steps, with their gradients in the variational parameters, and "
+            f"GP-RF's GP included), on a batch of "
             f"{any_bench['batch_size']} test images; training step: forward, backward and update on a batch of as many training images; × VAE: the "
             "model's median time over the VAE's, both timed interleaved in one process (gpvae.bench). Device: "
             f"{any_bench['device']}, median of {any_bench['repeats']} repeats, commit {any_bench['git_commit'][:10]}. "

@@ -320,6 +320,9 @@ class Grid:
         if missing or unknown:
             raise ConfigError(f"{self.source}: evaluation of {dataset} needs the keys {list(EVALUATION_KEYS)} and "
                               f"optionally {list(EVALUATION_OPTIONAL_KEYS)} (missing: {missing}, unknown: {unknown})")
+        if settings.get("test_subset_seed") is not None and settings["max_test"] is None:
+            raise ConfigError(f"{self.source}: evaluation of {dataset}: test_subset_seed draws the max_test test images; "
+                              "with max_test null every test image is evaluated (leave test_subset_seed out)")
         for key in EVALUATION_OPTIONAL_KEYS:
             if not (settings.get(key) is None or _is_integer(settings[key]) and settings[key] >= 0):
                 raise ConfigError(f"{self.source}: evaluation of {dataset}: {key} takes a seed (an integer at least 0) "
