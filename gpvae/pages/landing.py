@@ -230,7 +230,8 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
             return ""
         sd = "" if difference["n"] < 2 else f" ± {difference['sd']:.3f}"
         reversed_ = " (its sign reversed, the better orientation)" if verdicts.oriented(controls[name])[1] else ""
-        return f"{reversed_}, GP-RF ahead by " + f"{difference['mean']:+.3f}{sd}".replace("-", "−")
+        side = "ahead" if difference["mean"] >= 0 else "behind"
+        return f"{reversed_}, GP-RF {side} by {abs(difference['mean']):.3f}{sd}"
 
     against = "; ".join(f"{name} {mean(values)}{lead(name)}: {decided.details[name]}"
                         for name, values in controls.items())
