@@ -50,6 +50,7 @@ class Verdict:
     outcome: str
     details: dict[str, str] = field(default_factory=dict)
     differences: dict[str, pd.Series] = field(default_factory=dict, compare=False)  # per comparison, per seed
+    reversed_baselines: tuple[str, ...] = ()  # the baselines that entered reversed (:func:`oriented`)
 
     def sentence(self) -> str:
         """The verdict as one Markdown sentence: claim, outcome, measurement, criterion."""
@@ -147,4 +148,5 @@ def ahead_of_baselines(own, baselines: dict[str, object], chance: float = 0.0,
     measured = f"{stat['mean']:.3f} over {int(stat['n'])} seed(s); " + "; ".join(
         f"against {name}{' (reversed)' if name in reversed_ else ''}: {outcome}" for name, outcome in details.items())
     return Verdict(claim, f"above chance ({chance:g}) and every baseline in its better orientation, "
-                          f"{PAIRED_CRITERION}", measured, combined(list(details.values())), details, differences)
+                          f"{PAIRED_CRITERION}", measured, combined(list(details.values())), details, differences,
+                   tuple(reversed_))

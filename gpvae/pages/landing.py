@@ -229,7 +229,7 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
         if not difference["n"]:
             return ""
         sd = "" if difference["n"] < 2 else f" ± {difference['sd']:.3f}"
-        reversed_ = " (its sign reversed, the better orientation)" if verdicts.oriented(controls[name])[1] else ""
+        reversed_ = " (its sign reversed, the better orientation)" if name in decided.reversed_baselines else ""
         side = "ahead" if difference["mean"] >= 0 else "behind"
         return f"{reversed_}, GP-RF {side} by {abs(difference['mean']):.3f}{sd}"
 
@@ -257,7 +257,7 @@ def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist
     rows = []
     own_name = f"{MODEL_LABELS.get(run, run)}: its GP's variance"
     for name, values in {own_name: own, **controls}.items():
-        reversed_ = name in controls and len(values) and verdicts.oriented(values)[1]
+        reversed_ = name in decided.reversed_baselines
         row = {"score": name + (" (enters reversed)" if reversed_ else ""),
                **{f"seed {s}": f"{values[s]:.3f}" if s in values.index else "–" for s in seeds},
                "mean ± sd": report.mean_sd(values.mean(), values.std(ddof=1), digits=3) if len(values) else "–"}

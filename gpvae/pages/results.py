@@ -467,7 +467,7 @@ class ResultsPage:
             decided = verdicts.ahead_of_baselines(wide[OWN_SCORE], {b: wide[b] for b in BASELINE_SCORES})
             own, partial = verdicts.spread(wide[OWN_SCORE]), verdicts.spread(rows[rows["score"] == OWN_SCORE]["partial_spearman"])
             against = "; ".join(
-                f"against the {SCORES[b]}{' reversed' if verdicts.oriented(wide[b])[1] else ''}: "
+                f"against the {SCORES[b]}{' reversed' if b in decided.reversed_baselines else ''}: "
                 f"{BEATS[decided.details[b]]} (ρ(GP) − ρ = "
                 f"{report.mean_sd(*verdicts.spread(decided.differences[b])[['mean', 'sd']])})" for b in BASELINE_SCORES)
             lines.append(
