@@ -163,7 +163,7 @@ def load_difficulty(results_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DIFFICULTY_COLUMNS)
 
 
-AIS_COLUMNS = ["dataset", "seed", "run", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "chains",
+AIS_COLUMNS = ["dataset", "seed", "run", "model", "ais", "is", "estimator_gap", "eval_k", "steps", "leapfrog", "chains",
                "certified", "width", "n", "subset_seed", "gap_subset_seed", "seconds_per_image", "is_seconds_per_image",
                "decoder_sha256", "gap_n", "gap_ais", "elbo_opt", "is_from_optimum", "approximation_gap"]
 GAP_SUBSET_COLUMNS = AIS_COLUMNS[-5:]
@@ -196,7 +196,7 @@ def _on_gap_subset(ais: dict, record: dict | None) -> dict:
 
 
 def load_ais(results_dir: str | Path) -> pd.DataFrame:
-    """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``): AIS and the protocol's IS estimate
+    """One row per AIS record (``<dataset>/ais/<run>_seed<s>.json``), with the run's model: AIS and the protocol's IS estimate
     on the same test subset [nats], their difference (the estimator gap), the setting (T, L, chains), its BDMC
     width and whether that certifies it (:func:`gpvae.validity.ais_premise`: the one rule every page applies),
     the images (n, and the seed of their draw; None: the first n), the seed of the run's gap subset, the cost
@@ -206,7 +206,7 @@ def load_ais(results_dir: str | Path) -> pd.DataFrame:
     rows = []
     for r in _run_measurements(results_dir, "ais"):
         record = records.get((r["dataset"], r["run"], r["seed"]))
-        rows.append({"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ais": r["mean"],
+        rows.append({"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "model": r["model"], "ais": r["mean"],
                      "is": r["is"]["mean"], "estimator_gap": r["estimator_gap"], "eval_k": r["is"]["eval_k"],
                      "steps": r["settings"]["steps"], "leapfrog": r["settings"]["leapfrog"],
                      "chains": r["settings"].get("chains", 1), "certified": ais_premise(r["certificate"]["width"]) is None,

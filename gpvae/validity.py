@@ -22,10 +22,11 @@ PROPOSAL_FAMILY = {
 }
 
 
-def amortization_gap_premise(model: str) -> str | None:
-    """Why the amortization gap of a ``model`` (its ``config.model`` name) is not measurable, or None.
-    q* is sought among diagonal Gaussians; a richer proposal can beat it, and the difference is then the
-    families', not the amortization's."""
+def gap_family_premise(model: str) -> str | None:
+    """Why the gap decomposition of a ``model`` (its ``config.model`` name) is not measurable, or None.
+    q* is sought among diagonal Gaussians; a richer proposal can beat it, so its amortization gap
+    ELBO(q*) − ELBO(q) compares families, not amortization, and its approximation gap log p(x) − ELBO(q*)
+    is not the part of log p(x) − ELBO(q) that the model's own family leaves: neither is reported."""
     family = PROPOSAL_FAMILY.get(model)
     if family == DIAGONAL_GAUSSIAN:
         return None

@@ -25,7 +25,7 @@ def write(path, content):
 
 
 def ais_record(dataset, run, seed, value, width=0.3, n=40, subset_seed=7, steps=300, leapfrog=3):
-    return {"dataset": dataset, "run": run, "seed": seed, "mean": value, "n": n, "subset_seed": subset_seed,
+    return {"dataset": dataset, "run": run, "model": run, "seed": seed, "mean": value, "n": n, "subset_seed": subset_seed,
             "is": {"mean": value - 0.5, "eval_k": 11, "seconds": 1.0}, "estimator_gap": 0.5, "seconds": 30.0,
             "settings": {"steps": steps, "leapfrog": leapfrog, "chains": 1}, "decoder_sha256": "d",
             "certificate": {"certified": width <= 0.5, "width": width},
@@ -107,6 +107,15 @@ def test_gaps_resting_on_an_uncertified_ais_are_not_measurable(tmp_path):
             reason = "† not measurable, c, MNIST: AIS not certified: the BDMC sandwich is 3.00 nats wide, over 0.5."
             assert caption.endswith(reason) != measurable and caption.count("not certified") == (not measurable)
         assert measurable == (row["estimator gap [nats]"] == "0.50 ± 0.00")
+
+
+def test_the_approximation_gap_of_a_richer_proposal_is_not_measurable(tmp_path):
+    ais = converged.ais_frame({"c": fixture_grid(tmp_path, {"vae": [-97.0, -97.2], "iaf": [-96.0, -96.1]})})
+    summary = converged.ais_summary(ais, {"c": {}})
+    table = converged.gap_table(summary, ais)
+    gaps = table.data["approximation gap by AIS [nats]"]
+    assert gaps[("c", "MNIST", "iaf")] == "not measurable ‡" and gaps[("c", "MNIST", "vae")] == "2.00"
+    assert table.caption.endswith("a smaller family than the proposal (inverse autoregressive flow).")
 
 
 @pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved"),

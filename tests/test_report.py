@@ -198,7 +198,7 @@ def test_the_approximation_gap_by_ais_comes_from_the_gap_subset_or_from_a_gap_su
     (tmp_path / "mnist" / "ais").mkdir(parents=True)
 
     def ais_record(run, **extra):
-        return {"dataset": "mnist", "run": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
+        return {"dataset": "mnist", "run": run, "model": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
                 "is": {"mean": -97.5, "eval_k": 1000, "seconds": 5.0}, "estimator_gap": 0.5, "seconds": 50.0,
                 "settings": {"steps": 4000, "leapfrog": 2, "chains": 1}, "decoder_sha256": "d",
                 "certificate": {"certified": True, "width": 0.4}, **extra}
@@ -238,7 +238,7 @@ def test_an_ais_row_states_its_images_and_chains_and_is_certified_by_the_library
     (tmp_path / "mnist" / "ais").mkdir(parents=True)
     for run, width in (("vae", 0.45), ("gp", 3.0)):
         (tmp_path / "mnist" / "ais" / f"{run}_seed0.json").write_text(json.dumps(
-            {"dataset": "mnist", "run": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
+            {"dataset": "mnist", "run": run, "model": run, "seed": 0, "mean": -97.0, "n": 500, "subset_seed": 2026,
              "is": {"mean": -97.5, "eval_k": 1000, "seconds": 5.0}, "estimator_gap": 0.5, "seconds": 50.0,
              "settings": {"steps": 4000, "leapfrog": 2, "chains": 3}, "decoder_sha256": "d",
              "certificate": {"certified": True, "width": width, "max_width": 1000.0}}))

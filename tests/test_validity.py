@@ -5,18 +5,18 @@ from gpvae import validity
 
 
 @pytest.mark.parametrize("model", ["vae", "iwae", "savae"])
-def test_amortization_gap_of_a_diagonal_gaussian_is_measurable(model):
-    assert validity.amortization_gap_premise(model) is None
+def test_the_gaps_of_a_diagonal_gaussian_are_measurable(model):
+    assert validity.gap_family_premise(model) is None
 
 
 @pytest.mark.parametrize("model", ["hf", "iaf", "vlae", "rme", "gp"])
-def test_amortization_gap_of_a_richer_proposal_is_not(model):
-    reason = validity.amortization_gap_premise(model)
+def test_the_gaps_of_a_richer_proposal_are_not(model):
+    reason = validity.gap_family_premise(model)
     assert "smaller family" in reason and validity.PROPOSAL_FAMILY[model] in reason
 
 
 def test_an_undeclared_proposal_family_is_not_measurable_by_name():
-    assert "'mystery'" in validity.amortization_gap_premise("mystery")
+    assert "'mystery'" in validity.gap_family_premise("mystery")
 
 
 @pytest.mark.parametrize("width, measurable", [(0.1, True), (0.5, True), (0.51, False), (17.0, False),
