@@ -105,6 +105,7 @@ def bench(**ratios):
 def test_the_speed_verdict_reads_the_benchmark_of_record(tmp_path, ratios, outcome):
     page = write(tmp_path, benches={"mnist": bench(**ratios)})
     assert outcome in line_of(page.speed_verdicts())
+    assert "(benchmark of record, cpu grid, MNIST, batch 100, 3 interleaved repeats, cpu.)" in page.speed_verdicts()
 
 
 def test_the_cost_table_defines_its_ratios_and_states_its_protocol(tmp_path):

@@ -19,7 +19,7 @@ from pandas.io.formats.style import Styler
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from . import dataset_label, seeds_text, subplots
-from .protocol import gap_protocol, measurement_protocol, protocol_text, test_protocol
+from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
 GP_READINGS = ("gp", "gp_refit", "gp_paper", "gp_iw", "gp_iw_expected")
@@ -165,31 +165,17 @@ def screen_sentence(screen: Evidence, against: str = "iwae") -> str:
 
 
 def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
-    """Claim 2: one pass of R4 against the VAE and SA-VAE, timed side by side in one process — the
-    frontier of ``strongest`` where it exists, else its benchmark of record, else ``fallback``'s."""
-    for evidence in (strongest, fallback):
-        if evidence is None:
-            continue
-        if evidence.frontiers:
-            (_, seed), frontier = min(evidence.frontiers.items())
-            measured = next(iter(frontier["runs"].values()))
-            settings = measured["settings"]
-            gp_ratio = settings["r4_default"]["ratio_to_vae"]["100"]
-            savae_ratio = settings["sa_vae_inference"]["ratio_to_vae"]["100"]
-            timing = measured.get("timing", {}).get("100", {})
-            where = (f"{evidence.name}, one timing (the frontier of seed {seed}), batch 100, {measured['device']}"
-                     + (f", {timing['threads']} thread(s) at load average {timing['load_average'][0]:.1f}"
-                        if "threads" in timing else ""))
-            break
+    """Claim 2: one pass of R4 against the VAE and SA-VAE, timed side by side in one process — the benchmark
+    of record of ``strongest`` (its ``bench.json``), else ``fallback``'s: one benchmark for the claim."""
+    gp_ratio = savae_ratio = None
+    where = "no benchmark of record"
+    for evidence in (e for e in (strongest, fallback) if e is not None):
         dataset = next((d for d, b in evidence.bench.items() if {"gp", "savae"} <= set(b)), None)
         if dataset:
             bench = evidence.bench[dataset]
             gp_ratio, savae_ratio = (bench[run]["results"][0]["infer_ratio_to_vae"] for run in ("gp", "savae"))
-            where = f"{evidence.name}, {dataset_label(dataset)} benchmark, batch 100, {bench['gp']['device']}"
+            where = benchmark_text(evidence.name, dataset, bench)
             break
-    else:
-        gp_ratio = savae_ratio = None
-        where = "no benchmark of record"
     decided = verdicts.speed(gp_ratio, savae_ratio)
     return (f"**2. One pass at about the encoder's cost, much faster than SA-VAE — {decided.outcome}.** "
             f"{decided.measured} ({where}; criterion: {decided.criterion})"

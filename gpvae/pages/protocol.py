@@ -70,6 +70,16 @@ def images_text(n: int, subset_seed, whole: bool = False) -> str:
     return f"{count} test images drawn at random (subset seed {int(subset_seed)})"
 
 
+def benchmark_text(grid_name: str, dataset: str, bench: dict) -> str:
+    """Where a speed ratio was timed: the benchmark of record of grid ``grid_name`` on ``dataset`` (a ``bench.json``:
+    {run: measurement}), its batch, repeats, device and the load average at the time where recorded."""
+    measured = bench.get("vae") or next(iter(bench.values()))
+    load = measured.get("load_average")
+    return (f"benchmark of record, {grid_name} grid, {dataset_label(dataset)}, batch {measured['batch_size']}, "
+            f"{measured['repeats']} interleaved repeats, {measured['device']}"
+            + (f", load average {load[0]:.1f}" if load else ""))
+
+
 def records_images(records: list[dict]) -> str:
     """The test images of the log-likelihoods of run ``records``: :func:`images_text` of their counts, "all"
     when every record was asked for the whole test set."""

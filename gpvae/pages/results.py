@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from .. import report, validity, verdicts
 from ..plotting import run_labels
 from . import dataset_label
-from .protocol import gap_protocol, images_text, measurement_protocol, protocol_text, test_protocol
+from .protocol import benchmark_text, gap_protocol, images_text, measurement_protocol, protocol_text, test_protocol
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -548,7 +548,8 @@ class ResultsPage:
             ratio = {run: measured["results"][0]["infer_ratio_to_vae"] for run, measured in bench.items()}
             decided = verdicts.speed(ratio.get("gp"), ratio.get("savae"))
             lines.append(f"- **{dataset_label(dataset)}**: " + decided.sentence()
-                         + (" By part: " + decided.breakdown() + "." if decided.details else ""))
+                         + (" By part: " + decided.breakdown() + "." if decided.details else "")
+                         + f" ({benchmark_text(self.grid.profile, dataset, bench)}.)")
         return "\n".join(lines) or "- no benchmark of record yet: not measurable."
 
     def claims(self) -> str:
