@@ -145,3 +145,23 @@ def test_a_reading_that_lost_ground_is_said_to_have_failed_to_optimize():
     line = landing.likelihood_line(evidence(ais_rows(values), records=records))
     assert "GP-RF (R5, decoder refit) fails (it lost ground against the VAE it started from" in line
     assert "lost ground" not in landing.likelihood_line(evidence(ais_rows(values)))
+
+
+@pytest.mark.parametrize("values, own, knn", [
+    ({"gp": [-86.0, -86.1, -85.9], "vae": [-87.0, -87.1, -86.9], "iwae": [-86.5, -86.6, -86.4]}, [0.8, 0.81, 0.79], [0.6] * 3),
+    ({"gp": [-87.5, -87.6, -87.4], "vae": [-87.5, -87.6, -87.4], "iwae": [-86.0, -86.1, -85.9]}, [0.8, 0.81, 0.79], [0.9] * 3),
+    ({"gp": [-86.0], "vae": [-87.0], "iwae": [-86.5]}, [0.8], [0.6]),
+    ({}, [], []),
+])
+def test_the_summary_is_one_short_line_per_claim_with_the_full_lines_verdicts(values, own, knn):
+    frontiers = {("mnist", seed): frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
+    found = evidence(ais_rows(values), difficulty=difficulty_rows(own, [0.7] * len(own)), frontiers=frontiers,
+                     bench={"mnist": bench(gp=1.2, savae=40.0)})
+    lines = landing.summary_lines(found)
+    full = (landing.likelihood_line(found), landing.speed_line(found), landing.difficulty_line(found))
+    assert [landing.headline(line) for line in lines] == [landing.headline(line) for line in full]
+    assert all(len(line.split()) <= 60 for line in lines)
+    if values:  # the comparison that decides claim 1, with its budget and estimator
+        decided = landing.headline(full[0]).split("— ")[1].rstrip(".**")
+        assert "Converged MNIST, AIS certified by BDMC [nats]: GP-RF (R4) − " in lines[0]
+        assert f"): {decided}" in lines[0] or decided == verdicts.NOT_RESOLVED

@@ -164,19 +164,22 @@ def screen_sentence(screen: Evidence, against: str = "iwae") -> str:
             + "; ".join(parts) + ".")
 
 
-def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
-    """Claim 2: one pass of R4 against the VAE and SA-VAE, timed side by side in one process — the benchmark
-    of record of ``strongest`` (its ``bench.json``), else ``fallback``'s: one benchmark for the claim."""
-    gp_ratio = savae_ratio = None
-    where = "no benchmark of record"
+def _speed(strongest: Evidence, fallback: Evidence | None) -> tuple[verdicts.Verdict, str]:
+    """Claim 2's verdict on the benchmark of record of ``strongest`` (its ``bench.json``), else ``fallback``'s
+    — one benchmark for the claim — and where it was timed (:func:`benchmark_text`)."""
     for evidence in (e for e in (strongest, fallback) if e is not None):
         dataset = next((d for d, b in evidence.bench.items() if {"gp", "savae"} <= set(b)), None)
         if dataset:
             bench = evidence.bench[dataset]
-            gp_ratio, savae_ratio = (bench[run]["results"][0]["infer_ratio_to_vae"] for run in ("gp", "savae"))
-            where = benchmark_text(evidence.name, dataset, bench)
-            break
-    decided = verdicts.speed(gp_ratio, savae_ratio)
+            ratios = (bench[run]["results"][0]["infer_ratio_to_vae"] for run in ("gp", "savae"))
+            return verdicts.speed(*ratios), benchmark_text(evidence.name, dataset, bench)
+    return verdicts.speed(None, None), "no benchmark of record"
+
+
+def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
+    """Claim 2: one pass of R4 against the VAE and SA-VAE, timed side by side in one process (:func:`_speed`),
+    with the criterion and each part's outcome."""
+    decided, where = _speed(strongest, fallback)
     return (f"**2. One pass at about the encoder's cost, much faster than SA-VAE — {decided.outcome}.** "
             f"{decided.measured} ({where}; criterion: {decided.criterion})"
             + (f": {decided.breakdown()}." if decided.details else "."))
@@ -230,6 +233,50 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
             line += (f" At {budget_column.name} ({small_images} images per seed, no nearest-neighbour control): "
                      f"{small.outcome}.")
     return line
+
+
+def _decisive(differences: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """The row of ``differences`` that carries a claim's ``outcome``: the widest margin behind for a claim that
+    fails, the narrowest ahead for one that holds, else the first comparison left open."""
+    outcomes = pd.Series([verdicts.paired(row) for _, row in differences.iterrows()], index=differences.index)
+    rows = differences[outcomes == outcome]
+    if rows.empty:
+        return rows
+    return rows.loc[[rows["mean"].idxmin()]] if outcome in (verdicts.FAILS, verdicts.HOLDS) else rows.iloc[:1]
+
+
+def summary_lines(strongest: Evidence, budget_column: Evidence | None = None, screen: Evidence | None = None,
+                  run: str = GP_RF, dataset: str = "mnist") -> list[str]:
+    """The landing page's verdicts, one short Markdown line per claim: outcome, the comparison that decides it
+    with its budget, estimator and seeds, and the outcome at ``budget_column``'s budget (and, for claim 1, of
+    the importance-weighted ``screen``). :func:`likelihood_line`, :func:`speed_line` and
+    :func:`difficulty_line` give every comparison behind them."""
+    differences = _against(strongest, run)
+    decided = _decide(differences)
+    decisive = _differences_text(run, _decisive(differences, decided.outcome), False)
+    first = (f"{headline(likelihood_line(strongest))} {strongest.name.capitalize()} {dataset_label(dataset)}, AIS "
+             f"certified by BDMC [nats]: {decisive or 'not measured'}")
+    if budget_column is not None and len(budget_column.ais):
+        first += f"; at {budget_column.name}: {_decide(_against(budget_column, run)).outcome}"
+    if screen is not None and len(screen.ais):
+        outcomes = {_decide(report.paired_differences(screen.ais, reading, value="ais", grid=screen.grid).xs(
+            "iwae", level="run", drop_level=False)).outcome for reading in ("gp_iw", "gp_iw_expected")
+            if reading in set(screen.ais.run)}
+        first += f"; trained with an importance-weighted bound, against IWAE ({screen.name}): {' / '.join(sorted(outcomes))}"
+    speed, where = _speed(strongest, budget_column)
+    third, own, _, images = _difficulty(strongest, run, dataset)
+    by_outcome = {}
+    for name, outcome in third.details.items():
+        by_outcome.setdefault(outcome, []).append(name)
+    third_text = (f"{headline(difficulty_line(strongest, run=run, dataset=dataset))} {strongest.name.capitalize()} "
+                  f"{dataset_label(dataset)}, {images} test images per seed: ρ of the GP's variance with the per-image "
+                  f"gap {own.mean():.3f} (n = {len(own)}); "
+                  + "; ".join(f"{ {verdicts.HOLDS: 'ahead of', verdicts.FAILS: 'behind'}.get(o, o + ' against')} "
+                              + ", ".join(names) for o, names in by_outcome.items())
+                  if len(own) else headline(difficulty_line(strongest, run=run, dataset=dataset)))
+    return [first + ".", f"{headline(speed_line(strongest, budget_column))} {speed.measured}; criterion: "
+                         f"{speed.criterion} ({where}).",
+            third_text + "."]
 
 
 def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist") -> Styler | None:
