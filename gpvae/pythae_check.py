@@ -34,6 +34,7 @@ from .io import write_json, write_text
 from .measurements import ais_run, bdmc_run, evaluate_run, gaps_run, gprf_run
 from .models import VAE
 from .progress import quiet
+from .layout import measurement_file
 from .provenance import REPOSITORY, provenance, require_clean_commit, resolve_device
 from .run_folder import make_external_run
 
@@ -148,33 +149,73 @@ def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | N
     images, the gap decomposition on ``gap_subset`` images, GP-RF fitted post hoc to ``error_images`` (None: the
     default of :meth:`~gpvae.gp.options.GPRFOptions.observed_images`). The
     record holds the agreement, the measurement summary (:func:`gpvae.report.measurement_summary`), the
-    training and its provenance (commit, ``command``, device)."""
+    training and its provenance (commit, ``command``, device). Resumable: run again with the same arguments at
+    the same commit, it reads the stages it finished (``runs_dir``: ``training.json``, ``agreement.json``, the
+    measurement files of ``measured/``) instead of measuring them again."""
 
     require_clean_commit(Path(out).parent)
     runs, dev = Path(runs_dir), resolve_device(device)
+    arguments = {"epochs": epochs, "max_train": max_train, "images": images, "eval_k": eval_k, "max_test": max_test,
+                 "ais_steps": ais_steps, "ais_subset": ais_subset, "gap_subset": gap_subset,
+                 "error_images": error_images, "error_inducing": error_inducing, "latent_dim": latent_dim,
+                 "seed": seed, "device": str(dev)}
+    resuming = _resumable(runs, arguments, provenance(dev)["git_commit"])
     data = datasets.load("mnist", data_dir)
-    started = time.perf_counter()
-    saved = train(datasets.binarize_once(data.train[:max_train], seed), data.valid, epochs, latent_dim,
-                  runs / "pythae", seed, str(dev))
-    training = {"epochs": epochs, "images": len(data.train[:max_train]), "latent_dim": latent_dim,
-                "networks": "pythae's default MLP (784-512-d, d-512-784)", "saved": str(saved),
-                "seconds": time.perf_counter() - started}
+
+    def stage(path: Path, measure) -> dict:  # a stage this check already finished is read, not measured again
+        return json.loads(path.read_text()) if resuming and path.exists() else measure()
+
+    def kept(path: Path, result: dict) -> dict:
+        write_json(path, result)
+        return result
+
+    def trained() -> dict:
+        started = time.perf_counter()
+        saved = train(datasets.binarize_once(data.train[:max_train], seed), data.valid, epochs, latent_dim,
+                      runs / "pythae", seed, str(dev))
+        return kept(runs / "training.json", {
+            "epochs": epochs, "images": len(data.train[:max_train]), "latent_dim": latent_dim,
+            "networks": "pythae's default MLP (784-512-d, d-512-784)", "saved": str(saved),
+            "seconds": time.perf_counter() - started})
+
+    training = stage(runs / "training.json", trained)
+    saved = Path(training["saved"])
     indices = datasets.test_subset(len(data.test), images, seed)
-    agreed = agreement(load_pythae(saved).to(dev), data.test[indices], eval_k, seed)
-    module = write_text(runs / "pythae_vae.py", BUILDER.format(folder=str(saved.resolve())))
-    folder = make_external_run(runs / "measured", f"{module}:build", "mnist", data_dir, str(dev), seed, eval_k)
-    evaluate_run(folder, eval_k, max_test, data_dir)
+    agreed = stage(runs / "agreement.json", lambda: kept(runs / "agreement.json", agreement(
+        load_pythae(saved).to(dev), data.test[indices], eval_k, seed)))
+    folder = runs / "measured"
+    if not (resuming and (folder / external.EXTERNAL).exists()):
+        module = write_text(runs / "pythae_vae.py", BUILDER.format(folder=str(saved.resolve())))
+        folder = make_external_run(folder, f"{module}:build", "mnist", data_dir, str(dev), seed, eval_k)
+    n_test = len(data.test) if max_test is None else max_test
+    stage(measurement_file(folder, f"evaluation_K{eval_k}_N{n_test}"), lambda: evaluate_run(folder, eval_k, max_test, data_dir))
     settings = AISSettings(steps=ais_steps)
-    bdmc_run(folder, [settings], images=ais_subset, data_dir=data_dir)
-    gaps_run(folder, gap_subset, eval_k, data_dir, subset_seed=seed)
-    ais_run(folder, settings, ais_subset, subset_seed=seed, eval_k=eval_k, data_dir=data_dir, gap_subset=True)
-    gprf_run(folder, error_images, error_inducing, eval_k=eval_k, max_test=max_test, data_dir=data_dir)
+    stage(measurement_file(folder, "bdmc"), lambda: bdmc_run(folder, [settings], images=ais_subset, data_dir=data_dir))
+    stage(measurement_file(folder, "gaps"), lambda: gaps_run(folder, gap_subset, eval_k, data_dir, subset_seed=seed))
+    stage(measurement_file(folder, "ais"), lambda: ais_run(folder, settings, ais_subset, subset_seed=seed,
+                                                           eval_k=eval_k, data_dir=data_dir, gap_subset=True))
+    stage(measurement_file(folder, "gprf"), lambda: gprf_run(folder, error_images, error_inducing, eval_k=eval_k,
+                                                             max_test=max_test, data_dir=data_dir))
     record = {"command": command or "gpvae.pythae_check.check", "pythae_version": metadata.version("pythae"),
               "dataset": "mnist", "training": training, "agreement": {**agreed, "indices": indices.tolist()},
               "summary": report.measurement_summary(folder).to_dict("records"), "run_dir": str(folder),
               **provenance(dev)}
     write_json(out, record)
     return record
+
+
+def _resumable(runs: Path, arguments: dict, commit: str) -> bool:
+    """Whether the stages already written under ``runs`` belong to this check: the same ``arguments`` at the same
+    ``commit`` (``runs/check.json``); otherwise another check's stage files are removed, every stage is measured
+    again and ``check.json`` says so."""
+    marker = runs / "check.json"
+    mine = {"arguments": arguments, "git_commit": commit}
+    if marker.exists() and json.loads(marker.read_text()) == mine:
+        return True
+    for stale in (runs / "training.json", runs / "agreement.json", *(runs / "measured").glob("*.json")):
+        stale.unlink(missing_ok=True)  # another check's stages: none may enter this check's record
+    write_json(marker, mine)
+    return False
 
 
 def gap_summary(gaps: dict) -> str:

@@ -100,3 +100,12 @@ def test_the_full_check_s_command_writes_a_record_the_chapter_renders_with_its_p
             "BDMC sandwich width, T = 10, L = 5", "GP-RF (R4) log p̂(x) − the VAE's"} <= quantities
     text = pythae_check.record_text(out)
     assert f"Commit `{record['git_commit']}`" in text and record["command"] in text and record["device"] in text
+    # run again with the same arguments at the same commit: every stage is read back, none measured again
+    for stage in ("train", "agreement", "evaluate_run", "bdmc_run", "gaps_run", "ais_run", "gprf_run"):
+        monkeypatch.setattr(pythae_check, stage, lambda *args, stage=stage, **kwargs: pytest.fail(f"{stage} measured again"))
+    assert pythae_check.main(argv) == 0
+    again = json.loads(out.read_text())
+    assert again["summary"] == record["summary"] and again["training"] == record["training"]
+    # another argument is another check: its stages are measured, not read
+    with pytest.raises(pytest.fail.Exception, match="train measured again"):
+        pythae_check.main([*argv, "--gap-subset", "3"])
