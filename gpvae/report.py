@@ -106,8 +106,10 @@ LOST_GROUND_NATS = 1.0
 def lost_ground(records: list[dict], grid: Grid, margin: float = LOST_GROUND_NATS) -> list[dict]:
     """Warm-started runs whose best validation ELBO ended more than ``margin`` nats below that of the
     run they started from: their training made the model worse, so their scores measure a failed
-    optimization, not the method. One dict per such run: dataset, run, seed, source, both ELBOs."""
+    optimization, not the method. One dict per such run: dataset, run, seed, source, both ELBOs, and
+    its restart (:func:`restarts`)."""
     best = {(r["dataset"], r["run"], r["seed"]): r.get("valid_elbo") for r in records}
+    started = {(x["dataset"], x["run"], x["seed"]): x for x in restarts(records, grid)}
     lost = []
     for r in records:
         source = grid.runs.get(r["run"], {}).get("warm_start")
@@ -115,8 +117,29 @@ def lost_ground(records: list[dict], grid: Grid, margin: float = LOST_GROUND_NAT
         after = r.get("valid_elbo")
         if source and before is not None and after is not None and after < before - margin:
             lost.append({"dataset": r["dataset"], "run": r["run"], "seed": r["seed"], "source": source,
-                         "source_valid_elbo": before, "valid_elbo": after})
+                         "source_valid_elbo": before, "valid_elbo": after,
+                         "restart": started.get((r["dataset"], r["run"], r["seed"]))})
     return lost
+
+
+def restarts(records: list[dict], grid: Grid) -> list[dict]:
+    """How each warm-started run began, from its and its source's training histories: the source's best
+    validation ELBO [nats] and final learning rate, the run's first learning rate and its validation ELBO after
+    one epoch, and the ``drop`` between the two ELBOs [nats] (> 0: the first epoch undid part of the source's
+    training; the run's first rate falls back to its options', the source's final one to None where the
+    history does not record it). Runs or sources without a history are left out."""
+    by_key = {(r["dataset"], r["run"], r["seed"]): r for r in records}
+    found = []
+    for r in records:
+        source = by_key.get((r["dataset"], grid.runs.get(r["run"], {}).get("warm_start"), r["seed"]))
+        if not (source and r.get("history") and source.get("history")):
+            continue
+        first = r["history"][0]
+        found.append({"dataset": r["dataset"], "run": r["run"], "seed": r["seed"], "source": source["run"],
+                      "source_valid_elbo": source["valid_elbo"], "source_final_lr": source["history"][-1].get("lr"),
+                      "lr": first.get("lr", r.get("options", {}).get("lr")), "first_valid_elbo": first["valid_elbo"],
+                      "drop": source["valid_elbo"] - first["valid_elbo"]})
+    return found
 
 
 def _measurements(results_dir: str | Path, name: str) -> list[dict]:

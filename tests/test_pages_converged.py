@@ -259,3 +259,14 @@ def test_a_seed_whose_control_used_another_k_is_left_out_not_compared(tmp_path):
     text = converged.proposal_control_lines(report.load_proposal_controls(tmp_path), runs_frame([0.1]), {})
     assert text.startswith("- MNIST, seed 0: left out, its records measure other images or another K") and "beyond" not in text
     assert "No proposal_control record yet" in converged.proposal_control_lines(report.load_proposal_controls(tmp_path / "none"), runs_frame([0.1]), {})
+
+
+def test_the_restart_sentence_gives_each_warm_start_s_first_epoch_fall_and_rates():
+    restarts = [{"dataset": "mnist", "run": "gp_refit", "seed": s, "source": "vae", "source_valid_elbo": -92.5,
+                 "source_final_lr": 1e-5, "lr": 1e-3, "first_valid_elbo": -95.5 - s, "drop": 3.0 + s} for s in (0, 1)]
+    restarts.append({"dataset": "mnist", "run": "savae", "seed": 0, "source": "vae", "source_valid_elbo": -92.5,
+                     "source_final_lr": None, "lr": 1e-3, "first_valid_elbo": -93.4, "drop": 0.9})
+    text = converged.restart_text(restarts, {"gp_refit": "R5", "savae": "SA-VAE"})
+    assert "R5 +3.50 nats (2 seeds; lr 0.001 against the source's final 1e-05)" in text
+    assert "SA-VAE +0.90 nats (1 seed; lr 0.001 against the source's final rate, which its record lacks)" in text
+    assert converged.restart_text(restarts, {}, dataset="omniglot") == ""

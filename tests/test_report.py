@@ -116,6 +116,27 @@ def test_a_warm_start_that_ends_below_its_source_lost_ground():
     assert [(x["run"], x["source"], x["valid_elbo"]) for x in lost] == [("savae", "vae", -2729.9)]
 
 
+def test_a_restart_is_read_from_both_histories():
+    """The first epoch's fall from the source's best validation ELBO, with both learning rates; a run's rate
+    missing from its history comes from its options, a source's stays unknown; no history, no row."""
+    grid = Grid.of("converged")
+    source = dict(record("mnist", "vae", 0, -88.0), valid_elbo=-92.5,
+                  history=[{"valid_elbo": -100.0, "lr": 1e-3}, {"valid_elbo": -92.5, "lr": 1e-5}])
+    restarted = dict(record("mnist", "gp_refit", 0, -89.0), valid_elbo=-95.7, options={"lr": 1e-3},
+                     history=[{"valid_elbo": -95.8}, {"valid_elbo": -95.7}])
+    gentle = dict(record("mnist", "vae_extra_source_lr", 0, -88.0), valid_elbo=-92.4,
+                  history=[{"valid_elbo": -92.45, "lr": 1e-5}])
+    unknown = dict(record("mnist", "vae", 1, -88.0), valid_elbo=-92.5, history=[{"valid_elbo": -92.5}])
+    bare = dict(record("mnist", "savae", 1, -88.0), valid_elbo=-91.0, history=[{"valid_elbo": -91.5, "lr": 1e-3}])
+    rows = {x["run"]: x for x in report.restarts([source, restarted, gentle, unknown, bare,
+                                                  dict(record("mnist", "gp", 0, -88.0), history=[])], grid)}
+    assert rows["gp_refit"]["drop"] == pytest.approx(3.3) and rows["gp_refit"]["lr"] == 1e-3
+    assert rows["gp_refit"]["source_final_lr"] == 1e-5 and rows["vae_extra_source_lr"]["drop"] == pytest.approx(-0.05)
+    assert rows["savae"]["source_final_lr"] is None and set(rows) == {"gp_refit", "vae_extra_source_lr", "savae"}
+    lost = report.lost_ground([source, restarted, gentle], grid)
+    assert [(x["run"], x["restart"]["drop"]) for x in lost] == [("gp_refit", pytest.approx(3.3))]
+
+
 def test_k_curves_are_one_row_per_run_and_k_and_pair_like_records(tmp_path):
     def check(dataset, seed, lls):
         return {"dataset": dataset, "seed": seed, "runs": {

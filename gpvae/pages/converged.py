@@ -269,6 +269,25 @@ def lost_text(lost: list[dict], labels: dict[str, str]) -> str:
     return "; ".join(clauses)
 
 
+def restart_text(restarts: list[dict], labels: dict[str, str], dataset: str = "mnist") -> str:
+    """One Markdown sentence on how the warm-started runs (:func:`gpvae.report.restarts`) of ``dataset`` began:
+    per run the first epoch's fall in validation ELBO [nats, mean over seeds] and its learning rate against the
+    source's final one."""
+    mine = [x for x in restarts if x["dataset"] == dataset]
+    if not mine:
+        return ""
+    parts = []
+    for run in dict.fromkeys(x["run"] for x in mine):
+        runs = [x for x in mine if x["run"] == run]
+        drop = sum(x["drop"] for x in runs) / len(runs)
+        rates = {f"{x['lr']:g}" for x in runs if x["lr"] is not None}
+        finals = {f"{x['source_final_lr']:g}" for x in runs if x["source_final_lr"] is not None}
+        parts.append(f"{labels.get(run, run)} {drop:+.2f} nats ({len(runs)} seed{'s' * (len(runs) > 1)}; lr "
+                     f"{'/'.join(sorted(rates)) or '?'} against the source's final {'/'.join(sorted(finals)) or 'rate, which its record lacks'})")
+    return ("**How the warm starts began.** Fall of the validation ELBO from the source's best to the end of the "
+            "first epoch: " + "; ".join(parts) + ". A fall is what the first epoch undid of the source's training.")
+
+
 def lost_between(lost: list[dict], dataset: str, runs, labels: dict[str, str]) -> str:
     """:func:`lost_text` of the ``lost`` runs (:func:`gpvae.report.lost_ground`) among ``runs`` on ``dataset``."""
     return lost_text([x for x in lost if x["dataset"] == dataset and x["run"] in runs], labels)
