@@ -14,7 +14,8 @@ from .schema import MEASUREMENT_KEYS, PER_RUN_MEASUREMENTS, recorded_settings
 
 # Columns of the tidy table of all runs (``results/workflow/<profile>/runs.csv``).
 TABLE_COLUMNS = ("dataset", "run", "seed", "model", "test_ll", "test_elbo", "test_bpd", "eval_k", "n_test",
-                 "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap", "gap_n",
+                 "subset_seed", "epochs_done", "best_epoch", "valid_elbo", "approximation_gap", "amortization_gap",
+                 "gap_n", "gap_subset_seed",
                  "train_seconds", "wall_seconds", "device", "git_commit")
 RECORD_TOLERANCE = 1e-4  # nats: a run folder's test log p̂ beyond this from its committed record's is another model
 FLOAT32_ULPS = 4  # ... or beyond this many float32 steps at the value's size (−1804 nats: one step is 1.2e-4)
@@ -63,10 +64,11 @@ def record(grid, dataset: str, run: str, seed: int, command: str) -> dict:
 
 def flat_record(record: dict) -> dict:
     """``record`` with its gap decomposition lifted to the top: ``approximation_gap``,
-    ``amortization_gap`` [nats] and ``gap_n`` (test images it was computed on)."""
+    ``amortization_gap`` [nats], ``gap_n`` (test images it was computed on) and ``gap_subset_seed`` (the seed
+    that drew them; None: the first ``gap_n``). ``subset_seed`` is that of the test log-likelihood's images."""
     gaps = record.get("gaps", {})  # none for a run that diverged
     return {**record, "approximation_gap": gaps.get("approximation_gap"), "amortization_gap": gaps.get("amortization_gap"),
-            "gap_n": gaps.get("n")}
+            "gap_n": gaps.get("n"), "gap_subset_seed": gaps.get("subset_seed")}
 
 
 def table_rows(records: list[dict]) -> list[dict]:
