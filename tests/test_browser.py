@@ -145,12 +145,20 @@ const done = arguments[arguments.length - 1];
   const tb = fullText.indexOf("Traceback (most recent call last)");
   report.traceback = tb >= 0 ? fullText.slice(tb, tb + 200) : null;
   const article = document.querySelector("article") || document.body;
-  // a table or caption wider than the article's column: cut at the page edge, or scrolled sideways
-  const column = article.getBoundingClientRect().width;
+  // a table or caption wider than the room it is shown in: the nearest box that clips or scrolls it
+  // sideways (a cell's output area), else the article's column without its padding
+  const styled = getComputedStyle(article);
+  const column = article.clientWidth - parseFloat(styled.paddingLeft) - parseFloat(styled.paddingRight);
+  const room = el => {
+    for (let box = el.parentElement; box && box !== article; box = box.parentElement) {
+      if (getComputedStyle(box).overflowX !== "visible") { return box.clientWidth; }
+    }
+    return column;
+  };
   report.wide = Array.from(article.querySelectorAll("table, caption"))
-      .filter(el => el.getBoundingClientRect().width > column + 2)
-      .map(el => `${el.tagName.toLowerCase()} ${Math.round(el.getBoundingClientRect().width)} px in a ` +
-                 `${Math.round(column)} px column: ` + (el.querySelector("caption") || el).textContent.trim().slice(0, 80));
+      .filter(el => el.getBoundingClientRect().width > room(el) + 2)
+      .map(el => `${el.tagName.toLowerCase()} ${Math.round(el.getBoundingClientRect().width)} px in ` +
+                 `${Math.round(room(el))} px: ` + (el.querySelector("caption") || el).textContent.trim().slice(0, 80));
   report.figures = article.querySelectorAll("img").length;
   report.tables = article.querySelectorAll("table").length;
   done(report);
@@ -283,16 +291,18 @@ BROKEN = r"""<!DOCTYPE html><html><head><meta charset="utf-8"></head><body><arti
 <div class="cell_output"><div class="output traceback"><pre>Traceback (most recent call last):
 ZeroDivisionError</pre></div></div>
 <img src="https://example.org/remote.png" alt="remote">
+<div class="output text_html" style="overflow-x: auto; width: 300px"><table style="width: 600px"><tr><td>wide</td></tr></table></div>
 </article></body></html>
 """
 
 
 def test_the_checks_flag_a_broken_page(browser, tmp_path):
-    """Negative control: raw TeX, a missing image, a traceback and a remote request are all reported."""
+    """Negative control: raw TeX, a missing image, a traceback, a remote request and a table scrolled sideways
+    in its output area are all reported."""
     page = tmp_path / "broken.html"
     page.write_text(BROKEN)
     problems, _ = check_page(browser, page)
     text = "; ".join(problems)
     for expected in ("MathJax did not load", "untypeset", "raw TeX", "no-such-figure.png",
-                     "cell error outputs", "a traceback", "requests to the network"):
+                     "cell error outputs", "a traceback", "requests to the network", "wider than their column"):
         assert expected in text, f"the checks missed {expected!r}: {problems}"

@@ -242,7 +242,9 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
                       "variance error of the mean [%]": "–" if row["variance_error"] is None else
                       f"{100 * row['variance_error']['of_mean']:.2f}"})
     timing = measured["timing"]["100"]
-    return pd.DataFrame(table).set_index("setting").style.set_caption(
+    styler = pd.DataFrame(table).set_index("setting").style.format_index(  # long setting names may wrap at "_"
+        lambda label: label.replace("_", "_<wbr>"), axis=0)
+    return styler.set_caption(
         f"{dataset_label(record['dataset'])}, seed {record['seed']}: {images_text(measured['n'], measured.get('subset_seed'))}, "
         f"mean amortization gap of the VAE {measured['gap']:.2f} nats, K = {measured['eval_k']}; median of "
         f"{measured['repeats']} interleaved repeats on {measured['device']}, {timing['threads']} thread(s), load average "
