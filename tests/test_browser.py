@@ -4,7 +4,8 @@ A page passes when its formulas are typeset by the MathJax shipped in `_build/ht
 (no raw TeX left, no MathJax error), every image loads, no cell shows an error or traceback, no
 resource fails to load or is asked of the network (Chromium's own request log is read), and it
 holds at least the figures, tables and typeset formulas listed in EXPECTED, and no table or caption is wider
-than the article's column. A screenshot of every page goes to `_build/screenshots/<page>.png`.
+than the room it is shown in. Screenshots of every whole page go to `_build/screenshots/<page>.png` (a long
+page continues in `<page>-2.png`, ...).
 
 `make test` builds the HTML first (from the chapters nbval has just executed, see `book/conftest.py`) and
 installs Chromium from Debian's packages when missing (`make browser`).
@@ -182,18 +183,28 @@ def network_events(driver) -> tuple[list[str], list[str]]:
     return remote, failed
 
 
-def save_full_page(driver, shot: Path, width: int = 1280, max_height: int = 16000) -> None:
-    """A PNG of the whole page (up to max_height CSS pixels), not just the window."""
-    height = driver.execute_script(
-        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
-    metrics = {"width": width, "height": min(int(height), max_height), "deviceScaleFactor": 1, "mobile": False}
+def save_full_page(driver, shot: Path, width: int = 1280, part_height: int = 8000) -> list[Path]:
+    """PNGs of the whole page, not just the window: ``shot`` and, for a page taller than ``part_height`` CSS
+    pixels, ``<shot>-2.png``, ``-3`` ... (Chromium draws at most about 16,000 pixels in one capture)."""
+    height = int(driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"))
+    metrics = {"width": width, "height": min(height, part_height), "deviceScaleFactor": 1, "mobile": False}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    for old in shot.parent.glob(f"{shot.stem}-*.png"):
+        old.unlink()
+    saved = []
     try:
-        png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
+        for part, top in enumerate(range(0, height, part_height), start=1):
+            clip = {"x": 0, "y": top, "width": width, "height": min(part_height, height - top), "scale": 1}
+            png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                                    "captureBeyondViewport": True})["data"]
+            path = shot if part == 1 else shot.with_name(f"{shot.stem}-{part}.png")
+            path.write_bytes(base64.b64decode(png))
+            saved.append(path)
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    shot.write_bytes(base64.b64decode(png))
+    return saved
 
 
 def check_page(driver, path: Path, shot: Path | None = None) -> tuple[list[str], dict]:
