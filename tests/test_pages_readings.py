@@ -52,7 +52,7 @@ def test_the_frontier_caption_states_the_record_s_images_k_and_timing():
 def test_a_broken_setting_is_not_drawn_and_the_figure_says_so():
     fig = readings.frontier_figure(FRONTIER)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.texts] == ["vae", "good", "slow"]
+    assert [t.get_text() for t in ax.texts] == ["1", "2", "3", "1  vae\n2  good\n3  slow"]  # numbered, keyed
     assert "not drawn" in ax.get_title() and "broken" in ax.get_title() and ax.get_legend() is None
 
 

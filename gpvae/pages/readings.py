@@ -278,23 +278,25 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
 
 def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = verdicts.SPEED_TARGET,
                     min_closed: float = verdicts.MIN_GAP_CLOSED) -> Figure:
-    """Share of the gap closed [%] against inference time × the VAE's (batch 100, log scale), one point per
-    measurable setting (black: the VAE; orange: SA-VAE); settings that are not measurable are listed in the
-    title, not drawn. Without a record: ``missing`` as text."""
+    """Share of the gap closed [%] against inference time × the VAE's (batch 100, log scale), one numbered point
+    per measurable setting (black: the VAE; orange: SA-VAE), the numbers' key beside the axes; settings that
+    are not measurable are listed in the title, not drawn. Without a record: ``missing`` as text."""
     if record is None:
         fig, ax = subplots(figsize=(7.5, 1.2))
         ax.text(0.5, 0.5, missing, ha="center", va="center")
         ax.set_axis_off()
         return fig
     _, rows = frontier_rows(record)
-    fig, ax = subplots(figsize=(7.5, 4.8))
-    for label, row in rows.items():
-        if frontier_premise(row):
-            continue
+    fig, ax = subplots(figsize=(9, 4.8))
+    drawn = [label for label, row in rows.items() if not frontier_premise(row)]
+    for number, label in enumerate(drawn, start=1):
+        row = rows[label]
         colour = "k" if label == "vae" else "C0" if row["options"].get("model", "gp") == "gp" else "C1"
         ax.scatter(row["ratio_to_vae"]["100"], 100 * row["gap_closed"], color=colour, zorder=3)
-        ax.annotate(label, (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(str(number), (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8,
+                    xytext=(3, 3 + 7 * (number % 2)), textcoords="offset points")  # neighbours alternate heights
+    ax.text(1.02, 1.0, "\n".join(f"{number}  {label}" for number, label in enumerate(drawn, start=1)),
+            transform=ax.transAxes, va="top", fontsize=8, family="monospace")  # the key, outside the data
     ax.axvline(max_ratio, color="C3", lw=1, ls="--", label=f"{max_ratio}× the VAE's time")
     ax.axhline(100 * min_closed, color="C2", lw=1, ls=":", label=f"{min_closed:.0%} of the gap")
     broken = [label for label, row in rows.items() if frontier_premise(row)]
