@@ -77,6 +77,19 @@ def test_table6_shows_the_20_epoch_value_only_for_a_run_both_grids_name_alike():
     assert frame.loc[("VAE +20 epochs", 0), "training time [h]"] == 2.0
 
 
+def test_table6_gives_a_post_hoc_fit_its_job_time_and_each_reference_once_per_model():
+    records = [dict(record("mnist", "gp", seed, -88.5), epochs_done=0, best_epoch=0, train_seconds=0.0,
+                    wall_seconds=1800.0) for seed in (0, 1)]
+    records += [dict(record("mnist", "vae", seed, -88.6), epochs_done=700, best_epoch=650, train_seconds=3600.0)
+                for seed in (0, 1)]
+    small = [record("mnist", run, seed, -98.0) for run in ("vae", "gp") for seed in (0, 1)]
+    frame = converged.table6(records, small, pd.DataFrame(columns=["dataset", "run", "seed", "eval_k", "test_ll"]),
+                             {"vae": "VAE", "gp": "R4"}, ["vae", "gp"]).data
+    assert frame.loc[("R4", 1), "training time [h]"] == 0.5 and frame.loc[("VAE", 1), "training time [h]"] == 1.0
+    assert frame.loc[("VAE", 0), "20 epochs (CPU grid)"].startswith("-98.00") and frame.loc[("VAE", 1), "20 epochs (CPU grid)"] == ""
+    assert frame.loc[("VAE", 0), "Burda et al. (2016)"] == -86.76 and pd.isna(frame.loc[("VAE", 1), "Burda et al. (2016)"])
+
+
 def test_ais_captions_state_subset_steps_and_width_of_the_records(tmp_path):
     ais = converged.ais_frame({"converged": fixture_grid(tmp_path)})
     summary = converged.ais_summary(ais, {"converged": {}})
