@@ -142,6 +142,13 @@ def restarts(records: list[dict], grid: Grid) -> list[dict]:
     return found
 
 
+def restarted_faster(restart: dict | None) -> bool:
+    """Whether a warm start (a row of :func:`restarts`) began at a higher learning rate than its source ended
+    with and lost validation ELBO in its first epoch: a restart, not a continuation."""
+    return bool(restart and restart["lr"] and restart["source_final_lr"] and restart["lr"] > restart["source_final_lr"]
+                and restart["drop"] > 0)
+
+
 def _measurements(results_dir: str | Path, name: str) -> list[dict]:
     """The records of a workflow measurement (``<dataset>/<name>/seed<s>.json``)."""
     return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob(f"*/{name}/seed*.json"))]

@@ -145,6 +145,11 @@ def test_a_reading_that_lost_ground_is_said_to_have_failed_to_optimize():
     line = landing.likelihood_line(evidence(ais_rows(values), records=records))
     assert "GP-RF (R5, decoder refit) fails (it lost ground against the VAE it started from" in line
     assert "lost ground" not in landing.likelihood_line(evidence(ais_rows(values)))
+    histories = {"vae": [{"valid_elbo": -92.4, "lr": 1e-5}], "gp_refit": [{"valid_elbo": -95.8, "lr": 1e-3}]}
+    restarted = [dict(r, history=histories[r["run"]]) for r in records]
+    line = landing.likelihood_line(evidence(ais_rows(values), records=restarted))
+    assert ("fails (it lost ground against the VAE it started from, after a restart at lr 0.001 that cost 3.4 nats "
+            "of validation ELBO in its first epoch, against the source's final 1e-05)") in line
 
 
 @pytest.mark.parametrize("values, own, knn", [

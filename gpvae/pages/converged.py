@@ -260,15 +260,20 @@ def ais_orderings(summary: pd.DataFrame) -> str:
 
 
 def lost_text(lost: list[dict], labels: dict[str, str]) -> str:
-    """Runs that lost ground (:func:`gpvae.report.lost_ground`), one clause per run: its seeds and the mean
-    best validation ELBO [nats] of its source and of itself."""
+    """Runs that lost ground (:func:`gpvae.report.lost_ground`), one clause per run: its seeds, the mean
+    best validation ELBO [nats] of its source and of itself, and the mean first-epoch fall of those seeds that
+    restarted at a higher learning rate than their source ended with (:func:`gpvae.report.restarted_faster`)."""
     clauses = []
     for run in dict.fromkeys(x["run"] for x in lost):
         mine = [x for x in lost if x["run"] == run]
         before, after = (sum(x[key] for x in mine) / len(mine) for key in ("source_valid_elbo", "valid_elbo"))
+        restarts = [x["restart"] for x in mine if report.restarted_faster(x["restart"])]
+        restart = (f"; {len(restarts)} of them restarted at lr {listed(r['lr'] for r in restarts)} against the "
+                   f"source's final {listed(r['source_final_lr'] for r in restarts)} and fell "
+                   f"{sum(r['drop'] for r in restarts) / len(restarts):.1f} nats in the first epoch" if restarts else "")
         clauses.append(f"{labels.get(run, run)} lost ground against the {labels.get(mine[0]['source'], mine[0]['source'])} "
                        f"it started from on seed{'s' if len(mine) > 1 else ''} {', '.join(str(x['seed']) for x in mine)} "
-                       f"(best validation ELBO {before:.1f} → {after:.1f} nats)")
+                       f"(best validation ELBO {before:.1f} → {after:.1f} nats{restart})")
     return "; ".join(clauses)
 
 
@@ -299,13 +304,13 @@ def lost_between(lost: list[dict], dataset: str, runs, labels: dict[str, str]) -
 def difference_line(name: str, row, what: str, lost: str = "") -> str:
     """``- name, what: mean ± sd nats (n = k): outcome.``; not measurable where a matched seed's AIS is
     not certified (row ``uncertified`` > 0). ``lost``: :func:`lost_text` of the pair's runs that lost ground,
-    said after the outcome: such a difference measures a failed optimization, not the method."""
+    said after the outcome: such a difference measures that training, not the method."""
     if row.get("uncertified", 0) > 0:
         reason = f"{int(row['uncertified'])} of {int(row['n'])} matched seeds without a certified AIS"
         return f"- {name}, {what}: {validity.shown(None, reason)}: {verdicts.NOT_RESOLVED}."
     line = f"- {name}, {what}: {report.mean_sd(row['mean'], row['sd'])} nats ({seeds_text(row)}): {verdicts.paired(row)}"
     if lost:
-        line += f" — but {lost}: the difference measures a failed optimization, not the method"
+        line += f" — but {lost}: the difference measures that training, not the method"
     return line + "."
 
 

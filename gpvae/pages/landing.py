@@ -18,11 +18,11 @@ from pandas.io.formats.style import Styler
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
-from . import dataset_label, seeds_text, subplots
+from . import dataset_label, listed, seeds_text, subplots
 from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
-GP_READINGS = ("gp", "gp_refit", "gp_paper", "gp_iw", "gp_iw_expected")
+GP_READINGS = ("gp", "gp_refit", "gp_refit_source_lr", "gp_paper", "gp_iw", "gp_iw_expected")
 OWN_SCORE, KNN_SCORE = "mean_function_variance", "neighbour_distance"
 DIFFICULTY_BASELINES = {"negative_elbo": "the VAE's −ELBO", "encoder_variance": "the VAE's encoder variance"}
 KNN_LABEL = "a 10-nearest-neighbour average"
@@ -121,6 +121,27 @@ def criterion() -> str:
             "comparisons holds.")
 
 
+def _lost_notes(evidence: Evidence) -> dict[str, str]:
+    """Each reading of GP-RF but R4 → what its line says of lost ground (:func:`gpvae.report.lost_ground`):
+    nothing, or that it ended below the VAE it started from, with the first epoch's fall and learning rate
+    against the source's final one where its history records them (a restart, :func:`gpvae.report.restarts`)."""
+    lost = report.lost_ground(evidence.records, evidence.grid)
+    notes = {}
+    for reading in GP_READINGS[1:]:
+        mine = [x for x in lost if x["run"] == reading]
+        restarts = [x["restart"] for x in mine if report.restarted_faster(x["restart"])]
+        if not mine:
+            notes[reading] = ""
+        elif restarts:
+            drop = sum(r["drop"] for r in restarts) / len(restarts)
+            notes[reading] = (f" (it lost ground against the VAE it started from, after a restart at lr "
+                              f"{listed(r['lr'] for r in restarts)} that cost {drop:.1f} nats of validation ELBO in its "
+                              f"first epoch, against the source's final {listed(r['source_final_lr'] for r in restarts)})")
+        else:
+            notes[reading] = " (it lost ground against the VAE it started from: a failed optimization)"
+    return notes
+
+
 def likelihood_line(strongest: Evidence, budget_column: Evidence | None = None,
                     screen: Evidence | None = None) -> str:
     """Claim 1 by AIS (certified by BDMC): GP-RF (R4) minus every baseline on ``strongest``'s records, with
@@ -132,13 +153,8 @@ def likelihood_line(strongest: Evidence, budget_column: Evidence | None = None,
     line = (f"**1. Higher test log-likelihood than every baseline — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{', '.join(map(dataset_label, datasets)) or '(no dataset)'}, log p(x) by AIS certified by BDMC [nats]: "
             f"{_differences_text(GP_RF, differences, len(datasets) > 1) or 'not measured'}.")
-    lost = {x["run"] for x in report.lost_ground(strongest.records, strongest.grid)}
-    others = []
-    for reading in GP_READINGS[1:]:
-        if reading in set(strongest.ais.run):
-            others.append(f"{MODEL_LABELS[reading]} {_decide(_against(strongest, reading)).outcome}"
-                          + (" (it lost ground against the VAE it started from: a failed optimization, not the method)"
-                             if reading in lost else ""))
+    others = [f"{MODEL_LABELS[reading]} {_decide(_against(strongest, reading)).outcome}{note}"
+              for reading, note in _lost_notes(strongest).items() if reading in set(strongest.ais.run)]
     if others:
         line += " Other readings: " + "; ".join(others) + "."
     if budget_column is not None and len(budget_column.ais):
@@ -313,7 +329,9 @@ COLLAPSED = 0.01  # a kernel amplitude below this share of its value after the f
 def _reading_notes(evidence: Evidence) -> dict[str, str]:
     """Run → what makes its row no test of the method: it lost ground against the run it started from, or its
     GP's kernel amplitude collapsed (below :data:`COLLAPSED` of its first value on every seed)."""
-    notes = {x["run"]: "lost ground: a failed optimization" for x in report.lost_ground(evidence.records, evidence.grid)}
+    notes = {x["run"]: ("lost ground after a restart at a higher learning rate" if report.restarted_faster(x["restart"])
+                        else "lost ground: a failed optimization")
+             for x in report.lost_ground(evidence.records, evidence.grid)}
     for run in {r["run"] for r in evidence.records}:
         amplitudes = [[h["kernel_outputscale"] for h in r.get("history", []) if "kernel_outputscale" in h]
                       for r in evidence.records if r["run"] == run]
