@@ -258,10 +258,10 @@ def test_a_grid_of_record_is_named_by_its_profile_and_read_from_another_results_
 
 
 def test_dry_run_of_the_converged_profile(tmp_path):
-    """The converged MNIST grid: 10 runs of three seeds (R5 and its control also at the source's learning
-    rate), each with its gaps, AIS and record; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only."""
+    """The converged MNIST grid: 11 runs of three seeds (R5 and its control also at the source's learning
+    rate, R1 with the importance-weighted bound), each with its gaps, AIS and record; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only."""
     counts = dry_run_counts("converged", tmp_path)
-    assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 10 * 3 and counts["bdmc"] == 3
+    assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 11 * 3 and counts["bdmc"] == 3
     assert counts["k_curve"] == 4 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
     assert counts["measurement_record"] == 4 + 2 * 2  # k_curve, difficulty, bdmc, frontier; difficulty, bdmc at seeds 1-2
     assert counts["ais_cost"] == 1
