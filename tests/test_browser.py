@@ -151,15 +151,22 @@ const done = arguments[arguments.length - 1];
   const styled = getComputedStyle(article);
   const column = article.clientWidth - parseFloat(styled.paddingLeft) - parseFloat(styled.paddingRight);
   const room = el => {
-    for (let box = el.parentElement; box && box !== article; box = box.parentElement) {
+    for (let box = el.parentElement; box && box !== article; box = box.parentElement) {  // el's own box excluded
       if (getComputedStyle(box).overflowX !== "visible") { return box.clientWidth; }
     }
     return column;
   };
-  report.wide = Array.from(article.querySelectorAll("table, caption"))
-      .filter(el => el.getBoundingClientRect().width > room(el) + 2)
+  const wide = el => el.getBoundingClientRect().width > room(el) + 2;
+  // a display formula: its typeset line against the room of the box that holds it, named by its TeX
+  const tex = new Map();
+  for (const item of (report.mathjax && MathJax.startup.document.math) || []) { tex.set(item.typesetRoot, item.math); }
+  const formulas = Array.from(article.querySelectorAll('mjx-container[display="true"] > mjx-math'))
+      .filter(el => el.getBoundingClientRect().width > room(el.parentElement) + 2);
+  report.wide = Array.from(article.querySelectorAll("table, caption")).filter(wide)
+      .concat(formulas)
       .map(el => `${el.tagName.toLowerCase()} ${Math.round(el.getBoundingClientRect().width)} px in ` +
-                 `${Math.round(room(el))} px: ` + (el.querySelector("caption") || el).textContent.trim().slice(0, 80));
+                 `${Math.round(room(el))} px: ` + (tex.get(el.parentElement) ||
+                 (el.querySelector("caption") || el).textContent).trim().replace(/\s+/g, " ").slice(0, 80));
   report.figures = article.querySelectorAll("img").length;
   report.tables = article.querySelectorAll("table").length;
   done(report);
