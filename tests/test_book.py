@@ -46,6 +46,19 @@ def test_every_cell_has_a_unique_id(chapter):
     assert len(set(ids)) == len(ids), f"{chapter.name}: repeated cell ids"
 
 
+RESULT_CHAPTERS = ("results", "converged", "appendix_runs")  # pages of records: the reader comes for the numbers
+
+
+@pytest.mark.parametrize("chapter", RESULT_CHAPTERS)
+def test_a_results_chapter_folds_its_code(chapter):
+    """A chapter that renders records shows tables, figures and verdicts; its code (calls of gpvae.pages) is
+    folded (``hide-input``) or removed, the parameters cell aside."""
+    cells = nbformat.read(REPO / "book" / f"{chapter}.ipynb", 4).cells
+    shown = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and not
+             {"hide-input", "remove-input", "hide-cell", "remove-cell", "parameters"} & set(cell.metadata.get("tags", []))]
+    assert not shown, f"{chapter}.ipynb: code cells {shown} are shown unfolded"
+
+
 @requires_data
 def test_training_chapter_refuses_an_unknown_option(tmp_path):
     """``options`` takes train options by their CLI names; a typo fails loudly instead of being ignored."""
