@@ -19,7 +19,7 @@ from .distributions import DiagonalGaussianMixture, diagonal_gaussian
 from .models.base import LatentVariableModel
 from .objectives import gaussian_elbo
 from .progress import progress
-from .protocol import GAP_ELBO_SAMPLES, MOMENT_SAMPLES
+from .protocol import GAP_ELBO_SAMPLES, MOMENT_SAMPLES, NEIGHBOURS
 from .refinement import Convergence, optimal_gaussian
 
 from .ais import AISSettings, ais_log_likelihood, bdmc, settings_grid  # noqa: F401  (AIS is part of the protocol)
@@ -103,6 +103,23 @@ def posterior_difficulty(model, x: torch.Tensor, batch_size: int = 100,
     with torch.no_grad():
         parts = [model.difficulty(xb) for xb in _batches(x, batch_size, torch.device(device), "difficulty")]
     return {key: torch.cat([p[key].cpu() for p in parts]).tolist() for key in parts[0]}
+
+
+def neighbour_distances(model, stored: torch.Tensor, x: torch.Tensor, neighbours: int = NEIGHBOURS,
+                        batch_size: int = 100, device: torch.device | str = "cpu") -> list[float]:
+    """Per image of ``x`` (N,): the mean Euclidean distance, in the input space of GP-RF's error model (its
+    ``error_inputs`` of the encoder's features), to its ``neighbours`` nearest images of ``stored`` (the
+    training images the errors were observed on) — how far an image lies from what the GP was fitted to,
+    the control a GP variance must beat (a variance can grow with that distance alone)."""
+    device = torch.device(device)
+
+    def inputs(images: torch.Tensor, desc: str) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([model.error_inputs(model.encoder.features(xb)) for xb in _batches(images, batch_size,
+                                                                                               device, desc)])
+    fitted = inputs(stored, "neighbours: training features")
+    return torch.cat([torch.cdist(part, fitted).topk(neighbours, largest=False).values.mean(-1).cpu()
+                      for part in inputs(x, "neighbours: test features").split(batch_size)]).tolist()
 
 
 def difficulty_scores(model, x: torch.Tensor, n_samples: int, batch_size: int = 100,

@@ -12,11 +12,11 @@ import torch
 from . import data as datasets
 from .config import ConfigError, TrainConfig
 from .evaluation import (GAP_ELBO_SAMPLES, AISSettings, ais_log_likelihood, amortization_gaps, auroc, bdmc,
-                         difficulty_scores, evaluate, log_likelihood, partial_spearman, posterior_difficulty,
-                         roc_curve, spearman, widened_proposal)
+                         difficulty_scores, evaluate, log_likelihood, neighbour_distances, partial_spearman,
+                         posterior_difficulty, roc_curve, spearman, widened_proposal)
 from .io import RunFolderError, read_json, write_json
 from .models import GPRF, VAE, LatentVariableModel
-from .protocol import GAP_EVAL_K, GAP_SUBSET
+from .protocol import GAP_EVAL_K, GAP_SUBSET, NEIGHBOUR_CONTROL
 from .provenance import parameter_digest, provenance
 from .validity import DIAGONAL_GAUSSIAN, PROPOSAL_FAMILY
 from .run_folder import fit_to_data, load_checkpoint, load_run, require_agreement
@@ -137,7 +137,9 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
                    device: str | None = None) -> dict:
     """Does a run's posterior difficulty (the GP's predictive variances) rank the per-image amortization
     gap of ``reference_dir``'s encoder (its ``gaps.json``: ELBO(q*) − ELBO(encoder) on its gap subset)
-    better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws)?
+    better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws), and
+    than the mean distance to the nearest training images its errors were observed on
+    (:data:`NEIGHBOUR_CONTROL`, :func:`gpvae.evaluation.neighbour_distances`; a GP-RF run)?
     Writes and returns ``RUN_DIR/difficulty.json``: Spearman ρ of every score with the gap, the partial
     ρ of the run's scores given the reference's negative ELBO, and the per-image values."""
     config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
@@ -152,8 +154,12 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
     torch.manual_seed(config.seed)
     own = posterior_difficulty(model, images, config.batch_size, dev)
     baseline = difficulty_scores(reference, images, GAP_ELBO_SAMPLES, config.batch_size, dev)
-    scores = {**own, **baseline}
+    controls = ({NEIGHBOUR_CONTROL: neighbour_distances(model, model.fit_images(data, config.seed), images,
+                                                        batch_size=config.batch_size, device=dev)}
+                if hasattr(model, "fit_images") else {})
+    scores = {**own, **baseline, **controls}
     result = {"n": len(gap), "reference": str(reference_dir), "scores_of_reference": sorted(baseline),
+              "controls": sorted(controls),
               "spearman_with_gap": {k: spearman(v, gap) for k, v in scores.items()},
               "partial_spearman_given_negative_elbo": {k: partial_spearman(v, gap, baseline["negative_elbo"])
                                                        for k, v in own.items()},

@@ -8,3 +8,5 @@ GAP_SUBSET = 100  # test images of a gap decomposition unless told otherwise
 GAP_ELBO_SAMPLES = 1000  # draws behind each ELBO of the gap decomposition
 MOMENT_SAMPLES = 1000  # draws behind the SVI starting point of a proposal without closed-form moments
 AIS_SUBSET = 500  # test images of an AIS measurement unless told otherwise
+NEIGHBOURS = 10  # the nearest-neighbour control of a difficulty score: mean distance to this many training images
+NEIGHBOUR_CONTROL = "training_neighbour_distance"  # that control's name in a difficulty record

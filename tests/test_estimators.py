@@ -106,3 +106,15 @@ def test_evaluation_elbo_is_per_example(model_and_data):
 def test_a_test_subset_outside_one_to_the_test_set_is_refused(size):
     with pytest.raises(ValueError, match=f"a subset of {size} images of a test set of 10: it takes 1 to 10"):
         data.test_subset(10, size, seed=0)
+
+
+def test_the_neighbour_control_is_the_mean_distance_to_the_nearest_training_images_in_the_error_model_s_inputs():
+    from types import SimpleNamespace
+
+    from gpvae.evaluation import neighbour_distances
+
+    model = SimpleNamespace(encoder=SimpleNamespace(features=lambda x: x.flatten(1)),
+                            error_inputs=lambda features: 2 * features)  # the error model's own input space
+    stored = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    distances = neighbour_distances(model, stored, torch.tensor([[0.4], [9.0]]), neighbours=2, batch_size=1)
+    assert distances == pytest.approx([2 * (0.4 + 0.6) / 2, 2 * (1.0 + 7.0) / 2])

@@ -170,3 +170,14 @@ def test_the_summary_is_one_short_line_per_claim_with_the_full_lines_verdicts(va
         decided = landing.headline(full[0]).split("— ")[1].rstrip(".**")
         assert "Converged MNIST, AIS certified by BDMC [nats]: GP-RF (R4) − " in lines[0]
         assert f"): {decided}" in lines[0] or decided == verdicts.NOT_RESOLVED
+
+
+def test_the_difficulty_record_s_own_neighbour_control_is_read_before_the_frontier_s():
+    rows = difficulty_rows([0.80, 0.81, 0.79], [0.70, 0.71, 0.69])
+    knn = pd.DataFrame([{"dataset": "mnist", "seed": seed, "run": "gp", "score": "training_neighbour_distance",
+                         "spearman": 0.9, "partial_spearman": None, "n": 2000} for seed in range(3)],
+                       columns=report.DIFFICULTY_COLUMNS)
+    frontiers = {("mnist", 0): frontier(1.0, 40.0, 0.1)}  # the frontier's kNN on one seed only: not read
+    table = landing.difficulty_table(evidence(difficulty=pd.concat([rows, knn]), frontiers=frontiers)).data
+    row = table.set_index("score").loc["a 10-nearest-neighbour average"]
+    assert row["mean ± sd"] == "0.900 ± 0.000" and row["verdict"] == verdicts.FAILS

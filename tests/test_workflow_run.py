@@ -96,7 +96,8 @@ def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_
     vae_gaps = json.loads((root / "runs" / "mnist" / "vae_seed0" / "gaps.json").read_text())
     assert gp["n"] == 4 and gp["per_image"]["gap"] == pytest.approx(vae_gaps["amortization_gap"]["per_example"], abs=1e-4)
     assert set(gp["spearman_with_gap"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
-                                            "negative_elbo"}
+                                            "negative_elbo", "training_neighbour_distance"}
+    assert gp["controls"] == ["training_neighbour_distance"] and min(gp["per_image"]["training_neighbour_distance"]) > 0
     assert set(gp["partial_spearman_given_negative_elbo"]) == {"mean_function_variance", "variance_function_variance"}
     assert gp["scores_of_reference"] == ["encoder_variance", "negative_elbo"] and gp["wall_seconds"] > 0
 

@@ -18,6 +18,7 @@ from pandas.io.formats.style import Styler
 
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
+from ..protocol import NEIGHBOUR_CONTROL
 from . import dataset_label, listed, seeds_text, subplots
 from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
@@ -203,12 +204,15 @@ def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
 
 def _difficulty(evidence: Evidence, run: str, dataset: str) -> tuple[verdicts.Verdict, pd.Series, dict, int]:
     """Claim 3 on ``evidence``'s difficulty rows of ``run`` on ``dataset``: the verdict, the GP's per-seed ρ,
-    each control's per-seed ρ and the images per seed."""
+    each control's per-seed ρ and the images per seed. The nearest-neighbour control is the difficulty record's
+    own (the mean distance to the training images the errors were observed on, every seed it measured), else
+    the frontier's ``knn10`` setting (the same score, on the seeds the frontier measured)."""
     rows = evidence.difficulty[(evidence.difficulty.run == run) & (evidence.difficulty.dataset == dataset)]
     own = rows[rows.score == OWN_SCORE].set_index("seed")["spearman"]
     controls = {label: rows[rows.score == score].set_index("seed")["spearman"]
                 for score, label in DIFFICULTY_BASELINES.items()}
-    controls[KNN_LABEL] = pd.Series(
+    recorded = rows[rows.score == NEIGHBOUR_CONTROL].set_index("seed")["spearman"]
+    controls[KNN_LABEL] = recorded if len(recorded) else pd.Series(
         {seed: settings["knn10"]["spearman"][KNN_SCORE] for (where, seed), frontier in evidence.frontiers.items()
          if where == dataset
          for settings in [next(iter(frontier["runs"].values()))["settings"]] if "knn10" in settings}, dtype=float)
