@@ -14,7 +14,7 @@ from . import verdicts
 from .layout import measurement_file
 from .runs.records import flat_record, gap_decomposition_mismatch
 from .runs.schema import PER_RUN_MEASUREMENTS
-from .validity import ais_premise
+from .validity import ais_premise, gap_family_premise
 
 if TYPE_CHECKING:
     from .runs.grid import Grid
@@ -466,7 +466,11 @@ def measurement_summary(run_dir: str | Path) -> pd.DataFrame:
                 "what the encoder's proposal leaves to importance sampling")
         else:
             add("estimator gap, AIS − IS", "not measurable", f"the same {ais['n']} images", uncertified)
-    if gaps:
+    family = gap_family_premise(gaps["model"]) if gaps and "model" in gaps else None
+    if gaps and family:
+        for quantity in ("amortization gap", "approximation gap"):
+            add(quantity, "not measurable", f"{gaps['n']} test images", family)
+    elif gaps:
         add("amortization gap", f"{gaps['amortization_gap']['mean']:.2f}", f"{gaps['n']} test images, q* by SVI",
             "ELBO(q*) − ELBO(encoder): what one forward pass costs")
         on_gaps = (ais or {}).get("gap_subset")

@@ -280,8 +280,11 @@ def test_the_restart_sentence_gives_each_warm_start_s_first_epoch_fall_and_rates
     restarts.append({"dataset": "mnist", "run": "savae", "seed": 0, "source": "vae", "source_valid_elbo": -92.5,
                      "source_final_lr": None, "lr": 1e-3, "first_valid_elbo": -93.4, "drop": 0.9})
     text = converged.restart_text(restarts, {"gp_refit": "R5", "savae": "SA-VAE"})
-    assert "R5 +3.50 nats (2 seeds; lr 0.001 against the source's final 1e-05)" in text
-    assert "SA-VAE +0.90 nats (1 seed; lr 0.001 against the source's final rate, which its record lacks)" in text
+    assert "R5 +3.50 nats (2 seeds; lr 1e-3 against the source's final 1e-5)" in text
+    assert "SA-VAE +0.90 nats (1 seed; lr 1e-3 against the source's final rate, which its record lacks)" in text
+    restarts[0]["source_final_lr"] = None
+    assert "R5 +3.50 nats (2 seeds; lr 1e-3 against the source's final 1e-5 (recorded for 1 of them))" in \
+        converged.restart_text(restarts, {"gp_refit": "R5"})
     assert converged.restart_text(restarts, {}, dataset="omniglot") == ""
 
 
@@ -291,5 +294,5 @@ def test_a_run_that_lost_ground_after_a_faster_restart_says_so():
              "valid_elbo": -95.7, "restart": restart if s else None} for s in (0, 1)]
     text = converged.lost_text(lost, {"gp_refit": "R5", "vae": "VAE"})
     assert text == ("R5 lost ground against the VAE it started from on seeds 0, 1 (best validation ELBO -92.4 → -95.7 "
-                    "nats; 1 of them restarted at lr 0.001 against the source's final 1e-05 and fell 3.4 nats in the "
-                    "first epoch)")
+                    "nats; 1 of 2 seeds restarted at lr 1e-3 against the source's final 1e-5 and fell 3.4 nats of "
+                    "validation ELBO in the first epoch)")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import report, validity, verdicts
 from ..plotting import MODEL_COLOURS
-from . import dataset_label, legend_below, listed, seeds_text, subplots
+from . import dataset_label, legend_below, listed, rate, restart_clause, seeds_text, subplots
 from .protocol import images_text, records_images
 
 # Burda, Grosse & Salakhutdinov (2016), Table 1, MNIST, one stochastic layer (784-200-200-50), 3,280 epochs, K = 5000
@@ -81,7 +81,8 @@ def table6(records: list[dict], small_records: list[dict], k_curves: pd.DataFram
                + f". 20-epoch grid: mean ± sd (seeds) of K = {listed(r.get('eval_k') for r in small_records if r['dataset'] == 'mnist')} "
                f"on {records_images([r for r in small_records if r['dataset'] == 'mnist'])}. "
                "Burda et al. (2016): their schedule, 3,280 epochs, K = 5000 on the full test set; both references "
-               "on a model's first row. Training time of a post-hoc fit (no epochs): its whole job's wall time."
+               "on a model's first row. Training time: the epochs' time over every resumed job (for R5 without its "
+               "error fits); for a post-hoc fit (no epochs) its whole job's wall time, the test evaluation included."
                if rows else "No converged record yet: `make converged` trains the profile (hours; resumable).")
     numbers = ["test log p̂(x) [nats]", "test ELBO [nats]", "training time [h]", column, "Burda et al. (2016)"]
     return frame.style.format("{:.2f}", subset=[c for c in numbers if c in frame], na_rep="-").set_caption(caption)
@@ -267,10 +268,8 @@ def lost_text(lost: list[dict], labels: dict[str, str]) -> str:
     for run in dict.fromkeys(x["run"] for x in lost):
         mine = [x for x in lost if x["run"] == run]
         before, after = (sum(x[key] for x in mine) / len(mine) for key in ("source_valid_elbo", "valid_elbo"))
-        restarts = [x["restart"] for x in mine if report.restarted_faster(x["restart"])]
-        restart = (f"; {len(restarts)} of them restarted at lr {listed(r['lr'] for r in restarts)} against the "
-                   f"source's final {listed(r['source_final_lr'] for r in restarts)} and fell "
-                   f"{sum(r['drop'] for r in restarts) / len(restarts):.1f} nats in the first epoch" if restarts else "")
+        restart = restart_clause(mine)
+        restart = f"; {restart}" if restart else ""
         clauses.append(f"{labels.get(run, run)} lost ground against the {labels.get(mine[0]['source'], mine[0]['source'])} "
                        f"it started from on seed{'s' if len(mine) > 1 else ''} {', '.join(str(x['seed']) for x in mine)} "
                        f"(best validation ELBO {before:.1f} → {after:.1f} nats{restart})")
@@ -288,10 +287,13 @@ def restart_text(restarts: list[dict], labels: dict[str, str], dataset: str = "m
     for run in dict.fromkeys(x["run"] for x in mine):
         runs = [x for x in mine if x["run"] == run]
         drop = sum(x["drop"] for x in runs) / len(runs)
-        rates = {f"{x['lr']:g}" for x in runs if x["lr"] is not None}
-        finals = {f"{x['source_final_lr']:g}" for x in runs if x["source_final_lr"] is not None}
+        rates = {rate(x["lr"]) for x in runs if x["lr"] is not None}
+        known = [x for x in runs if x["source_final_lr"] is not None]
+        finals = "/".join(sorted({rate(x["source_final_lr"]) for x in known}))
+        finals = (f"the source's final {finals}" + (f" (recorded for {len(known)} of them)" if len(known) < len(runs) else "")
+                  if known else "the source's final rate, which its record lacks")
         parts.append(f"{labels.get(run, run)} {drop:+.2f} nats ({len(runs)} seed{'s' * (len(runs) > 1)}; lr "
-                     f"{'/'.join(sorted(rates)) or '?'} against the source's final {'/'.join(sorted(finals)) or 'rate, which its record lacks'})")
+                     f"{'/'.join(sorted(rates)) or '?'} against {finals})")
     return ("**How the warm starts began.** Fall of the validation ELBO from the source's best to the end of the "
             "first epoch: " + "; ".join(parts) + ". A fall is what the first epoch undid of the source's training.")
 
@@ -383,14 +385,14 @@ def budget_quantities(budgets: dict[str, tuple[pd.DataFrame, str]]) -> dict[str,
 
 def budget_table(quantities: dict[str, dict[str, pd.Series]], lost: str = "") -> pd.io.formats.style.Styler:
     """Mean ± sd (seeds) of each of :func:`budget_quantities` at each budget; ``lost``: :func:`lost_text` of the
-    runs that lost ground, said in the caption (their rows measure a failed optimization, not the method)."""
+    runs that lost ground, said in the caption (their rows measure that training, not the method)."""
     rows = {name: {budget: report.mean_sd(v.mean(), v.std()) + f" ({len(v)})" if len(v) else "-"
                    for budget, v in by_budget.items()} for name, by_budget in quantities.items()}
     return pd.DataFrame(rows).T.style.set_caption(
         "Mean ± sd over seeds (n); '-': no pair of records at that budget yet. At 20 epochs the control is the VAE "
         "trained 2 more epochs; at convergence SA-VAE's control is the VAE trained on with its schedule, R5's the VAE "
-        "trained its 20 epochs." + (f" At convergence {lost}: the rows with those runs measure a failed "
-                                     "optimization, not the method." if lost else ""))
+        "trained its 20 epochs." + (f" At convergence {lost}: the rows with those runs measure that training, "
+                                     "not the method." if lost else ""))
 
 
 def budget_figure(quantities: dict[str, dict[str, pd.Series]]) -> Figure:

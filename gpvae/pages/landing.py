@@ -2,9 +2,10 @@
 hold (the converged grid where it has the measurement, the 20-epoch grid beside it as the budget
 column), one compact table of the converged models and one figure.
 
-:class:`Evidence` gathers the records of the grids a claim draws on; :func:`claim_lines` decides each
-claim through :mod:`gpvae.verdicts` and returns one Markdown line per claim, naming budget, estimator
-and seeds. No torch: everything here reads JSON records.
+:class:`Evidence` gathers the records of the grids a claim draws on; :func:`summary_lines` decides each
+claim through :mod:`gpvae.verdicts` and returns one short Markdown line per claim, naming budget, estimator
+and seeds (:func:`likelihood_line`, :func:`speed_line`, :func:`difficulty_line`: every comparison behind
+it). No torch: everything here reads JSON records.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pandas.io.formats.style import Styler
 from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from ..protocol import NEIGHBOUR_CONTROL
-from . import dataset_label, listed, seeds_text, subplots
+from . import dataset_label, listed, restart_clause, seeds_text, subplots
 from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
@@ -130,16 +131,10 @@ def _lost_notes(evidence: Evidence) -> dict[str, str]:
     notes = {}
     for reading in GP_READINGS[1:]:
         mine = [x for x in lost if x["run"] == reading]
-        restarts = [x["restart"] for x in mine if report.restarted_faster(x["restart"])]
-        if not mine:
-            notes[reading] = ""
-        elif restarts:
-            drop = sum(r["drop"] for r in restarts) / len(restarts)
-            notes[reading] = (f" (it lost ground against the VAE it started from, after a restart at lr "
-                              f"{listed(r['lr'] for r in restarts)} that cost {drop:.1f} nats of validation ELBO in its "
-                              f"first epoch, against the source's final {listed(r['source_final_lr'] for r in restarts)})")
-        else:
-            notes[reading] = " (it lost ground against the VAE it started from: a failed optimization)"
+        restart = restart_clause(mine)
+        notes[reading] = ("" if not mine else
+                          f" (it lost ground against the VAE it started from; {restart})" if restart else
+                          " (it lost ground against the VAE it started from: its training, not the method)")
     return notes
 
 
@@ -257,11 +252,14 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
 
 def _decisive(differences: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """The row of ``differences`` that carries a claim's ``outcome``: the widest margin behind for a claim that
-    fails, the narrowest ahead for one that holds, else the first comparison left open."""
+    fails (a tie where none is behind), the narrowest ahead for one that holds, else the first comparison left
+    open; the first row where no row matches."""
     outcomes = pd.Series([verdicts.paired(row) for _, row in differences.iterrows()], index=differences.index)
     rows = differences[outcomes == outcome]
+    if rows.empty and outcome == verdicts.FAILS:  # a claim of "higher" fails on a tie too (verdicts.combined)
+        rows = differences[outcomes == verdicts.TIED]
     if rows.empty:
-        return rows
+        return differences.iloc[:1]
     return rows.loc[[rows["mean"].idxmin()]] if outcome in (verdicts.FAILS, verdicts.HOLDS) else rows.iloc[:1]
 
 
@@ -273,7 +271,8 @@ def summary_lines(strongest: Evidence, budget_column: Evidence | None = None, sc
     :func:`difficulty_line` give every comparison behind them."""
     differences = _against(strongest, run)
     decided = _decide(differences)
-    decisive = _differences_text(run, _decisive(differences, decided.outcome), False)
+    on_dataset = differences[differences.index.get_level_values("dataset") == dataset]
+    decisive = _differences_text(run, _decisive(on_dataset, decided.outcome), False)
     first = (f"{headline(likelihood_line(strongest))} {strongest.name.capitalize()} {dataset_label(dataset)}, AIS "
              f"certified by BDMC [nats]: {decisive or 'not measured'}")
     if budget_column is not None and len(budget_column.ais):
@@ -334,7 +333,7 @@ def _reading_notes(evidence: Evidence) -> dict[str, str]:
     """Run → what makes its row no test of the method: it lost ground against the run it started from, or its
     GP's kernel amplitude collapsed (below :data:`COLLAPSED` of its first value on every seed)."""
     notes = {x["run"]: ("lost ground after a restart at a higher learning rate" if report.restarted_faster(x["restart"])
-                        else "lost ground: a failed optimization")
+                        else "lost ground: its training, not the method")
              for x in report.lost_ground(evidence.records, evidence.grid)}
     for run in {r["run"] for r in evidence.records}:
         amplitudes = [[h["kernel_outputscale"] for h in r.get("history", []) if "kernel_outputscale" in h]
