@@ -77,7 +77,7 @@ def test_speed_from_the_benchmark_of_record_timed_side_by_side(benches, outcome)
 
 def test_speed_falls_back_to_the_smaller_budget_only_without_a_benchmark():
     line = landing.speed_line(evidence(), landing.Evidence("20 epochs", CONVERGED, bench={"mnist": bench(gp=1.1, savae=9.0)}))
-    assert f"— {verdicts.HOLDS}.**" in line and "20 epochs grid" in line
+    assert f"— {verdicts.HOLDS}.**" in line and "benchmark of record, converged grid" in line  # the grid's profile
 
 
 def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
