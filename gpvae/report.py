@@ -378,10 +378,18 @@ def own_score(scores) -> str | None:
     return next((name for name in OWN_SCORES if name in set(scores)), None)
 
 
+def keeps_decoder(record: dict) -> bool:
+    """Whether a run record's decoder is its warm start's, untrained: a post-hoc fit (no epochs) or a decoder
+    kept frozen. Then its amortization gap shares q* with its source's and ``1 − gap / source's gap`` is the
+    share of the source's gap its proposal closes, whatever the proposal's family."""
+    return record.get("epochs_done") == 0 or record.get("options", {}).get("freeze") in ("decoder", "both")
+
+
 def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae") -> dict[str, dict]:
     """The readings study's table of one dataset from a profile's records: per run, over its seeds, the
     :func:`spread` of ``test_ll``, ``test_elbo``, ``amortization_gap`` and ``fraction_closed`` (1 − its gap /
-    the ``reference``'s gap of the same seed); ``spearman_gp|encoder|elbo`` with the reference encoder's
+    the ``reference``'s gap of the same seed, for a run that keeps the reference's decoder (:func:`keeps_decoder`)
+    or whose own gap is measurable (:func:`gpvae.validity.gap_family_premise`)); ``spearman_gp|encoder|elbo`` with the reference encoder's
     per-image gap (difficulty records; the reference's row holds its baselines); ``auroc_<set>_gp|encoder|elbo``
     (ood records); ``infer_ratio_to_vae`` (``bench.json``). A run whose every seed diverged has ``diverged``."""
     records = [r for r in load_records(results_dir) if r["dataset"] == dataset]
@@ -403,7 +411,8 @@ def readings_table(results_dir: str | Path, dataset: str, reference: str = "vae"
         if any((run, r["seed"]) in gap_of for r in done):  # a converted run by hand may have no decomposition
             row["amortization_gap"] = spread({r["seed"]: gap_of[run, r["seed"]] for r in done if (run, r["seed"]) in gap_of})
         closed = {r["seed"]: 1 - gap_of[run, r["seed"]] / gap_of[reference, r["seed"]] for r in done
-                  if (run, r["seed"]) in gap_of and (reference, r["seed"]) in gap_of}
+                  if (run, r["seed"]) in gap_of and (reference, r["seed"]) in gap_of
+                  and (keeps_decoder(r) or gap_family_premise(r["model"]) is None)}
         if closed:
             row["fraction_closed"] = spread(closed)
         ranked = difficulty[difficulty["run"] == run] if run != reference else \

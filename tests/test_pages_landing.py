@@ -112,7 +112,7 @@ def test_the_difficulty_table_shows_the_numbers_and_verdicts_of_the_line():
     rows = table.data.set_index("score")
     assert rows.loc["the VAE's −ELBO", "seed 1"] == "0.710" and rows.loc["the VAE's −ELBO", "verdict"] == verdicts.HOLDS
     assert rows.loc["the VAE's encoder variance (enters reversed)", "GP-RF ahead by"] == "0.400 ± 0.010"
-    assert rows.loc["a 10-nearest-neighbour average", "mean ± sd"] == "0.600 ± 0.010"
+    assert rows.loc["the distance to the 10 nearest training images", "mean ± sd"] == "0.600 ± 0.010"
     assert "2000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
 
 
@@ -182,5 +182,5 @@ def test_the_difficulty_record_s_own_neighbour_control_is_read_before_the_fronti
                        columns=report.DIFFICULTY_COLUMNS)
     frontiers = {("mnist", 0): frontier(1.0, 40.0, 0.1)}  # the frontier's kNN on one seed only: not read
     table = landing.difficulty_table(evidence(difficulty=pd.concat([rows, knn]), frontiers=frontiers)).data
-    row = table.set_index("score").loc["a 10-nearest-neighbour average"]
+    row = table.set_index("score").loc["the distance to the 10 nearest training images"]
     assert row["mean ± sd"] == "0.900 ± 0.000" and row["verdict"] == verdicts.FAILS

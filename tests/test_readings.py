@@ -347,6 +347,9 @@ def test_the_readings_table_from_the_study_records():
     assert r4["fraction_closed"]["values"][0] == pytest.approx(
         1 - r4_records[0]["gaps"]["amortization_gap"] / r4_records[1]["gaps"]["amortization_gap"])
     assert r4["spearman_gp"]["n"] == 3 and "spearman_gp" not in table["r1_paper"]  # R1 trains its own encoder
+    for own_decoder in ("r1_paper", "r2_fixed", "r5_refit"):  # GP-RF with a decoder of its own: no share of the VAE's gap
+        assert "fraction_closed" not in table[own_decoder]
+    assert {"r3_posthoc", "r4_knn", "vae_decoder_control"} <= {run for run, row in table.items() if "fraction_closed" in row}
     assert set(vae) >= {"spearman_encoder", "spearman_elbo", "auroc_omniglot_elbo"}  # the baselines' row
     assert "infer_ratio_to_vae" in r4
 

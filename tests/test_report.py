@@ -188,13 +188,17 @@ def test_readings_table_takes_runs_without_a_gap_decomposition(tmp_path):
     # a converted run by hand has no gaps: no amortization gap or share closed for it, the rest as usual
     (tmp_path / "mnist").mkdir()
     for run, seed, gaps in [("vae", 0, {"amortization_gap": 4.0}), ("vae", 1, {"amortization_gap": 5.0}),
-                            ("gp", 0, {"amortization_gap": 3.0}), ("gp", 1, None), ("hf", 0, None)]:
-        record = {"dataset": "mnist", "run": run, "seed": seed, "test_ll": -90.0 - seed, "test_elbo": -95.0}
+                            ("gp", 0, {"amortization_gap": 3.0}), ("gp", 1, None), ("hf", 0, None),
+                            ("gp_joint", 0, {"amortization_gap": 1.0})]:
+        record = {"dataset": "mnist", "run": run, "seed": seed, "test_ll": -90.0 - seed, "test_elbo": -95.0,
+                  "model": run.split("_")[0], "epochs_done": 20 if run == "gp_joint" else 0 if run == "gp" else 10}
         (tmp_path / "mnist" / f"{run}_seed{seed}.json").write_text(json.dumps(record | ({"gaps": gaps} if gaps else {})))
     table = report.readings_table(tmp_path, "mnist")
     assert table["gp"]["amortization_gap"]["seeds"] == [0] and table["gp"]["fraction_closed"]["values"] == [0.25]
     assert table["vae"]["fraction_closed"]["seeds"] == [0, 1] and "amortization_gap" not in table["hf"]
     assert table["hf"]["test_ll"]["mean"] == -90.0 and "fraction_closed" not in table["hf"]
+    # GP-RF trained with its own decoder: its gap is not measurable (q* in a smaller family), nor a share of another's
+    assert "fraction_closed" not in table["gp_joint"] and table["gp_joint"]["amortization_gap"]["mean"] == 1.0
 
 
 def test_missing_measurements_are_the_grid_s_cells_without_a_record():

@@ -27,7 +27,7 @@ GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
 GP_READINGS = ("gp", "gp_refit", "gp_refit_source_lr", "gp_paper", "gp_iw", "gp_iw_expected")
 OWN_SCORE, KNN_SCORE = "mean_function_variance", "neighbour_distance"
 DIFFICULTY_BASELINES = {"negative_elbo": "the VAE's −ELBO", "encoder_variance": "the VAE's encoder variance"}
-KNN_LABEL = "a 10-nearest-neighbour average"
+KNN_LABEL = "the distance to the 10 nearest training images"
 
 
 @dataclass
