@@ -192,7 +192,8 @@ def network_events(driver) -> tuple[list[str], list[str]]:
 
 def save_full_page(driver, shot: Path, width: int = 1280, part_height: int = 8000) -> list[Path]:
     """PNGs of the whole page, not just the window: ``shot`` and, for a page taller than ``part_height`` CSS
-    pixels, ``<shot>-2.png``, ``-3`` ... (Chromium draws at most about 16,000 pixels in one capture)."""
+    pixels, ``<shot>-2.png``, ``-3`` ... (Chromium draws at most about 16,000 pixels in one capture): the
+    window is made ``part_height`` tall and scrolled down by that much for each part."""
     height = int(driver.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"))
     metrics = {"width": width, "height": min(height, part_height), "deviceScaleFactor": 1, "mobile": False}
@@ -203,13 +204,13 @@ def save_full_page(driver, shot: Path, width: int = 1280, part_height: int = 800
     saved = []
     try:
         for part, top in enumerate(range(0, height, part_height), start=1):
-            clip = {"x": 0, "y": top, "width": width, "height": min(part_height, height - top), "scale": 1}
-            png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
-                                                                    "captureBeyondViewport": True})["data"]
+            driver.execute_script("window.scrollTo(0, arguments[0]);", top)
+            png = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
             path = shot if part == 1 else shot.with_name(f"{shot.stem}-{part}.png")
             path.write_bytes(base64.b64decode(png))
             saved.append(path)
     finally:
+        driver.execute_script("window.scrollTo(0, 0);")
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     return saved
 
