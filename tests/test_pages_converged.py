@@ -113,8 +113,10 @@ def test_gaps_resting_on_an_uncertified_ais_are_not_measurable(tmp_path):
         summary = converged.ais_summary(ais, {"c": {}})
         row = converged.ais_table(summary, ais).data.iloc[0]
         gaps = converged.gap_table(summary, ais).data.iloc[0]
-        assert row["AIS [nats]"] == "-97.10 ± 0.14"  # a lower bound either way: shown, with its width beside it
-        for cell in (row["estimator gap [nats]"], gaps["approximation gap by AIS [nats]"], gaps["IS from q* − AIS [nats]"]):
+        assert (row["AIS [nats]"] == "-97.10 ± 0.14") == measurable  # an uncertified AIS is no value of log p(x)
+        assert row["BDMC width [nats]"] == ("0.30" if measurable else "3.00")  # the reason, beside it
+        for cell in (row["AIS [nats]"], row["estimator gap [nats]"], gaps["approximation gap by AIS [nats]"],
+                     gaps["IS from q* − AIS [nats]"]):
             assert (cell == "not measurable †") != measurable
         for caption in (converged.ais_table(summary, ais).caption, converged.gap_table(summary, ais).caption):
             reason = "† not measurable, c, MNIST: AIS not certified: the BDMC sandwich is 3.00 nats wide, over 0.5."

@@ -174,6 +174,7 @@ def test_table_2_shows_a_value_whose_premise_fails_as_not_measurable_with_its_re
     assert "shows 8 of its 12 values as not measurable" in sentence
     assert "6 because their proposal is richer" in sentence and "1 because their AIS has no BDMC certificate" in sentence
     assert "1 because the protocol's IS estimate falls below ELBO(q*)" in sentence
+    assert "Fashion-MNIST not measurable (AIS not certified" in page.ais_notes()  # an uncertified AIS orders nothing
     by_ais = page.ais_table()
     for column in ("AIS [nats]", "estimator gap, AIS − IS [nats]"):  # uncertified: neither is a value
         assert by_ais.data.loc[("Fashion-MNIST", "VAE"), column] == validity.NOT_MEASURABLE

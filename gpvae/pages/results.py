@@ -249,7 +249,10 @@ class ResultsPage:
                 part = self.ais[self.ais["dataset"] == dataset]
                 means = {v: report.models_only(report.summarize(part, v).droplevel("dataset"), self.grid)["mean"]
                          for v in ("ais", "is")}
-                if len(means["ais"]) >= 3:
+                uncertified = part[~part["certified"].astype(bool)]
+                if len(uncertified):  # an uncertified AIS orders nothing
+                    ranks.append(f"{dataset_label(dataset)} {validity.NOT_MEASURABLE} ({validity.ais_premise(float(uncertified['width'].max()))})")
+                elif len(means["ais"]) >= 3:
                     rho = spearmanr(means["ais"], means["is"].loc[means["ais"].index]).statistic
                     ranks.append(f"{dataset_label(dataset)} ρ = {rho:.2f} over {len(means['ais'])} models")
             costs = report.ais_costs(self.grid.layout.results_dir, {d: dataset_label(d) for d in self.datasets})
