@@ -217,7 +217,9 @@ def test_the_bdmc_legend_is_below_the_axes():
                          "width": [2.0, 0.4], "seed": [0, 0]})
     fig = converged.bdmc_figure(bdmc)
     assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
-    assert fig.axes[0].get_ylabel() == "BDMC sandwich width [nats]"
+    assert fig.axes[0].get_ylabel() == "BDMC sandwich width [nats]" and fig.axes[0].get_yscale() == "log"
+    below_zero = converged.bdmc_figure(bdmc.assign(width=[130.0, -0.02]))  # Monte Carlo error below zero
+    assert below_zero.axes[0].get_yscale() == "symlog"  # still a log scale away from zero, not linear
 
 
 def test_progress_names_parked_and_missing_runs(tmp_path):

@@ -112,7 +112,7 @@ def test_the_cost_table_defines_its_ratios_and_states_its_protocol(tmp_path):
     table = write(tmp_path, benches={"mnist": bench(gp=4.0)}).cost_table()
     assert table.data.loc[("MNIST", "GP-RF (R4)"), "inference × VAE"] == 4.0
     for stated in ("× VAE: the model's median time over the VAE's", "on a batch of 100 test images",
-                   "median of 3 repeats", "commit abcdef0123"):
+                   "median of 3 repeats", "commit MNIST abcdef0123", "the VAE is timed again beside each model"):
         assert stated in table.caption
 
 

@@ -372,8 +372,11 @@ class ResultsPage:
             f"exact log-density (SA-VAE's refinement steps, with their gradients in the variational parameters, and "
             f"GP-RF's GP included), on a batch of "
             f"{any_bench['batch_size']} test images; training step: forward, backward and update on a batch of as many training images; × VAE: the "
-            "model's median time over the VAE's, both timed interleaved in one process (gpvae.bench). Device: "
-            f"{any_bench['device']}, median of {any_bench['repeats']} repeats, commit {any_bench['git_commit'][:10]}. "
+            "model's median time over the VAE's, both timed interleaved in one process (gpvae.bench; the VAE is timed "
+            "again beside each model, so a ratio need not be the quotient of the two medians shown). Device: "
+            f"{any_bench['device']}, median of {any_bench['repeats']} repeats, commit "
+            + ", ".join(sorted({f"{dataset_label(d)} {next(iter(b.values()))['git_commit'][:10]}"
+                                for d, b in self.benches.items()})) + ". "
             f"Job wall time: {self.grid.threads_per_job} thread(s) per job, mean over seeds.")
 
     # ---- figures ----
