@@ -259,6 +259,11 @@ def bdmc_run(run_dir: str | Path, settings: list[AISSettings], images: int = 100
     return result
 
 
+def evaluation_stem(eval_k: int, n_test: int, subset_seed: int | None = None) -> str:
+    """``K{K}_N{N}[_S{seed}]``: how :func:`evaluate_run` names the files of one evaluation in a run folder."""
+    return f"K{eval_k}_N{n_test}" + (f"_S{subset_seed}" if subset_seed is not None else "")
+
+
 def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int | None = None,
                  data_dir: str | None = None, device: str | None = None, per_example: bool = False,
                  subset_seed: int | None = None) -> dict:
@@ -272,7 +277,7 @@ def evaluate_run(run_dir: str | Path, eval_k: int | None = None, max_test: int |
     values = result.pop("per_example")
     result.update(subset_seed=data.test_seed, model=config.model, dataset=config.dataset, run_dir=str(run_dir),
                   model_summary=model.summary(), **provenance(dev))
-    stem = f"K{config.eval_k}_N{result['n_test']}" + (f"_S{data.test_seed}" if data.test_seed is not None else "")
+    stem = evaluation_stem(config.eval_k, result["n_test"], data.test_seed)
     write_json(measurement_file(run_dir, f"evaluation_{stem}"), result)
     if per_example:
         if hasattr(model, "difficulty"):

@@ -31,7 +31,7 @@ from .cli import EXIT_USAGE
 from .config import ConfigError
 from .evaluation import log_likelihood
 from .io import write_json, write_text
-from .measurements import ais_run, bdmc_run, evaluate_run, gaps_run, gprf_run
+from .measurements import ais_run, bdmc_run, evaluate_run, evaluation_stem, gaps_run, gprf_run
 from .models import VAE
 from .progress import quiet
 from .layout import measurement_file
@@ -188,7 +188,8 @@ def check(out: str | Path, epochs: int, runs_dir: str | Path, max_train: int | N
         module = write_text(runs / "pythae_vae.py", BUILDER.format(folder=str(saved.resolve())))
         folder = make_external_run(folder, f"{module}:build", "mnist", data_dir, str(dev), seed, eval_k)
     n_test = len(data.test) if max_test is None else max_test
-    stage(measurement_file(folder, f"evaluation_K{eval_k}_N{n_test}"), lambda: evaluate_run(folder, eval_k, max_test, data_dir))
+    stage(measurement_file(folder, f"evaluation_{evaluation_stem(eval_k, n_test)}"),
+          lambda: evaluate_run(folder, eval_k, max_test, data_dir))
     settings = AISSettings(steps=ais_steps)
     stage(measurement_file(folder, "bdmc"), lambda: bdmc_run(folder, [settings], images=ais_subset, data_dir=data_dir))
     stage(measurement_file(folder, "gaps"), lambda: gaps_run(folder, gap_subset, eval_k, data_dir, subset_seed=seed))
