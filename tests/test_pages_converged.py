@@ -8,7 +8,7 @@ import pytest
 
 from gpvae import report
 from gpvae.layout import Layout
-from gpvae.pages import converged
+from gpvae.pages import converged, converged_ais
 
 from .test_report import record
 
@@ -91,43 +91,43 @@ def test_table6_gives_a_post_hoc_fit_its_job_time_and_each_reference_once_per_mo
 
 
 def test_ais_captions_state_subset_steps_and_width_of_the_records(tmp_path):
-    ais = converged.ais_frame({"converged": fixture_grid(tmp_path)})
-    summary = converged.ais_summary(ais, {"converged": {}})
-    caption = converged.ais_table(summary, ais).caption
+    ais = converged_ais.ais_frame({"converged": fixture_grid(tmp_path)})
+    summary = converged_ais.ais_summary(ais, {"converged": {}})
+    caption = converged_ais.ais_table(summary, ais).caption
     assert "40 test images drawn at random (subset seed 7), T = 300, L = 3, 1 chain(s)" in caption
     assert "BDMC width up to 0.30 nats, IS with K = 11, seeds 0, 1, 2" in caption
-    assert "40 test images drawn at random (subset seed 7)" in converged.gap_table(summary, ais).caption
+    assert "40 test images drawn at random (subset seed 7)" in converged_ais.gap_table(summary, ais).caption
 
 
 def test_first_images_are_said_to_be_the_first(tmp_path):
-    ais = converged.ais_frame({"20 epochs": fixture_grid(tmp_path, {"vae": [-97.0]}, subset_seed=None)})
-    summary = converged.ais_summary(ais, {"20 epochs": {}})
-    assert "the first 40 test images" in converged.ais_table(summary, ais).caption
-    assert "drawn at random" not in converged.gap_table(summary, ais).caption
+    ais = converged_ais.ais_frame({"20 epochs": fixture_grid(tmp_path, {"vae": [-97.0]}, subset_seed=None)})
+    summary = converged_ais.ais_summary(ais, {"20 epochs": {}})
+    assert "the first 40 test images" in converged_ais.ais_table(summary, ais).caption
+    assert "drawn at random" not in converged_ais.gap_table(summary, ais).caption
 
 
 def test_gaps_resting_on_an_uncertified_ais_are_not_measurable(tmp_path):
-    certified = converged.ais_frame({"c": fixture_grid(tmp_path / "a", {"vae": [-97.0, -97.2]})})
-    broken = converged.ais_frame({"c": fixture_grid(tmp_path / "b", {"vae": [-97.0, -97.2]}, width=3.0)})
+    certified = converged_ais.ais_frame({"c": fixture_grid(tmp_path / "a", {"vae": [-97.0, -97.2]})})
+    broken = converged_ais.ais_frame({"c": fixture_grid(tmp_path / "b", {"vae": [-97.0, -97.2]}, width=3.0)})
     for ais, measurable in ((certified, True), (broken, False)):
-        summary = converged.ais_summary(ais, {"c": {}})
-        row = converged.ais_table(summary, ais).data.iloc[0]
-        gaps = converged.gap_table(summary, ais).data.iloc[0]
+        summary = converged_ais.ais_summary(ais, {"c": {}})
+        row = converged_ais.ais_table(summary, ais).data.iloc[0]
+        gaps = converged_ais.gap_table(summary, ais).data.iloc[0]
         assert (row["AIS [nats]"] == "-97.10 ± 0.14") == measurable  # an uncertified AIS is no value of log p(x)
         assert row["BDMC width [nats]"] == ("0.30" if measurable else "3.00")  # the reason, beside it
         for cell in (row["AIS [nats]"], row["estimator gap [nats]"], gaps["approximation gap by AIS [nats]"],
                      gaps["IS from q* − AIS [nats]"]):
             assert (cell == "not measurable †") != measurable
-        for caption in (converged.ais_table(summary, ais).caption, converged.gap_table(summary, ais).caption):
+        for caption in (converged_ais.ais_table(summary, ais).caption, converged_ais.gap_table(summary, ais).caption):
             reason = "† not measurable, c, MNIST: AIS not certified: the BDMC sandwich is 3.00 nats wide, over 0.5."
             assert caption.endswith(reason) != measurable and caption.count("not certified") == (not measurable)
         assert measurable == (row["estimator gap [nats]"] == "0.50 ± 0.00")
 
 
 def test_the_approximation_gap_of_a_richer_proposal_is_not_measurable(tmp_path):
-    ais = converged.ais_frame({"c": fixture_grid(tmp_path, {"vae": [-97.0, -97.2], "iaf": [-96.0, -96.1]})})
-    summary = converged.ais_summary(ais, {"c": {}})
-    table = converged.gap_table(summary, ais)
+    ais = converged_ais.ais_frame({"c": fixture_grid(tmp_path, {"vae": [-97.0, -97.2], "iaf": [-96.0, -96.1]})})
+    summary = converged_ais.ais_summary(ais, {"c": {}})
+    table = converged_ais.gap_table(summary, ais)
     gaps = table.data["approximation gap by AIS [nats]"]
     assert gaps[("c", "MNIST", "iaf")] == "not measurable ‡" and gaps[("c", "MNIST", "vae")] == "2.00"
     assert table.caption.endswith("a smaller family than the proposal (inverse autoregressive flow).")
@@ -137,7 +137,7 @@ def test_the_approximation_gap_of_a_richer_proposal_is_not_measurable(tmp_path):
                                             ("vae", "tied")])
 def test_the_ais_verdict_of_r4_against_a_model(tmp_path, other, outcome):
     grid = fixture_grid(tmp_path)
-    lines = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid},
+    lines = converged_ais.ais_verdicts(converged_ais.ais_frame({"converged": grid}), {"converged": grid},
                                    {"converged": {}}).splitlines()
     line = next(x for x in lines if f"GP-RF (R4) − {other}, by AIS" in x)
     assert line.endswith(f": {outcome}.")
@@ -145,7 +145,7 @@ def test_the_ais_verdict_of_r4_against_a_model(tmp_path, other, outcome):
 
 def test_an_ais_verdict_on_uncertified_seeds_is_not_measurable(tmp_path):
     grid = fixture_grid(tmp_path, width=2.0)
-    text = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid}, {"converged": {}})
+    text = converged_ais.ais_verdicts(converged_ais.ais_frame({"converged": grid}), {"converged": grid}, {"converged": {}})
     assert "− iwae, by AIS: not measurable (3 of 3 matched seeds without a certified AIS): not resolved." in text
     assert "nats (n = 3)" not in text
 
@@ -158,7 +158,7 @@ def test_a_difference_with_a_run_that_lost_ground_says_so(tmp_path):
         path.write_text(json.dumps(json.loads(path.read_text()) | {"valid_elbo": -98.0}))
         path = grid.layout.record_path("mnist", "vae", seed)
         path.write_text(json.dumps(json.loads(path.read_text()) | {"valid_elbo": -95.0}))
-    text = converged.ais_verdicts(converged.ais_frame({"converged": grid}), {"converged": grid},
+    text = converged_ais.ais_verdicts(converged_ais.ais_frame({"converged": grid}), {"converged": grid},
                                   {"converged": {"savae": "SA-VAE", "vae": "VAE"}})
     line = next(x for x in text.splitlines() if "− SA-VAE, by AIS" in x)
     assert "SA-VAE lost ground against the VAE it started from on seeds 0, 1, 2 (best validation ELBO -95.0 → -98.0" in line
@@ -168,7 +168,7 @@ def test_a_difference_with_a_run_that_lost_ground_says_so(tmp_path):
 @pytest.mark.parametrize("other, outcome", [("iwae", "holds"), ("savae", "fails"), ("hf", "not resolved")])
 def test_comparisons_state_each_difference_and_its_verdict(tmp_path, other, outcome):
     grid = fixture_grid(tmp_path)
-    ais = converged.ais_frame({"converged": grid})
+    ais = converged_ais.ais_frame({"converged": grid})
     runs = report.frame(report.load_records(grid.layout.results_dir))
     text = converged.comparisons("gp", [other], runs, ais, {}, "R4")
     assert f"- R4 − {other}, test log p̂ (IS): " in text and f"- R4 − {other}, AIS: " in text
@@ -177,7 +177,7 @@ def test_comparisons_state_each_difference_and_its_verdict(tmp_path, other, outc
 
 def test_comparisons_by_an_uncertified_ais_are_not_measurable(tmp_path):
     grid = fixture_grid(tmp_path, width=0.9)
-    ais = converged.ais_frame({"converged": grid})
+    ais = converged_ais.ais_frame({"converged": grid})
     runs = report.frame(report.load_records(grid.layout.results_dir))
     lines = converged.comparisons("gp", ["iwae"], runs, ais, {}, "R4").splitlines()
     assert lines[0].endswith("holds.")  # IS needs no certificate
@@ -215,10 +215,10 @@ def test_the_curves_are_one_panel_per_model_with_no_figure_legend_over_the_data(
 def test_the_bdmc_legend_is_below_the_axes():
     bdmc = pd.DataFrame({"profile": ["c"] * 2, "dataset": ["mnist"] * 2, "leapfrog": [5] * 2, "decoder_passes": [10, 40],
                          "width": [2.0, 0.4], "seed": [0, 0]})
-    fig = converged.bdmc_figure(bdmc)
+    fig = converged_ais.bdmc_figure(bdmc)
     assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
     assert fig.axes[0].get_ylabel() == "BDMC sandwich width [nats]" and fig.axes[0].get_yscale() == "log"
-    below_zero = converged.bdmc_figure(bdmc.assign(width=[130.0, -0.02]))  # Monte Carlo error below zero
+    below_zero = converged_ais.bdmc_figure(bdmc.assign(width=[130.0, -0.02]))  # Monte Carlo error below zero
     assert below_zero.axes[0].get_yscale() == "symlog"  # still a log scale away from zero, not linear
 
 

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from gpvae import validity
-from gpvae.pages import protocol, results_figures
+from gpvae.pages import protocol, results_claims, results_figures
 from gpvae.pages.results import ResultsPage
 from gpvae.runs.grid import Grid
 from tests.test_report import record
@@ -66,16 +66,16 @@ def line_of(text, dataset="MNIST"):
     (HOLDING, "the claim **holds**"), (FAILING, "the claim **fails**"), (UNRESOLVED, "the claim **not resolved**")])
 def test_the_likelihood_verdict_holds_fails_or_is_not_resolved_by_the_paired_criterion(tmp_path, differences, outcome):
     page = write(tmp_path, pair("mnist", "gp", differences))
-    assert outcome in line_of(page.likelihood_verdicts())
+    assert outcome in line_of(results_claims.likelihood(page))
 
 
 def test_the_likelihood_verdict_without_gp_rf_is_not_measurable_and_by_uncertified_ais_not_resolved(tmp_path):
     page = write(tmp_path, [run_record("mnist", "vae", 0, -95.0)])
-    assert line_of(page.likelihood_verdicts()) == "- **MNIST**: no GP-RF record yet: not measurable."
+    assert line_of(results_claims.likelihood(page)) == "- **MNIST**: no GP-RF record yet: not measurable."
     ais = [ais_record("mnist", run, seed, -95.0 + (2.0 + 0.1 * seed if run == "gp" else 0), width=17.0)
            for seed in range(3) for run in ("vae", "gp")]
     page = write(tmp_path, pair("mnist", "gp", HOLDING), ais)
-    verdict = line_of(page.likelihood_verdicts())
+    verdict = line_of(results_claims.likelihood(page))
     assert "the claim **holds**" in verdict and "**By AIS** the claim **not resolved**" in verdict
 
 
@@ -84,12 +84,12 @@ def test_the_likelihood_verdict_without_gp_rf_is_not_measurable_and_by_uncertifi
     (UNRESOLVED, "SA-VAE 0.07 ± 1.01 (n=3, not resolved)")])
 def test_the_control_verdict_is_each_controlled_model_minus_the_control(tmp_path, differences, outcome):
     page = write(tmp_path, pair("mnist", "savae", differences, reference="vae_extra"))
-    assert outcome in line_of(page.control_verdicts().split("\n\n")[-1])
+    assert outcome in line_of(results_claims.control(page).split("\n\n")[-1])
 
 
 def test_without_a_control_record_the_control_verdict_is_not_measurable(tmp_path):
     page = write(tmp_path, pair("mnist", "gp", HOLDING))
-    assert page.control_verdicts().endswith("- no control record yet: not measurable.")
+    assert results_claims.control(page).endswith("- no control record yet: not measurable.")
 
 
 def bench(**ratios):
@@ -104,8 +104,8 @@ def bench(**ratios):
     ({"gp": 1.2}, "**not resolved** — no benchmark of record with both GP-RF and SA-VAE")])
 def test_the_speed_verdict_reads_the_benchmark_of_record(tmp_path, ratios, outcome):
     page = write(tmp_path, benches={"mnist": bench(**ratios)})
-    assert outcome in line_of(page.speed_verdicts())
-    assert "(benchmark of record, cpu grid, MNIST, batch 100, 3 interleaved repeats, cpu.)" in page.speed_verdicts()
+    assert outcome in line_of(results_claims.speed(page))
+    assert "(benchmark of record, cpu grid, MNIST, batch 100, 3 interleaved repeats, cpu.)" in results_claims.speed(page)
 
 
 def test_the_cost_table_defines_its_ratios_and_states_its_protocol(tmp_path):
@@ -117,7 +117,7 @@ def test_the_cost_table_defines_its_ratios_and_states_its_protocol(tmp_path):
 
 
 def test_without_a_benchmark_the_speed_verdict_is_not_measurable(tmp_path):
-    assert write(tmp_path).speed_verdicts() == "- no benchmark of record yet: not measurable."
+    assert results_claims.speed(write(tmp_path)) == "- no benchmark of record yet: not measurable."
 
 
 def difficulty_record(seed, own, encoder, elbo, dataset="mnist"):
@@ -134,9 +134,9 @@ def difficulty_record(seed, own, encoder, elbo, dataset="mnist"):
     ((0.70, 0.72, 0.68), (0.70, 0.75, 0.65), "against the VAE negative ELBO: not resolved", "not resolved")])
 def test_the_difficulty_verdict_needs_the_gp_ahead_of_chance_and_both_vae_scores(tmp_path, own, elbo, outcome, claim):
     page = write(tmp_path, difficulty=[difficulty_record(s, own[s], -0.4, elbo[s]) for s in range(3)])
-    verdict = line_of(page.difficulty_verdicts())
+    verdict = line_of(results_claims.difficulty(page))
     assert outcome in verdict and verdict.endswith(f"The claim **{claim}**.")
-    assert line_of(page.difficulty_verdicts(), "Omniglot-28").endswith("no difficulty record yet: not measurable.")
+    assert line_of(results_claims.difficulty(page), "Omniglot-28").endswith("no difficulty record yet: not measurable.")
     assert page.difficulty_table() is not None and isinstance(results_figures.difficulty(page), Figure)
 
 
@@ -239,7 +239,7 @@ def test_without_records_every_table_is_absent_every_figure_says_so_and_no_claim
     figures = [results_figures.likelihood_cost(page), results_figures.curves(page), results_figures.differences(page), results_figures.k_curve(page),
                results_figures.difficulty(page)]
     assert all(isinstance(fig, Figure) for fig in figures)
-    claims = page.claims()
+    claims = results_claims.claims(page)
     assert "**holds**" not in claims and "**fails**" not in claims
     assert claims.count("not measurable") >= 2 * len(GRID.datasets)
 

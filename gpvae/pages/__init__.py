@@ -2,8 +2,10 @@
 function here, tested on small fixture records; a chapter only loads its grid, calls and renders.
 
 * :mod:`gpvae.pages.landing`: the landing page's one line per claim, the converged table and figure;
-* :mod:`gpvae.pages.results` and :mod:`~gpvae.pages.results_figures`: the 20-epoch grid (Tables 1–5, figures, verdicts);
-* :mod:`gpvae.pages.converged`: the converged grid (Tables 6–7, curves, AIS beside IS);
+* :mod:`gpvae.pages.results`, :mod:`~gpvae.pages.results_figures` and :mod:`~gpvae.pages.results_claims`: the
+  20-epoch grid (Tables 1–5, figures, verdicts);
+* :mod:`gpvae.pages.converged` and :mod:`~gpvae.pages.converged_ais`: the converged grid (Table 6, curves;
+  Table 7, AIS beside IS);
 * :mod:`gpvae.pages.readings`: the readings study, the frontier and the difficulty figures;
 * :mod:`gpvae.pages.appendix`: every run of record with its provenance;
 * :mod:`gpvae.pages.protocol`: what a caption says of how its numbers were measured, read from the records.

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from .. import report, validity, verdicts
 from ..plotting import run_labels
 from . import dataset_label
-from .protocol import benchmark_text, gap_protocol, images_text, measurement_protocol, protocol_text, test_protocol
+from .protocol import gap_protocol, images_text, measurement_protocol, protocol_text, test_protocol
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -29,13 +29,6 @@ SCORES = {"mean_function_variance": "GP variance, mean function",
           "variance_function_variance": "GP variance, log-variance function",
           "encoder_variance": "VAE encoder variance", "negative_elbo": "VAE negative ELBO"}
 OWN_SCORE, BASELINE_SCORES = "mean_function_variance", ("encoder_variance", "negative_elbo")
-AHEAD = {verdicts.HOLDS: "ahead of the control", verdicts.FAILS: "behind the control",
-         verdicts.NOT_RESOLVED: "not resolved", verdicts.TIED: "tied with the control"}
-AGAINST_MORE = {verdicts.HOLDS: "more samples of the VAE's own proposal beat the correction",
-                verdicts.FAILS: "the correction beats that many more samples",
-                verdicts.NOT_RESOLVED: "not resolved", verdicts.TIED: "tied with that many more samples"}
-BEATS = {verdicts.HOLDS: "ahead", verdicts.FAILS: "behind", verdicts.NOT_RESOLVED: "not resolved"}
-TRACKS = {verdicts.HOLDS: "tracks", verdicts.FAILS: "runs against", verdicts.NOT_RESOLVED: "does not resolvably track"}
 # Why a value of Table 2 is withheld, by kind (the reason of each cell names its own numbers)
 WITHHELD = {"family": "their proposal is richer than the diagonal Gaussians q* is sought among, so neither gap is "
                       "the decomposition of their own family",
@@ -411,31 +404,6 @@ class ResultsPage:
                                                                          self.datasets)
             + f". The K of Table 1: {protocol_k}. Decoder digests equal for every dataset and seed: one p(x) per row.")
 
-    def k_curve_verdicts(self) -> str:
-        """Markdown, one line per dataset: R4's lead over its VAE at the K of Table 1 and at the largest K,
-        and the VAE with that many more samples against R4 (the paired criterion); and what is missing."""
-        lines = []
-        per_k = self.per_k() if not self.curves.empty else {}
-        for dataset in self.ordered_datasets(self.curves):
-            mine = self.curves[self.curves["dataset"] == dataset]
-            k, largest = self.protocol_k(dataset), int(mine["eval_k"].max())
-            if k not in per_k or dataset not in per_k[k].index:
-                lines.append(f"- **{dataset_label(dataset)}**: no k_curve point at the K of Table 1 ({k}).")
-                continue
-            at_k, at_largest = per_k[k].loc[dataset], per_k[largest].loc[dataset]
-            wide = mine.pivot_table(index="seed", columns=["run", "eval_k"], values="test_ll")
-            more = verdicts.spread(wide[("vae", largest)] - wide[("gp", k)])
-            share = f"; {at_largest['mean'] / at_k['mean']:.0%} of the lead left" if at_k["mean"] > 0 else ""
-            lines.append(
-                f"- **{dataset_label(dataset)}**: GP-RF (R4) − VAE is {report.mean_sd(at_k['mean'], at_k['sd'])} nats at "
-                f"the K of Table 1, {k}, and {report.mean_sd(at_largest['mean'], at_largest['sd'])} at K = {largest} "
-                f"(n = {int(at_largest['n'])}{share}). The VAE with {largest // k}× the samples minus R4 at K = {k}: "
-                f"{report.mean_sd(more['mean'], more['sd'])} nats ({AGAINST_MORE[verdicts.paired(more)]}).")
-        pending = report.missing_measurements(self.grid, "k_curve", self.curves)
-        if pending:
-            lines.append(f"\nNot measured yet: {pending} (`make results` resumes; a fresh clone refits R4 first).")
-        return "\n".join(lines)
-
     # ---- Table 5: difficulty ----
     def difficulty_table(self) -> Styler | None:
         """Table 5: Spearman ρ of each difficulty score with the per-image amortization gap of the VAE's
@@ -462,104 +430,4 @@ class ResultsPage:
                                                       subsets.query("dataset == @d")["subset_seed"].dropna().min())
                 for d in measured) + ".")
 
-    def difficulty_verdicts(self) -> str:
-        """Markdown, one line per dataset: whether the GP's variance tracks the gap and beats each VAE score
-        (:func:`gpvae.verdicts.ahead_of_baselines`), and the claim's outcome; and what is missing."""
-        lines = []
-        for dataset in self.datasets:
-            rows = self.difficulty[self.difficulty["dataset"] == dataset]
-            if rows.empty:
-                lines.append(f"- **{dataset_label(dataset)}**: no difficulty record yet: not measurable.")
-                continue
-            wide = rows.pivot_table(index="seed", columns="score", values="spearman")
-            decided = verdicts.ahead_of_baselines(wide[OWN_SCORE], {b: wide[b] for b in BASELINE_SCORES})
-            own, partial = verdicts.spread(wide[OWN_SCORE]), verdicts.spread(rows[rows["score"] == OWN_SCORE]["partial_spearman"])
-            against = "; ".join(
-                f"against the {SCORES[b]}{' reversed' if b in decided.reversed_baselines else ''}: "
-                f"{BEATS[decided.details[b]]} (ρ(GP) − ρ = "
-                f"{report.mean_sd(*verdicts.spread(decided.differences[b])[['mean', 'sd']])})" for b in BASELINE_SCORES)
-            lines.append(
-                f"- **{dataset_label(dataset)}**: the GP's variance {TRACKS[decided.details['chance']]} the gap (ρ = "
-                f"{report.mean_sd(own['mean'], own['sd'])}, n = {int(own['n'])}); {against}; partial ρ given the "
-                f"negative ELBO {report.mean_sd(partial['mean'], partial['sd'])}. The claim **{decided.outcome}**.")
-        pending = report.missing_measurements(self.grid, "difficulty", self.difficulty)
-        return "\n".join(lines) + (f"\n\nNot measured yet: {pending}." if pending else "")
-
     # ---- the claims ----
-    def likelihood_verdicts(self) -> str:
-        """Markdown, one line per dataset: GP-RF (R4) minus each model on matched seeds by the protocol's IS,
-        the claim's outcome (:func:`gpvae.verdicts.likelihood`), and its outcome by AIS where measured."""
-        differences = report.paired_differences(self.runs, "gp", grid=self.grid)
-        by_ais = report.paired_differences(self.ais, "gp", value="ais", grid=self.grid)
-        lines = []
-        for dataset in self.datasets:
-            if dataset not in differences.index.get_level_values("dataset"):
-                lines.append(f"- **{dataset_label(dataset)}**: no GP-RF record yet: not measurable.")
-                continue
-            rows = report.models_only(differences.loc[dataset], self.grid)
-            decided = verdicts.likelihood(rows)
-            counted = pd.Series(decided.details)
-            parts = [f"{self.labels[run]} {report.mean_sd(row['mean'], row['sd'])} (n={int(row['n'])})"
-                     for run, row in rows.reindex(self.ordered(rows.index)).iterrows()]
-            failed = sorted(self.labels[run] for run in self.lost_runs(dataset))
-            line = (f"- **{dataset_label(dataset)}**: holds against {sum(counted == verdicts.HOLDS)}, fails against "
-                    f"{sum(counted == verdicts.FAILS)}, not resolved against {sum(counted == verdicts.NOT_RESOLVED)} of "
-                    f"{len(counted)} models: the claim **{decided.outcome}**. GP-RF − model [nats]: " + "; ".join(parts) + "."
-                    + (f" Against {', '.join(failed)} the comparison is with a warm start that lost ground (below "
-                       "Table 1), not with the method." if failed else ""))
-            if dataset in by_ais.index.get_level_values("dataset"):
-                annealed = verdicts.likelihood(report.models_only(by_ais.loc[dataset], self.grid))
-                line += (f" **By AIS** the claim **{annealed.outcome}** ({annealed.measured}; AIS measured for "
-                         f"{int((self.ais['dataset'] == dataset).sum())} runs × seeds, Table 1 by AIS).")
-            else:
-                line += " Not yet measured by AIS."
-            lines.append(line)
-        return "\n".join(lines)
-
-    def control_verdicts(self) -> str:
-        """Markdown: what each control repeats, then per control and dataset each model it controls for and
-        GP-RF (R4) minus the control on matched seeds, with the paired criterion's outcome."""
-        texts, lines = [], []
-        for control, compared in self.grid.controls().items():
-            spec, source = self.grid.runs[control], self.labels[self.grid.runs[control]["warm_start"]]
-            texts.append(
-                f"*The control.* {' and '.join(self.labels[r] for r in compared)} start from the trained {source} and "
-                f"train {spec['epochs']} epochs more; {self.labels[control]} trains the same {spec['epochs']} epochs "
-                f"with the {source}'s own objective. What is left of their lead over the control is their objective's, "
-                "not the extra epochs' (criterion as above). GP-RF (R4) is fitted to the VAE before those epochs: its "
-                "row weighs a correction of the encoder against more training.")
-            for dataset in self.datasets:
-                parts = []
-                for run in [*compared, "gp"]:
-                    against = report.paired_differences(self.runs[self.runs["dataset"] == dataset], run, grid=self.grid)
-                    if (dataset, control) in against.index:
-                        row = against.loc[(dataset, control)]
-                        parts.append(f"{self.labels[run]} {report.mean_sd(row['mean'], row['sd'])} (n={int(row['n'])}, "
-                                     f"{AHEAD[verdicts.paired(row)]})")
-                if parts:
-                    lines.append(f"- **{dataset_label(dataset)}**, minus {self.labels[control]} [nats]: "
-                                 + "; ".join(parts) + ".")
-        if not texts:
-            return ""
-        return "\n\n".join(texts) + "\n\n" + ("\n".join(lines) or "- no control record yet: not measurable.")
-
-    def speed_verdicts(self) -> str:
-        """Markdown, one line per benchmarked dataset: the speed claim (:func:`gpvae.verdicts.speed`) from
-        GP-RF's and SA-VAE's inference times relative to the VAE's."""
-        lines = []
-        for dataset in self.datasets:
-            bench = self.benches.get(dataset)
-            if bench is None:
-                continue
-            ratio = {run: measured["results"][0]["infer_ratio_to_vae"] for run, measured in bench.items()}
-            decided = verdicts.speed(ratio.get("gp"), ratio.get("savae"))
-            lines.append(f"- **{dataset_label(dataset)}**: " + decided.sentence()
-                         + (" By part: " + decided.breakdown() + "." if decided.details else "")
-                         + f" ({benchmark_text(self.grid.profile, dataset, bench)}.)")
-        return "\n".join(lines) or "- no benchmark of record yet: not measurable."
-
-    def claims(self) -> str:
-        """The chapter's closing Markdown: the likelihood (with the control), speed and difficulty verdicts."""
-        return ("**1. Likelihood.**\n\n" + self.likelihood_verdicts() + "\n\n" + self.control_verdicts()
-                + "\n\n**2. Speed.**\n\n" + self.speed_verdicts()
-                + "\n\n**3. Difficulty** (Table 5, criteria above it).\n\n" + self.difficulty_verdicts())
