@@ -181,3 +181,9 @@ def test_a_model_built_directly_checks_its_options_as_a_run_does():
     assert type(paper).__name__ == "VariationalGPRF" and paper.options.gp_fit == "elbo"
     with pytest.raises(ConfigError, match="svi_max_grad_norm"):
         SAVAE(encoder, decoder, svi_max_grad_norm=0.0)
+
+
+def test_every_module_stays_under_about_500_lines():
+    """A module of the package above ~500 lines holds several concepts: split it where they part."""
+    sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 510} == {}
