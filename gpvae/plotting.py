@@ -3,7 +3,9 @@ fixed colour, marker and label per model so a model looks the same in every chap
 apart the models whose colours are near: VAE and VLAE, IWAE, IAF and R4, HF and RME)."""
 from __future__ import annotations
 
+import numpy as np
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 PALETTE = "colorblind"
 MODEL_LABELS = {"vae": "VAE", "iwae": "IWAE", "hf": "HF", "iaf": "IAF", "rme": "RME", "savae": "SA-VAE",
@@ -50,3 +52,37 @@ def use_theme() -> None:
     shell = get_ipython()
     if shell is not None and "IPKernelApp" in shell.config:
         shell.run_line_magic("matplotlib", "inline")
+
+
+def spans_a_decade(*values) -> bool:
+    """Whether the positive ``values`` (arrays) together span at least a factor of 10. A log axis over less
+    than a decade labels its minor ticks, and their labels run into each other: draw such data linearly."""
+    positive = np.concatenate([np.ravel(v) for v in values]).astype(float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    return positive.size > 0 and positive.max() >= 10 * positive.min()
+
+
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def scientific_ticks(ax, axis: str = "x", count: int = 4) -> None:
+    """At most ``count`` major ticks on the linear ``axis`` ("x" or "y") of ``ax``, labelled with as many
+    decimals as their spacing needs; values below 10⁻² or above 10⁴ in units of a power of ten that joins the
+    unit of the axis label (``[latent units²]`` becomes ``[10⁻³ latent units²]``), so that no offset text is
+    drawn into the label and no two tick labels overlap. Call it after the data and the label are set."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    locator = MaxNLocator(count)
+    target.set_major_locator(locator)
+    low, high = sorted(target.get_view_interval())
+    largest = max(abs(low), abs(high))
+    power = int(np.floor(np.log10(largest))) if largest > 0 else 0
+    power = 0 if -2 <= power <= 4 else power
+    ticks = locator.tick_values(low, high) / 10.0 ** power
+    step = np.min(np.diff(ticks)) if len(ticks) > 1 else 1.0
+    decimals = max(0, -int(np.floor(np.log10(step)))) if step > 0 else 0
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 10.0 ** power:.{decimals}f}"))
+    if power:
+        label, scale = target.label.get_text(), f"10{str(power).translate(SUPERSCRIPTS)}"
+        opened = label.rfind("[")
+        target.label.set_text(f"{label[:opened + 1]}{scale} {label[opened + 1:]}" if opened >= 0 and label.endswith("]")
+                              else f"{label} [{scale}]")

@@ -2,11 +2,13 @@
 import math
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
 from gpvae import report, validity
 from gpvae.pages import readings
+from tests.figures import book_theme, overlapping_texts
 
 matplotlib.use("Agg")
 
@@ -163,3 +165,35 @@ def test_the_claims_rest_on_one_reading_not_on_the_best_per_claim():
     assert verdict_of(rows, 1)["measured"].startswith("r4 − vae by IS: 0.55")
     for claim in (1, 2, 3):  # without the reading, every claim is not measurable and the prose keeps its words
         assert verdict_of({"vae": rows["vae"]}, claim)["verdict"] == validity.NOT_MEASURABLE
+
+
+def test_no_text_of_the_difficulty_and_roc_figures_runs_into_another():
+    rng = np.random.default_rng(0)
+    per_image = {"gap": rng.gamma(2.0, 2.0, 300).tolist(), "mean_function_variance": rng.uniform(1e-4, 0.0175, 300).tolist(),
+                 "encoder_variance": rng.uniform(0.69, 0.84, 300).tolist(), "negative_elbo": rng.uniform(40, 190, 300).tolist()}
+    curve = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]}
+    record = {"dataset": "mnist", "roc": {o: dict.fromkeys(readings.SCORES, curve) for o in ("fashion_mnist", "omniglot")},
+              "auroc": {o: dict.fromkeys(readings.SCORES, 0.7) for o in ("fashion_mnist", "omniglot")}}
+    with book_theme():
+        difficulty = readings.difficulty_figure({"per_image": per_image})
+        roc = readings.roc_figure(record)
+    assert overlapping_texts(difficulty) == [] and overlapping_texts(roc) == []
+
+
+def test_the_study_s_configurations_are_named_as_the_prose_names_them():
+    class StudyGrid:
+        runs = {"vae": {"model": "vae"}, "r4_gp": {"model": "gp", "note": "R4: error regression of 10,000 errors"},
+                "r3_m1024": {"model": "gp", "note": "R3 with 1,024 inducing inputs"},
+                "vae_decoder_control": {"model": "vae", "note": "control for R5: the VAE's decoder trained on"}}
+    labels = readings.configuration_labels(StudyGrid())
+    assert labels == {"vae": "VAE", "r4_gp": "R4", "r3_m1024": "R3 with 1,024 inducing inputs",
+                      "vae_decoder_control": "control for R5"}
+    rows = rows_for([0.5, 0.6], rho=[0.8, 0.8])
+    table = readings.likelihood_table(rows, "c", {"r4": "R4"}).data
+    assert list(table["configuration"]) == ["vae", "R4"]
+    figure = readings.gap_closed_figure({"r4": {"fraction_closed": {"values": [0.2, 0.3]}}}, labels={"r4": "R4"})
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["R4"]
+    difficulty = pd.DataFrame({"dataset": "mnist", "seed": [0], "run": ["r4"], "score": ["mean_function_variance"],
+                               "spearman": [0.6], "partial_spearman": [0.3], "n": 50})
+    table, values = readings.partial_table(difficulty, {"r4": "R4"})
+    assert table.data.loc[0, "configuration"] == "R4" and set(values) == {"r4_partial_spearman"}  # glue keys: run ids

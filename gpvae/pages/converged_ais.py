@@ -180,6 +180,7 @@ def bdmc_figure(bdmc: pd.DataFrame, max_width: float = validity.AIS_CERTIFIED_WI
     ax.set_xscale("log")
     if not bdmc.empty:  # a width at or below zero (Monte Carlo error) keeps a symmetric log scale
         ax.set_yscale("log") if (bdmc["width"] > 0).all() else ax.set_yscale("symlog", linthresh=0.1)
+    ax.margins(0.08)  # error bars and markers clear of the frame on both scales
     ax.set_xlabel("decoder passes per image (T × L)")
     ax.set_ylabel("BDMC sandwich width [nats]")
     ax.set_title("How tight AIS is on data simulated from the VAE", fontsize=10)

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import report, validity, verdicts
+from ..plotting import MODEL_LABELS, scientific_ticks
 from . import dataset_label, legend_below, listed, subplots
 from .protocol import images_text, records_images
 
@@ -37,13 +38,21 @@ def protocol(grid, dataset: str, seed: int) -> str:
     return "\n".join(lines)
 
 
+def configuration_labels(grid) -> dict[str, str]:
+    """The study grid's runs as the prose names them: the head of each run's note before its colon ("R1",
+    "R3 with 1,024 inducing inputs", "control for R5"), else the model's label ("VAE")."""
+    return {run: spec["note"].split(":")[0] if spec.get("note") else MODEL_LABELS.get(spec["model"], run)
+            for run, spec in grid.runs.items()}
+
+
 def _history(record: dict, key: str) -> list[dict]:
     return [h for h in record["history"] if key in h]
 
 
-def diagnostics_figure(records: dict[str, dict], seed: int) -> Figure:
-    """The collapse diagnostics of R1, R2 and R3 (``records`` by ``<run>_seed<s>``) against the epoch, one
-    panel each of :data:`DIAGNOSTICS` (dotted: on training images); the legend below the panels."""
+def diagnostics_figure(records: dict[str, dict], seed: int, labels: dict[str, str] | None = None) -> Figure:
+    """The collapse diagnostics of R1, R2 and R3 (``records`` by ``<run>_seed<s>``, named by ``labels``) against
+    the epoch, one panel each of :data:`DIAGNOSTICS` (dotted: on training images); the legend below the panels."""
+    labels = labels or {}
     fig, axes = subplots(1, len(DIAGNOSTICS), figsize=(17, 3.6))
     for ax, (key, label, log) in zip(axes, DIAGNOSTICS):
         for name in JOINT_READINGS:
@@ -51,10 +60,10 @@ def diagnostics_figure(records: dict[str, dict], seed: int) -> Figure:
             if record is None:
                 continue
             history = _history(record, key)
-            ax.plot([h["epoch"] for h in history], [h[key] for h in history], marker=".", label=name)
+            ax.plot([h["epoch"] for h in history], [h[key] for h in history], marker=".", label=labels.get(name, name))
             if key == "mean_function_variance_valid":
                 ax.plot([h["epoch"] for h in history], [h["mean_function_variance_train"] for h in history], ls=":",
-                        color=ax.lines[-1].get_color(), label=f"{name} (train)")
+                        color=ax.lines[-1].get_color(), label=f"{labels.get(name, name)} (training images)")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         if log:
@@ -104,25 +113,26 @@ def _ood_sets(rows: dict) -> list[str]:
                               if k.startswith("auroc_") and k.endswith("_gp")))
 
 
-def likelihood_table(rows: dict, caption: str) -> pd.io.formats.style.Styler:
-    """One row per configuration that trained: seeds, test log p̂ and ELBO [nats] (mean ± sd), the share of
+def likelihood_table(rows: dict, caption: str, labels: dict[str, str] | None = None) -> pd.io.formats.style.Styler:
+    """One row per configuration that trained (named by ``labels``): seeds, test log p̂ and ELBO [nats] (mean ± sd), the share of
     the VAE's amortization gap closed, and inference time × the VAE's."""
     fmt = report.cell_text
-    table = pd.DataFrame([{"configuration": name, "seeds": len(r["seeds"]), "test log p̂(x) [nats]": fmt(r["test_ll"]),
+    labels = labels or {}
+    table = pd.DataFrame([{"configuration": labels.get(name, name), "seeds": len(r["seeds"]), "test log p̂(x) [nats]": fmt(r["test_ll"]),
                            "test ELBO [nats]": fmt(r["test_elbo"]), "gap closed": fmt(r.get("fraction_closed")),
                            "inference × VAE": f"{r['infer_ratio_to_vae']:.2f}" if "infer_ratio_to_vae" in r else "–"}
                           for name, r in rows.items() if "diverged" not in r])
     return table.style.hide(axis="index").set_caption(caption)
 
 
-def difficulty_table(rows: dict, caption: str) -> pd.io.formats.style.Styler:
-    """One row per configuration that trained: the Spearman ρ with the VAE's per-image gap, and the AUROC
+def difficulty_table(rows: dict, caption: str, labels: dict[str, str] | None = None) -> pd.io.formats.style.Styler:
+    """One row per configuration that trained (named by ``labels``): the Spearman ρ with the VAE's per-image gap, and the AUROC
     against each OOD set, of its own score (GP variance), the encoder's variance and the negative ELBO."""
-    fmt = report.cell_text
-    labels = ("gp", "encoder", "elbo")
-    table = pd.DataFrame([{"configuration": name,
-                           **{f"Spearman {t}": fmt(r.get(f"spearman_{s}")) for s, t in zip(labels, ("GP var", "enc. var", "−ELBO"))},
-                           **{f"AUROC {dataset_label(o)} GP / enc / −ELBO": " / ".join(fmt(r.get(f"auroc_{o}_{s}")) for s in labels)
+    fmt, labels = report.cell_text, labels or {}
+    scores = ("gp", "encoder", "elbo")
+    table = pd.DataFrame([{"configuration": labels.get(name, name),
+                           **{f"Spearman {t}": fmt(r.get(f"spearman_{s}")) for s, t in zip(scores, ("GP var", "enc. var", "−ELBO"))},
+                           **{f"AUROC {dataset_label(o)} GP / enc / −ELBO": " / ".join(fmt(r.get(f"auroc_{o}_{s}")) for s in scores)
                               for o in _ood_sets(rows)}}
                           for name, r in rows.items() if "diverged" not in r])
     return table.style.hide(axis="index").set_caption(caption)
@@ -144,9 +154,10 @@ def study_values(rows: dict, prefix: str = "") -> dict[str, float]:
     return values
 
 
-def gap_closed_figure(rows: dict, target: float = verdicts.MIN_GAP_CLOSED) -> Figure:
-    """The share of the VAE's amortization gap each configuration closes (dots: seeds; bar: mean), beside the
-    share the frontier's default rule asks of R4 (:data:`gpvae.verdicts.MIN_GAP_CLOSED`)."""
+def gap_closed_figure(rows: dict, target: float = verdicts.MIN_GAP_CLOSED, labels: dict[str, str] | None = None) -> Figure:
+    """The share of the VAE's amortization gap each configuration (named by ``labels``) closes (dots: seeds; bar:
+    mean), beside the share the frontier's default rule asks of R4 (:data:`gpvae.verdicts.MIN_GAP_CLOSED`)."""
+    labels = labels or {}
     names = [n for n, r in rows.items() if n != "vae" and "fraction_closed" in r]
     fig, ax = subplots(figsize=(8, 0.45 * len(names) + 1.6))
     for i, name in enumerate(names):
@@ -155,7 +166,7 @@ def gap_closed_figure(rows: dict, target: float = verdicts.MIN_GAP_CLOSED) -> Fi
         ax.plot([np.mean(values)] * 2, [i - 0.3, i + 0.3], color="k")
     ax.axvline(0, color="grey", lw=1)
     ax.axvline(target, color="C3", lw=1, ls="--", label=f"the default rule's minimum: {target:.0%}")
-    ax.set_yticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), [labels.get(n, n) for n in names])
     ax.set_xlabel("share of the VAE's test amortization gap closed [fraction; 1 = all of it]")
     ax.set_ylabel("configuration")
     legend_below(fig, [ax])
@@ -174,19 +185,21 @@ def difficulty_figure(ranked: dict) -> Figure:
     for ax, (key, label) in zip(axes, panels):
         ax.scatter(ranked["per_image"][key], gap, s=6, alpha=0.5)
         ax.set_xlabel(label)
+        scientific_ticks(ax)
         ax.set_title(f"Spearman ρ = {spearmanr(ranked['per_image'][key], gap).statistic:.2f}")
     axes[0].set_ylabel("per-image amortization gap [nats]")
     fig.tight_layout()
     return fig
 
 
-def partial_table(difficulty: pd.DataFrame) -> tuple[pd.io.formats.style.Styler, dict[str, float]]:
-    """Per run of :func:`gpvae.report.load_difficulty` rows: its own score's ρ with the gap and the partial ρ
+def partial_table(difficulty: pd.DataFrame, labels: dict[str, str] | None = None
+                  ) -> tuple[pd.io.formats.style.Styler, dict[str, float]]:
+    """Per run of :func:`gpvae.report.load_difficulty` rows (named by ``labels``): its own score's ρ with the gap and the partial ρ
     given the negative ELBO (means over seeds); and the glue values ``<run>_partial_spearman``."""
     rows = []
     for run, group in difficulty.groupby("run", sort=False):
         own = group[group["score"] == report.own_score(group["score"])]
-        rows.append({"configuration": run, "own score": own["score"].iloc[0].replace("_", " "), "seeds": len(own),
+        rows.append({"run": run, "configuration": (labels or {}).get(run, run), "own score": own["score"].iloc[0].replace("_", " "), "seeds": len(own),
                      "ρ(score, gap)": float(own["spearman"].mean()),
                      "ρ(score, gap | −ELBO)": float(own["partial_spearman"].mean())})
     images = listed(difficulty["n"])
@@ -194,22 +207,22 @@ def partial_table(difficulty: pd.DataFrame) -> tuple[pd.io.formats.style.Styler,
                f"beyond the VAE's negative ELBO? ({images} test images per record; mean over seeds)")
     table = pd.DataFrame(rows, columns=["configuration", "own score", "seeds", "ρ(score, gap)", "ρ(score, gap | −ELBO)"])
     return (table.style.format(precision=2).hide(axis="index").set_caption(caption),
-            {f"{r['configuration']}_partial_spearman": r["ρ(score, gap | −ELBO)"] for r in rows})
+            {f"{r['run']}_partial_spearman": r["ρ(score, gap | −ELBO)"] for r in rows})
 
 
 def roc_figure(record: dict) -> Figure:
     """ROC curves of one ood record's scores, one panel per OOD set, each panel's legend (with AUROCs) below it."""
     sets = list(record["roc"])
-    fig, axes = subplots(1, len(sets), figsize=(5 * len(sets), 5.2), squeeze=False)
+    fig, axes = subplots(1, len(sets), figsize=(5 * len(sets), 5.2), squeeze=False, sharey=True)
     for ax, ood in zip(axes[0], sets):
         for key, label in SCORES.items():
             curve = record["roc"][ood][key]
             ax.plot(curve["fpr"], curve["tpr"], label=f"{label} (AUROC {record['auroc'][ood][key]:.3f})")
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":")
         ax.set_xlabel(f"false-positive rate [fraction of {dataset_label(record['dataset'])} images flagged]")
-        ax.set_ylabel("true-positive rate [fraction of OOD images flagged]")
         ax.set_title(f"{dataset_label(record['dataset'])} vs {dataset_label(ood)}")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+    axes[0, 0].set_ylabel("true-positive rate [fraction of OOD images flagged]")  # one label: panels share it
     fig.tight_layout()
     return fig
 

@@ -64,20 +64,27 @@ def curves(page: ResultsPage) -> Figure:
     fig, axes = _panels(len(page.datasets), 3.4)
     for ax, dataset in zip(axes, page.datasets):
         mine = [r for r in page.records if r["dataset"] == dataset and r.get("history")]
+        values = [h["valid_elbo"] for r in mine for h in r["history"]]
+        # from the 5th percentile: the first epochs would flatten the rest; their line leaves the frame, and
+        # markers are drawn only clear of its lower edge (never cut in two by it)
+        low, high = (np.percentile(values, 5), max(values)) if values else (-np.inf, np.inf)
+        span = high - low if values else 0.0
+        low, high = low - 0.05 * span, high + 0.05 * span
         for record in mine:
             source = page.grid.runs[record["run"]].get("warm_start")
             history = pd.DataFrame(record["history"])
+            every = 1 if source else max(1, len(history) // 4)
+            shown = [(i % every == 0) and value > low + 0.04 * span for i, value in enumerate(history["valid_elbo"])]
             ax.plot(done.get((dataset, source, record["seed"]), 0) + history["epoch"], history["valid_elbo"],
                     color=MODEL_COLOURS[record["run"]], alpha=0.8, lw=1.2, marker=MODEL_MARKERS[record["run"]],
-                    ms=6 if source else 4, markevery=1 if source else max(1, len(history) // 4),
+                    ms=6 if source else 4, markevery=shown,
                     label=page.labels[record["run"]] if record["seed"] == min(page.grid.seeds) else None)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation ELBO [nats]")
         ax.set_title(dataset_label(dataset))
-        values = [h["valid_elbo"] for r in mine for h in r["history"]]
-        if values:  # from the 5th percentile: the first epochs would flatten the rest
-            ax.set_ylim(np.percentile(values, 5) - 5, max(values) + 2)
+        if values:
+            ax.set_ylim(low, high)
     fig.tight_layout()
     legend_below(fig, axes)
     return fig
