@@ -209,7 +209,11 @@ def test_the_curves_are_one_panel_per_model_with_no_figure_legend_over_the_data(
     fig = converged.curves_figure(records, [dict(record("mnist", "vae", 0, -95.0), history=history)], {})
     drawn = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title() for ax in drawn] == ["vae", "gp"] and all(ax.get_ylabel() or ax.get_xlabel() == "epoch" for ax in drawn)
-    assert [line.get_label() for line in drawn[0].lines if not line.get_label().startswith("_")] == ["seed 0", "seed 1", "20-epoch grid"]
+    assert [line.get_label() for line in drawn[0].lines if not line.get_label().startswith("_")] == [
+        "seed 0", "seed 1", "20-epoch grid (to its last epoch)"]
+    long = [dict(record("mnist", "vae", 0, -90.0), history=[{"epoch": e, "valid_elbo": -100.0 + e / 100} for e in
+                                                            range(1, 302)], best_epoch=300)]
+    assert converged.curves_figure(long, [], {}).axes[0].get_xscale() == "log"  # 20 of 300 epochs stay readable
 
 
 def test_the_bdmc_legend_is_below_the_axes():
@@ -300,3 +304,12 @@ def test_a_run_that_lost_ground_after_a_faster_restart_says_so():
     assert text == ("R5 lost ground against the VAE it started from on seeds 0, 1 (best validation ELBO -92.4 → -95.7 "
                     "nats; 1 of 2 seeds restarted at lr 1e-3 against the source's final 1e-5 and fell 3.4 nats of "
                     "validation ELBO in the first epoch)")
+
+
+def test_the_ais_and_is_orderings_count_models_not_controls(tmp_path):
+    grid = fixture_grid(tmp_path, {"vae": [-97.0, -97.2], "iwae": [-96.0, -96.1], "hf": [-96.5, -96.4],
+                                   "vae_extra": [-96.9, -97.1]})
+    grid.controls = lambda: {"vae_extra": ["hf"]}
+    ais = converged_ais.ais_frame({"converged": grid})
+    lines = converged_ais.ais_orderings(converged_ais.ais_summary(ais, {"converged": {}}))
+    assert "(3 models)" in lines and "vae_extra" not in lines

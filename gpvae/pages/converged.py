@@ -97,16 +97,18 @@ def literature_lines(records: list[dict], k_curves: pd.DataFrame, labels: dict) 
 
 def curves_figure(records: list[dict], small_records: list[dict], labels: dict) -> Figure:
     """Validation ELBO [nats] against the epoch, one panel per converged model, its seeds as lines of one
-    colour (dotted: best epoch); in the VAE's panel, in grey, the 20-epoch grid's VAE of the same seeds."""
+    colour (dotted: best epoch); in the VAE's panel, in grey dashes on top, the 20-epoch grid's VAE of the same
+    seeds up to its last epoch (a vertical dashed line). A panel of runs longer than 100 epochs has a logarithmic epoch axis, so that their first 20 epochs
+    (and the 20-epoch grid's whole run) take a readable part of it."""
     traced = [r for r in records if r.get("history")]
     runs = list(dict.fromkeys(r["run"] for r in traced))
     columns = min(len(runs), 3) or 1
     rows = max(1, math.ceil(len(runs) / columns))
     fig, axes = subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows + 0.6), squeeze=False, sharey=True)
     small_vae = [r for r in small_records if r["dataset"] == "mnist" and r["run"] == "vae" and r.get("history")]
-    if traced:  # from the 5th percentile of the converged curves, or the 20-epoch VAE's last epoch if lower
+    if traced:  # from the 5th percentile of the converged curves, or the 20-epoch VAE from its 5th epoch if lower
         low = min([pd.DataFrame(r["history"])["valid_elbo"].quantile(0.05) for r in traced]
-                  + [r["history"][-1]["valid_elbo"] - 1 for r in small_vae])
+                  + [min(h["valid_elbo"] for h in r["history"][4:]) - 1 for r in small_vae if len(r["history"]) > 4])
         high = max(max(h["valid_elbo"] for h in r["history"]) for r in traced)
     for ax, run in zip(axes.flat, runs):
         mine = sorted((r for r in traced if r["run"] == run), key=lambda r: r["seed"])
@@ -118,9 +120,14 @@ def curves_figure(records: list[dict], small_records: list[dict], labels: dict) 
             ax.axvline(record["best_epoch"], color=colour, lw=0.6, ls=":")
         for i, record in enumerate(small_vae if run == "vae" else []):
             history = pd.DataFrame(record["history"])
-            ax.plot(history["epoch"], history["valid_elbo"], color="0.6", lw=2, label=None if i else "20-epoch grid")
+            ax.plot(history["epoch"], history["valid_elbo"], color="0.45", lw=1.6, ls="--", zorder=3,
+                    label=None if i else "20-epoch grid (to its last epoch)")
+            ax.axvline(history["epoch"].max(), color="0.45", lw=1, ls="--")
         ax.set_title(textwrap.fill(labels.get(run, run), 32), fontsize=9)
-        ax.set_xlabel("epoch")
+        long = max((len(r["history"]) for r in mine), default=0) > 100
+        if long:
+            ax.set_xscale("log")
+        ax.set_xlabel("epoch (log scale)" if long else "epoch")
         ax.set_ylim(low, high + 0.05 * (high - low))
         ax.legend(fontsize=7, loc="lower right", frameon=True)
     for ax in axes[:, 0]:

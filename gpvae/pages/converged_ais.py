@@ -25,8 +25,12 @@ def _reason(premise) -> str | None:
 
 
 def ais_frame(grids: dict) -> pd.DataFrame:
-    """:func:`gpvae.report.load_ais` of each grid (``{profile: Grid}``), with its ``profile``."""
-    frames = [report.load_ais(grid.layout.results_dir).assign(profile=profile) for profile, grid in grids.items()]
+    """:func:`gpvae.report.load_ais` of each grid (``{profile: Grid}``), with its ``profile`` and whether the run
+    is one of the grid's controls (``control``: reported beside the models, never counted among them)."""
+    frames = []
+    for profile, grid in grids.items():
+        ais = report.load_ais(grid.layout.results_dir).assign(profile=profile)
+        frames.append(ais.assign(control=ais["run"].isin(list(grid.controls()))) if not ais.empty else ais)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -42,7 +46,7 @@ def ais_summary(ais: pd.DataFrame, labels: dict[str, dict]) -> pd.DataFrame:
         is_cost=("is_seconds_per_image", "median"), gap_images=("gap_n", "max"),
         approximation_gap=("approximation_gap", "mean"), gap_seeds=("approximation_gap", "count"),
         optimum_minus_ais=("optimum_minus_ais", "mean"), optimum_seeds=("optimum_minus_ais", "count"),
-        model=("model", "first"))
+        model=("model", "first"), control=("control", "first"))
     summary["premise"] = [validity.ais_premise(w) for w in summary["width"]]
     summary["family_premise"] = [validity.gap_family_premise(m) for m in summary["model"]]
     summary.index = pd.MultiIndex.from_tuples([(p, dataset_label(d), labels[p].get(r, r)) for p, d, r in summary.index],
@@ -120,10 +124,11 @@ def gap_table(summary: pd.DataFrame, ais: pd.DataFrame) -> pd.io.formats.style.S
 
 
 def ais_orderings(summary: pd.DataFrame) -> str:
-    """Per profile and dataset with several models: the best decoder by AIS, the Spearman ρ of the IS and
-    AIS orderings, and IS from q* − AIS over models; not measurable where a model's AIS is not certified."""
+    """Per profile and dataset with several models (controls left out, as everywhere models are counted): the
+    best decoder by AIS, the Spearman ρ of the IS and AIS orderings, and IS from q* − AIS over models; not
+    measurable where a model's AIS is not certified."""
     lines = []
-    for (profile, dataset), part in summary.groupby(level=[0, 1], sort=False):
+    for (profile, dataset), part in summary[~summary["control"].astype(bool)].groupby(level=[0, 1], sort=False):
         if len(part) < 2:
             continue
         broken = next((p for p in map(_reason, part["premise"]) if p), None)
