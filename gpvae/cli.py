@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .ais import ADAPT
@@ -42,6 +43,13 @@ def _typed(kind: type, minimum):
         return value
     parse.__name__ = kind.__name__
     return parse
+
+
+def _file_stem(text: str) -> str:
+    """A measurement file's name in a run folder, without ``.json``: letters, digits and underscores."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", text):
+        raise argparse.ArgumentTypeError(f"expected letters, digits and underscores (a file name without .json), got {text!r}")
+    return text
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: frozenset | set = frozenset()) -> None:
@@ -105,9 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="gap decomposition (approximation and amortization gaps) on a test subset, to gaps.json")
     evaluate.add_argument("--gap-subset", type=_typed(int, 1), default=GAP_SUBSET,
                           help=f"test images in the gap decomposition (default: {GAP_SUBSET})")
+    evaluate.add_argument("--gaps-name", type=_file_stem, default="gaps", metavar="NAME",
+                          help="the gap decomposition's file in a run folder, NAME.json: --gaps writes the run's, "
+                               "--difficulty reads the reference run's (default: gaps)")
     evaluate.add_argument("--difficulty", metavar="REFERENCE_RUN",
                           help="rank the run's posterior difficulty against the per-image amortization gap of "
-                               "REFERENCE_RUN's encoder (its gaps.json), beside that run's own scores; to difficulty.json")
+                               "REFERENCE_RUN's encoder (its --gaps-name file), beside that run's own scores; to "
+                               "--difficulty-name")
+    evaluate.add_argument("--difficulty-name", type=_file_stem, default="difficulty", metavar="NAME",
+                          help="the file --difficulty writes in the run folder, NAME.json (default: difficulty)")
     evaluate.add_argument("--k-curve", type=_typed(int, 1), nargs="+", metavar="K",
                           help="log p̂(x) at each of these K on the --max-test images, to k_curve.json")
     evaluate.add_argument("--ais-steps", type=_typed(int, 1), metavar="T",
@@ -197,12 +211,14 @@ def _evaluate(args) -> None:
               f"defensive mixture (prior weight {result['chosen']['prior_weight']:g}) {result['gain']['defensive']:+.3f} nats")
         measured = True
     if args.gaps:
-        result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device, args.subset_seed)
+        result = gaps_run(args.run_dir, args.gap_subset, args.eval_k, args.data_dir, args.device, args.subset_seed,
+                          args.gaps_name)
         print(json.dumps({k: result[k]["mean"] for k in GAP_KEYS} | {"n": result["n"], "eval_k": result["eval_k"]},
                          indent=1))
         measured = True
     if args.difficulty:
-        result = difficulty_run(args.run_dir, args.difficulty, args.data_dir, args.device)
+        result = difficulty_run(args.run_dir, args.difficulty, args.data_dir, args.device, args.gaps_name,
+                                args.difficulty_name)
         print("\n".join(f"Spearman ρ with the gap, {k}: {v:.3f}" for k, v in result["spearman_with_gap"].items()))
         measured = True
     if args.k_curve:

@@ -173,7 +173,7 @@ def optimal_elbo(model: LatentVariableModel, x: torch.Tensor, start, batch_size:
                  ) -> tuple[torch.Tensor, list[dict], torch.Tensor | None]:
     """ELBO(q*) per image of ``x`` (N,) on CPU, q* the best diagonal Gaussian found by SVI from
     ``start(xb)`` = (mean, log-variance) run to ``convergence``, each ELBO from ``elbo_samples`` draws;
-    the SVI records of the batches; and with ``importance_k`` > 0 log p̂(x) by importance sampling
+    the SVI records of the batches (each with its ``images``); and with ``importance_k`` > 0 log p̂(x) by importance sampling
     from q* with that many draws (N,) — an estimate that does not use the model's own proposal."""
     device = torch.device(device)
     elbo_opt, records, from_optimum = [], [], []
@@ -188,7 +188,7 @@ def optimal_elbo(model: LatentVariableModel, x: torch.Tensor, start, batch_size:
                     torch.manual_seed(OPTIMUM_IS_SEED + len(records))
                     optimum = diagonal_gaussian(mean, log_var)
                     from_optimum.append(_importance_estimate(model, xb, optimum, importance_k).cpu())
-        records.append(record)
+        records.append({**record, "images": len(xb)})
     return torch.cat(elbo_opt), records, torch.cat(from_optimum) if importance_k else None
 
 

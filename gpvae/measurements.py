@@ -20,7 +20,7 @@ from .protocol import GAP_EVAL_K, GAP_SUBSET, NEIGHBOUR_CONTROL
 from .provenance import parameter_digest, provenance
 from .validity import DIAGONAL_GAUSSIAN, PROPOSAL_FAMILY
 from .run_folder import fit_to_data, load_checkpoint, load_run, require_agreement
-from .layout import GAPS, measurement_file
+from .layout import measurement_file
 
 
 WIDER_SCALES = (1.25, 1.5, 2.0, 3.0)  # the encoder's variance × c, c chosen on validation images
@@ -49,10 +49,11 @@ def _subset(data: datasets.ImageData, size: int, subset_seed: int | None, what: 
 
 
 def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | None = None, data_dir: str | None = None,
-             device: str | None = None, subset_seed: int | None = None) -> dict:
+             device: str | None = None, subset_seed: int | None = None, name: str = "gaps") -> dict:
     """Gap decomposition (:func:`gpvae.evaluation.amortization_gaps`) of a run's best model on
     ``gap_subset`` test images (the first ones, or drawn with ``subset_seed``), with K = ``eval_k``
-    (default :data:`gpvae.protocol.GAP_EVAL_K`); writes ``RUN_DIR/gaps.json`` with the images' ``indices``."""
+    (default :data:`gpvae.protocol.GAP_EVAL_K`); writes ``RUN_DIR/<name>.json`` (default ``gaps.json``, the
+    run's own gap subset) with the images' ``indices``."""
     config, data, model, dev = load_run(run_dir, eval_k=eval_k or GAP_EVAL_K, data_dir=data_dir, device=device,
                                         full_test=True)
     indices = _subset(data, gap_subset, subset_seed, "--gap-subset")
@@ -63,20 +64,21 @@ def gaps_run(run_dir: str | Path, gap_subset: int = GAP_SUBSET, eval_k: int | No
                    f"the gap decomposition of {run_dir}")  # e.g. q*'s SVI diverging: no gaps.json
     result.update(indices=indices.tolist(), subset_seed=subset_seed, model=config.model, dataset=config.dataset,
                   model_sha256=digest, run_dir=str(run_dir), **provenance(dev))
-    write_json(measurement_file(run_dir, "gaps"), result)
+    write_json(measurement_file(run_dir, name), result)
     return result
 
 
-def read_gaps(run_dir: str | Path, model: LatentVariableModel) -> dict:
-    """``RUN_DIR/gaps.json`` of ``model`` (the run's best model): its ``indices`` (the first ``n`` test images
-    for files before subsets) and ``model_checked``, whether the file names the model's digest (files
-    before digests do not; their consumers check them otherwise). Raises :class:`RunFolderError` when the
-    file is missing, damaged or measured on another model."""
-    command = f"python -m gpvae evaluate {run_dir} --gaps"
-    gaps = read_json(Path(run_dir) / GAPS, f"run `{command}` first")
+def read_gaps(run_dir: str | Path, model: LatentVariableModel, name: str = "gaps") -> dict:
+    """``RUN_DIR/<name>.json`` (default ``gaps.json``) of ``model`` (the run's best model): its ``indices`` (the
+    first ``n`` test images for files before subsets) and ``model_checked``, whether the file names the model's
+    digest (files before digests do not; their consumers check them otherwise). Raises
+    :class:`RunFolderError` when the file is missing, damaged or measured on another model."""
+    command = f"python -m gpvae evaluate {run_dir} --gaps" + (f" --gaps-name {name}" if name != "gaps" else "")
+    path = measurement_file(run_dir, name)
+    gaps = read_json(path, f"run `{command}` first")
     recorded = gaps.get("model_sha256")
     if recorded is not None and recorded != parameter_digest(model):
-        raise RunFolderError(f"{Path(run_dir) / GAPS} was measured on another model than the run's best one "
+        raise RunFolderError(f"{path} was measured on another model than the run's best one "
                              f"(digest {recorded[:12]}…): the run was trained on since; run `{command}` again")
     return {**gaps, "indices": gaps.get("indices", list(range(gaps["n"]))), "model_checked": recorded is not None}
 
@@ -134,19 +136,20 @@ def k_curve_run(run_dir: str | Path, eval_ks: list[int], max_test: int, data_dir
 
 
 def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str | None = None,
-                   device: str | None = None) -> dict:
+                   device: str | None = None, gaps_name: str = "gaps", name: str = "difficulty") -> dict:
     """Does a run's posterior difficulty (the GP's predictive variances) rank the per-image amortization
-    gap of ``reference_dir``'s encoder (its ``gaps.json``: ELBO(q*) − ELBO(encoder) on its gap subset)
+    gap of ``reference_dir``'s encoder (its ``<gaps_name>.json``: ELBO(q*) − ELBO(encoder) on its images)
     better than that reference's own encoder variance and negative ELBO (:data:`GAP_ELBO_SAMPLES` draws), and
     than the mean distance to the nearest training images its errors were observed on
     (:data:`NEIGHBOUR_CONTROL`, :func:`gpvae.evaluation.neighbour_distances`; a GP-RF run)?
-    Writes and returns ``RUN_DIR/difficulty.json``: Spearman ρ of every score with the gap, the partial
-    ρ of the run's scores given the reference's negative ELBO, and the per-image values."""
+    Writes and returns ``RUN_DIR/<name>.json``: Spearman ρ of every score with the gap, the partial
+    ρ of the run's scores given the reference's negative ELBO, the per-image values, and which images' q*
+    met its SVI criterion (``converged``: per image, from its batch's record)."""
     config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
     require_agreement(load_checkpoint(reference_dir)["config"], config, ("dataset",),
                       f"{reference_dir} cannot be the difficulty reference of {run_dir}")
     *_, reference, _ = load_run(reference_dir, full_test=True, data_dir=data_dir, device=device)
-    gaps = read_gaps(reference_dir, reference)
+    gaps = read_gaps(reference_dir, reference, gaps_name)
     gap = gaps["amortization_gap"]["per_example"]
     indices = torch.tensor(gaps["indices"])
     images = data.test[indices]
@@ -165,10 +168,22 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
                                                        for k, v in own.items()},
               "per_image": {"gap": [round(v, 5) for v in gap], **{k: [float(f"{v:.5g}") for v in values]
                                                                    for k, values in scores.items()}},
+              "converged": converged_images(gaps), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
-    write_json(measurement_file(run_dir, "difficulty"), result)
+    write_json(measurement_file(run_dir, name), result)
     return result
+
+
+def converged_images(gaps: dict) -> list[bool]:
+    """Per image of a gap decomposition, whether its q* met the SVI criterion: the flag of the batch it was
+    optimised in (batches in order; a record without batch sizes splits its images evenly)."""
+    batches = gaps["svi"]["batches"]
+    sizes = [b.get("images") for b in batches]
+    if None in sizes:
+        size = math.ceil(gaps["n"] / len(batches))
+        sizes = [min(size, gaps["n"] - i * size) for i in range(len(batches))]
+    return [bool(b["converged"]) for b, n in zip(batches, sizes) for _ in range(n)]
 
 
 def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int | None, ood_seed: int,

@@ -23,7 +23,9 @@ and :data:`NOT_RESOLVED`, and a paired difference a fourth, :data:`TIED`:
   or its AUROC for out-of-distribution inputs — holds when it beats chance (ρ = 0, AUROC = 0.5) and
   every baseline score (the VAE's own encoder variance and negative ELBO), each in its better
   orientation (:func:`oriented`) and as a paired difference; fails when it is behind chance or a
-  baseline; else not resolved.
+  baseline; else not resolved. On per-image values of several seeds (:func:`ahead_by_bootstrap`) the
+  same comparisons are decided by a hierarchical bootstrap (seeds, then images within each seed): holds
+  where the interval of the mean difference lies above zero, fails where it lies below.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 HOLDS, FAILS, NOT_RESOLVED, TIED = "holds", "fails", "not resolved", "tied"
 MARGIN_SDS = 2.0  # a paired difference must clear zero by this many sample sds ...
@@ -150,3 +154,70 @@ def ahead_of_baselines(own, baselines: dict[str, object], chance: float = 0.0,
     return Verdict(claim, f"above chance ({chance:g}) and every baseline in its better orientation, "
                           f"{PAIRED_CRITERION}", measured, combined(list(details.values())), details, differences,
                    tuple(reversed_))
+
+
+BOOTSTRAP_LEVEL = 0.95  # the central interval of a hierarchical bootstrap that decides a comparison
+BOOTSTRAP_SEED = 0  # the bootstrap's generator seed, fixed with the design
+
+
+def _spearman_columns(gap: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Spearman ρ of each column of ``scores`` (N, S) with ``gap`` (N,), average ranks for ties; NaN for a
+    constant column."""
+    ranked = np.column_stack([rankdata(gap), *(rankdata(column) for column in scores.T)])
+    ranked -= ranked.mean(axis=0)
+    norms = np.sqrt((ranked ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ranked[:, 1:] * ranked[:, :1]).sum(axis=0) / (norms[1:] * norms[0])
+
+
+def bootstrap_outcome(low: float, high: float) -> str:
+    """A bootstrap interval's outcome: holds above zero, fails below, else not resolved."""
+    return HOLDS if low > 0 else FAILS if high < 0 else NOT_RESOLVED
+
+
+def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines: list[str], resamples: int,
+                       seed: int = BOOTSTRAP_SEED,
+                       claim: str = "3. The GP's variance measures posterior difficulty") -> Verdict:
+    """Claim 3 for the score ``own`` on per-image values: ``per_seed`` maps each seed to a frame of its images
+    with a ``gap`` column (the per-image amortization gap) and a column per score. The statistic of each
+    comparison is the mean over seeds of ρ(own, gap) − ρ(baseline, gap) (against chance, of ρ(own, gap)), each
+    baseline in its better orientation on the full data; ``resamples`` hierarchical bootstrap resamples (the
+    seeds drawn with replacement, then the images within each drawn seed) give its central
+    :data:`BOOTSTRAP_LEVEL` interval, which decides it (:func:`bootstrap_outcome`). The claim holds when every
+    comparison holds, fails when one fails. ``differences`` holds each comparison's (estimate, low, high)."""
+    seeds = sorted(per_seed)
+    columns = [own, *baselines]
+    full = np.array([_spearman_columns(per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float))
+                     for s in seeds])  # (seeds, scores)
+    signs = np.array([1.0] + [1.0 if np.nanmean(full[:, 1 + j]) >= 0 else -1.0 for j in range(len(baselines))])
+    reversed_ = tuple(b for b, sign in zip(baselines, signs[1:]) if sign < 0)
+
+    def statistic(rhos: np.ndarray) -> np.ndarray:  # (seeds drawn, scores) -> (comparisons,)
+        oriented_rhos = rhos * signs
+        return np.nanmean(np.column_stack([oriented_rhos[:, :1], oriented_rhos[:, :1] - oriented_rhos[:, 1:]]), axis=0)
+
+    generator = np.random.default_rng(seed)
+    values = {s: (per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float)) for s in seeds}
+    draws = np.empty((resamples, 1 + len(baselines)))
+    for b in range(resamples):
+        drawn = generator.choice(seeds, size=len(seeds), replace=True)
+        rhos = []
+        for s in drawn:
+            gap, scores = values[s]
+            pick = generator.integers(0, len(gap), len(gap))
+            rhos.append(_spearman_columns(gap[pick], scores[pick]))
+        draws[b] = statistic(np.array(rhos))
+    tail = (1 - BOOTSTRAP_LEVEL) / 2 * 100
+    low, high = np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
+    estimate = statistic(full)
+    names = ["chance", *baselines]
+    details = {name: bootstrap_outcome(lo, hi) for name, lo, hi in zip(names, low, high)}
+    differences = {name: pd.Series({"estimate": e, "low": lo, "high": hi}) for name, e, lo, hi in zip(names, estimate, low, high)}
+    images = sum(len(per_seed[s]) for s in seeds)
+    measured = (f"ρ = {estimate[0]:.3f} [{low[0]:.3f}, {high[0]:.3f}] over {len(seeds)} seed(s) and {images:,} images; "
+                + "; ".join(f"− {name}{' (reversed)' if name in reversed_ else ''}: {e:+.3f} [{lo:+.3f}, {hi:+.3f}]: {details[name]}"
+                            for name, e, lo, hi in zip(baselines, estimate[1:], low[1:], high[1:])))
+    return Verdict(claim, f"above chance and every baseline in its better orientation, the {BOOTSTRAP_LEVEL:.0%} "
+                          f"interval of a hierarchical bootstrap ({resamples:,} resamples of seeds, then images) "
+                          "clear of zero", measured, combined(list(details.values())), details, differences, reversed_)
+

@@ -184,3 +184,16 @@ def test_the_difficulty_record_s_own_neighbour_control_is_read_before_the_fronti
     table = landing.difficulty_table(evidence(difficulty=pd.concat([rows, knn]), frontiers=frontiers)).data
     row = table.set_index("score").loc["the distance to the 10 nearest training images"]
     assert row["mean ± sd"] == "0.900 ± 0.000" and row["verdict"] == verdicts.FAILS
+
+
+def test_difficulty_is_decided_on_its_own_design_once_every_seed_has_it(tmp_path):
+    from gpvae.pages.difficulty import Design
+    from tests.test_pages_difficulty import AHEAD, grid as design_grid
+    subset = difficulty_rows([0.60, 0.61, 0.59], [0.70, 0.71, 0.69])  # the 500-image subset: behind the ELBO
+    line = landing.difficulty_line(evidence(difficulty=subset, design=Design.load(design_grid(tmp_path / "a", AHEAD))))
+    assert line.startswith(f"**3. The GP's variance measures posterior difficulty — {verdicts.HOLDS}.**")
+    assert "per seed, of which 900 of 900 (100.0%) with q* converged" in line
+    assert line.endswith(f"On the 2000-image gap subset: {verdicts.FAILS}.")
+    partial = Design.load(design_grid(tmp_path / "b", AHEAD, seeds=(0,)))
+    line = landing.difficulty_line(evidence(difficulty=subset, design=partial))
+    assert f"— {verdicts.FAILS}.**" in line and "(300 images per seed, decided by a hierarchical bootstrap): 1 of 3 seeds" in line

@@ -166,6 +166,21 @@ def test_difficulty_against_a_run_without_gaps_names_the_missing_file(tmp_path, 
     assert "gaps.json does not exist" in capsys.readouterr().err
 
 
+def test_difficulty_on_a_draw_of_its_own_reads_the_reference_s_named_gaps(tmp_path, vae):
+    """difficulty_large's two steps: the reference's gaps on images of its own draw (another file than the
+    run's gap subset), then a run's difficulty against them, with each image's SVI convergence."""
+    assert _train(tmp_path, "gp", "--model", "gp", "--init-from", str(vae), "--epochs", "0", *ERRORS) == 0
+    assert cli.main(["evaluate", str(vae), "--gaps", "--gaps-name", "drawn_gaps", "--gap-subset", "6",
+                     "--subset-seed", "3", "--eval-k", "5"]) == 0
+    assert not (vae / "gaps.json").exists()
+    assert cli.main(["evaluate", str(tmp_path / "gp"), "--difficulty", str(vae), "--gaps-name", "drawn_gaps",
+                     "--difficulty-name", "drawn"]) == 0
+    drawn, gaps = (json.loads((path).read_text()) for path in (tmp_path / "gp" / "drawn.json", vae / "drawn_gaps.json"))
+    assert drawn["n"] == 6 and drawn["indices"] == gaps["indices"] and drawn["subset_seed"] == 3
+    assert len(drawn["converged"]) == 6 and all(isinstance(c, bool) for c in drawn["converged"])
+    assert sum(b["images"] for b in gaps["svi"]["batches"]) == 6
+
+
 def test_a_warm_started_run_resumes_after_its_source_is_gone(tmp_path, vae):
     assert _train(tmp_path, "more", "--model", "vae", "--init-from", str(vae), "--epochs", "1") == 0
     shutil.rmtree(vae)

@@ -212,6 +212,7 @@ def _cli(*args, cwd=REPO):
      "VLAE needs a decoder likelihood"),
     (["evaluate", "/nonexistent"], "not a gpvae run folder"),
     (["evaluate", "/nonexistent", "--k-curve", "10"], "--k-curve needs --max-test"),
+    (["evaluate", "/nonexistent", "--gaps", "--gaps-name", "../elsewhere"], "--gaps-name: expected letters, digits"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_cli_usage_errors_exit_2_without_traceback(args, expected, tmp_path):

@@ -1,6 +1,7 @@
 """Every claim's criterion: a case that holds, one that fails, one not resolved."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,3 +79,31 @@ def test_a_baseline_that_ranks_difficulty_backwards_counts_reversed_the_stronger
     ood = verdicts.ahead_of_baselines({0: 0.80, 1: 0.81}, {"−ELBO": {0: 0.10, 1: 0.12}}, chance=0.5)
     assert ood.outcome == FAILS  # an AUROC of 0.1 is 0.9 reversed: ahead of the GP's 0.8
     assert verdicts.oriented({0: 0.3, 1: -0.1})[1] is False  # the mean decides, not a seed
+
+
+def images(seed: int, own_noise: float, baseline_noise: float, n: int = 400) -> pd.DataFrame:
+    """Per-image values of one seed: a gap, a score that tracks it with ``own_noise``, a baseline with
+    ``baseline_noise``, and the baseline reversed (higher means easier)."""
+    rng = np.random.default_rng(seed)
+    gap = rng.gamma(2.0, 2.0, n)
+    baseline = gap + baseline_noise * rng.standard_normal(n)
+    return pd.DataFrame({"gap": gap, "own": gap + own_noise * rng.standard_normal(n), "baseline": baseline,
+                         "reversed": -baseline})
+
+
+@pytest.mark.parametrize("own_noise, baseline_noise, outcome", [(1.0, 6.0, verdicts.HOLDS), (6.0, 1.0, verdicts.FAILS)])
+def test_the_bootstrap_decides_a_score_against_its_baselines(own_noise, baseline_noise, outcome):
+    per_seed = {s: images(s, own_noise, baseline_noise) for s in range(3)}
+    decided = verdicts.ahead_by_bootstrap(per_seed, "own", ["baseline", "reversed"], resamples=200)
+    assert decided.details == {"chance": verdicts.HOLDS, "baseline": outcome, "reversed": outcome}
+    assert decided.outcome == outcome and decided.reversed_baselines == ("reversed",)
+    row = decided.differences["baseline"]
+    assert row["low"] < row["estimate"] < row["high"]
+    assert decided == verdicts.ahead_by_bootstrap(per_seed, "own", ["baseline", "reversed"], resamples=200)  # seeded
+
+
+def test_a_score_against_itself_or_at_chance_is_not_resolved():
+    per_seed = {s: images(s, 1.0, 1.0).assign(copy=lambda f: f["own"], noise=np.random.default_rng(s).random(400))
+                for s in range(3)}
+    assert verdicts.ahead_by_bootstrap(per_seed, "own", ["copy"], resamples=100).details["copy"] == verdicts.NOT_RESOLVED
+    assert verdicts.ahead_by_bootstrap(per_seed, "noise", [], resamples=100).details["chance"] == verdicts.NOT_RESOLVED

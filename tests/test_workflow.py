@@ -259,11 +259,13 @@ def test_a_grid_of_record_is_named_by_its_profile_and_read_from_another_results_
 
 def test_dry_run_of_the_converged_profile(tmp_path):
     """The converged MNIST grid: 11 runs of three seeds (R5 and its control also at the source's learning
-    rate, R1 with the importance-weighted bound), each with its gaps, AIS and record; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only."""
+    rate, R1 with the importance-weighted bound), each with its gaps, AIS and record; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only;
+    the difficulty of R4 and R5 on the gap subset and on 2,000 images of its own draw, the VAE's gaps there once per seed."""
     counts = dry_run_counts("converged", tmp_path)
     assert counts["train"] == counts["gaps"] == counts["record"] == counts["ais"] == 11 * 3 and counts["bdmc"] == 3
     assert counts["k_curve"] == 4 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
-    assert counts["measurement_record"] == 4 + 2 * 2  # k_curve, difficulty, bdmc, frontier; difficulty, bdmc at seeds 1-2
+    assert counts["difficulty_large"] == 2 * 3 and counts["difficulty_gaps"] == 3
+    assert counts["measurement_record"] == 5 + 3 * 2  # k_curve, difficulty(_large), bdmc, frontier; the three at seeds 1-2
     assert counts["ais_cost"] == 1
     converged = Grid.of("converged")
     vae = converged.chapter_parameters("mnist", "vae", 0)

@@ -103,6 +103,18 @@ def test_difficulty_record_ranks_the_gp_variance_and_the_vae_scores_against_the_
 
 
 @requires_data
+def test_the_difficulty_design_ranks_its_own_draw_and_commits_the_vae_s_gaps_there(smoke_grid):
+    spec, root, _, _ = smoke_grid
+    check = json.loads((root / "results" / "mnist" / "difficulty_large" / "seed0.json").read_text())
+    gp = check["runs"]["gp"]
+    drawn = json.loads((root / "runs" / "mnist" / "vae_seed0" / "difficulty_large_gaps.json").read_text())
+    assert gp["n"] == 6 and gp["subset_seed"] == 3 and gp["indices"] == drawn["indices"] and len(gp["converged"]) == 6
+    assert gp["per_image"]["gap"] == pytest.approx(drawn["amortization_gap"]["per_example"], abs=1e-4)
+    committed = Grid(spec).layout.weights_dir("mnist", "vae", 0) / "difficulty_large_gaps.json"
+    assert json.loads(committed.read_text())["indices"] == drawn["indices"]  # a fresh machine restores it
+
+
+@requires_data
 def test_ood_record_scores_the_images_of_other_datasets_by_every_difficulty_score(smoke_grid):
     _, root, _, _ = smoke_grid
     vae, gp = (json.loads((root / "results" / "mnist" / "ood" / f"{run}_seed0.json").read_text()) for run in ("vae", "gp"))

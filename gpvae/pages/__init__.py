@@ -6,6 +6,7 @@ function here, tested on small fixture records; a chapter only loads its grid, c
   20-epoch grid (Tables 1–5, figures, verdicts);
 * :mod:`gpvae.pages.converged` and :mod:`~gpvae.pages.converged_ais`: the converged grid (Table 6, curves;
   Table 7, AIS beside IS);
+* :mod:`gpvae.pages.difficulty`: the difficulty claim on its own design (``difficulty_large``), bootstrapped;
 * :mod:`gpvae.pages.readings`: the readings study, the frontier and the difficulty figures;
 * :mod:`gpvae.pages.appendix`: every run of record with its provenance;
 * :mod:`gpvae.pages.protocol`: what a caption says of how its numbers were measured, read from the records.

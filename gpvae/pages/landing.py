@@ -21,6 +21,7 @@ from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from ..protocol import NEIGHBOUR_CONTROL
 from . import dataset_label, listed, restart_clause, seeds_text, subplots
+from .difficulty import Design
 from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
@@ -43,6 +44,7 @@ class Evidence:
     difficulty: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.DIFFICULTY_COLUMNS))
     frontiers: dict[tuple[str, int], dict] = field(default_factory=dict)
     bench: dict[str, dict] = field(default_factory=dict)
+    design: Design | None = None  # the difficulty claim's own design (difficulty_large), where declared
 
     @classmethod
     def load(cls, name: str, grid) -> "Evidence":
@@ -60,7 +62,7 @@ class Evidence:
             bench_path = grid.layout.dataset_record(dataset, "bench")
             if bench_path.exists():
                 bench[dataset] = json.loads(bench_path.read_text())
-        return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench)
+        return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench, Design.load(grid))
 
     def baselines(self) -> list[str]:
         """The runs a claim compares GP-RF with: the grid's models that are neither controls nor GP-RF."""
@@ -216,10 +218,20 @@ def _difficulty(evidence: Evidence, run: str, dataset: str) -> tuple[verdicts.Ve
 
 def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, run: str = GP_RF,
                     dataset: str = "mnist") -> str:
-    """Claim 3: the Spearman ρ of GP-RF's mean-function variance with the per-image amortization gap, on
-    ``strongest``'s difficulty records, against chance, the VAE's −ELBO and encoder variance on the same images
-    and a nearest-neighbour average (the frontier's ``knn10`` setting, on the seeds it measured); a control
-    without a value on two seeds leaves the claim not resolved. ``budget_column``'s verdict beside it."""
+    """Claim 3: the Spearman ρ of GP-RF's mean-function variance with the per-image amortization gap against
+    chance, the VAE's −ELBO and encoder variance on the same images and a nearest-neighbour average. Decided on
+    the claim's own design (:class:`~gpvae.pages.difficulty.Design`) once it has every seed of ``run``, the gap
+    subset's verdict beside it; until then on ``strongest``'s difficulty records (a control without a value on
+    two seeds leaves it not resolved: the frontier's ``knn10`` setting stands in for a record without the
+    control), with ``budget_column``'s verdict beside it."""
+    design = strongest.design
+    if design is not None and design.dataset == dataset and design.complete(run, strongest.grid.run_seeds(dataset, run)):
+        decided = design.decide(run)
+        line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** "
+                f"{strongest.name.capitalize()} {dataset_label(dataset)}, Spearman ρ of GP-RF (R4)'s variance with the "
+                f"per-image amortization gap, {design.protocol(run)}: {decided.measured}.")
+        subset, subset_own, _, subset_images = _difficulty(strongest, run, dataset)
+        return line + (f" On the {subset_images}-image gap subset: {subset.outcome}." if len(subset_own) else "")
     decided, own, controls, images = _difficulty(strongest, run, dataset)
     if own.empty:
         return (f"**3. The GP's variance measures posterior difficulty — {verdicts.NOT_RESOLVED}.** "
@@ -242,6 +254,9 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images} test images per seed: "
             f"GP-RF (R4) {mean(own)}, above chance: {decided.details['chance']}; against {against}.")
+    if design is not None and design.dataset == dataset:
+        line += (f" The claim's own design ({design.spec['images']:,} images per seed, decided by a hierarchical "
+                 f"bootstrap): {len(design.seeds(run))} of {len(strongest.grid.run_seeds(dataset, run))} seeds measured.")
     if budget_column is not None:
         small, small_own, _, small_images = _difficulty(budget_column, run, dataset)
         if len(small_own):

@@ -6,7 +6,7 @@ whose trained networks it starts from), ``control_for`` (the runs whose schedule
 another objective) and ``seeds`` (of the grid's). Optional *measurements* of finished runs, per dataset and
 seed (a dataset may override their settings; keys in :data:`~gpvae.runs.schema.MEASUREMENT_KEYS`):
 ``k_curve`` (log p̂(x) at several K), ``difficulty`` (posterior-difficulty scores against the per-image
-amortization gap of a reference run), ``bdmc`` and ``ais`` (log p(x) by AIS, certified), ``frontier``
+amortization gap of a reference run on its gap subset; ``difficulty_large`` on a draw of its own), ``bdmc`` and ``ais`` (log p(x) by AIS, certified), ``frontier``
 (R4's accuracy-cost frontier), ``ood`` (difficulty scores against other datasets) and ``proposal_control``
 (the encoder's Gaussian widened and mixed with the prior: the control of an importance-sampling gain); their
 runners are in :mod:`gpvae.measurements`.
@@ -21,9 +21,10 @@ import yaml
 
 from ..ais import settings_grid
 from ..config import ConfigError, TrainConfig
-from ..layout import GAPS, GRID_FILES, METRICS, RESULTS, Layout, measurement_file
-from .schema import (DATASET_ONLY_KEYS, EVALUATION_KEYS, EVALUATION_OPTIONAL_KEYS, GRID_KEYS, MEASUREMENT_KEYS,
-                     MEASUREMENT_OPTIONAL_KEYS, POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS, recorded_settings)
+from ..layout import DIFFICULTY_GAPS, GAPS, GRID_FILES, METRICS, RESULTS, Layout, measurement_file
+from .schema import (DATASET_ONLY_KEYS, DIFFICULTY_SCORES, EVALUATION_KEYS, EVALUATION_OPTIONAL_KEYS,
+                     GRID_KEYS, MEASUREMENT_KEYS, MEASUREMENT_OPTIONAL_KEYS, POSITIVE_MEASUREMENT_KEYS, RUN_ONLY_KEYS,
+                     recorded_settings)
 
 CHAPTER = "book/training.ipynb"  # the chapter every training of record executes (papermill)
 
@@ -226,9 +227,11 @@ class Grid:
         layout = self.layout
         folders = [layout.run_dir(dataset, run, seed)]
         spec = self.measurement(name, dataset) or {}
-        if name == "difficulty" and spec.get("reference"):
+        if name in ("difficulty", "difficulty_large") and spec.get("reference"):
             folders.append(layout.run_dir(dataset, spec["reference"], seed))
         files = [folder / f for folder in folders for f in (METRICS, GAPS)]
+        if name == "difficulty_large":
+            files.append(measurement_file(layout.run_dir(dataset, spec["reference"], seed), DIFFICULTY_GAPS))
         if name == "ais" and spec.get("certificate"):
             files.append(measurement_file(layout.run_dir(dataset, spec["certificate"], seed), "bdmc"))
         return [*files, layout.settings_path(name, dataset)]
@@ -355,6 +358,13 @@ class Grid:
             if not isinstance(spec["max_width"], (int, float)) or not spec["max_width"] > 0:
                 raise ConfigError(f"{path}: bdmc of {dataset}: max_width takes a positive number of nats, "
                                   f"got {spec['max_width']!r}")
+        if name == "difficulty_large":
+            combination = spec["combination"]
+            if not (isinstance(combination, list) and len(combination) == 2
+                    and all(isinstance(c, str) and c in DIFFICULTY_SCORES for c in combination)
+                    and combination[0] != combination[1]):
+                raise ConfigError(f"{path}: difficulty_large of {dataset}: combination takes two different scores of "
+                                  f"{list(DIFFICULTY_SCORES)} (their ranks are averaged), got {combination!r}")
         if name == "ais":
             bdmc = self.measurement("bdmc", dataset)
             if bdmc is None or spec["certificate"] not in bdmc["runs"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io import atomic_write, read_json, write_json
 from ..run_folder import load_checkpoint, save_checkpoint
-from ..layout import CHECKPOINT, GAPS, METRICS, RESTORED_FILES, measurement_file
+from ..layout import CHECKPOINT, METRICS, RESTORED_FILES, measurement_file
 from . import steps
 from .records import RECORD_ONLY_KEYS, records_of_other_settings
 from .schema import MEASUREMENT_KEYS, PER_RUN_MEASUREMENTS, recorded_settings
@@ -27,9 +27,30 @@ def commit_weights(grid, dataset: str, run: str, seed: int) -> Path:
             if k in saved}
     save_checkpoint(target / CHECKPOINT, {**slim, "model": best, "best_model": best})
     for name in RESTORED_FILES:
-        if (folder / name).exists():
-            atomic_write(target / name, lambda partial, source=folder / name: shutil.copy(source, partial))
+        _copy(folder / name, target / name)
     drop_parked(grid, dataset, run, seed)
+    return target
+
+
+def commit_measured(grid, dataset: str, run: str, seed: int, name: str) -> Path | None:
+    """Copy ``<name>.json``, a file of :data:`~gpvae.layout.RESTORED_FILES` measured after the run's record (the
+    reference's gap decomposition of ``difficulty_large``), from a finished run's folder to its committed weights,
+    so that a fresh machine restores it with them. Returns the copy; None where the grid commits no weights
+    or the run has none committed."""
+    layout, file = grid.layout, f"{name}.json"
+    if file not in RESTORED_FILES:
+        raise ValueError(f"{file} is not restored with a run's weights ({', '.join(RESTORED_FILES)})")
+    target = layout.weights_dir(dataset, run, seed)
+    if not grid.commit_weights or not (target / CHECKPOINT).exists():
+        return None
+    return _copy(layout.run_dir(dataset, run, seed) / file, target / file)
+
+
+def _copy(source: Path, target: Path) -> Path | None:
+    """An atomic copy of ``source``, where it exists."""
+    if not source.exists():
+        return None
+    atomic_write(target, lambda partial: shutil.copy(source, partial))
     return target
 
 
@@ -82,9 +103,8 @@ def restore(grid) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         when = base + 10 * _warm_start_depth(grid, run)
         for name in (CHECKPOINT, *RESTORED_FILES):
-            if (weights / name).exists():
-                atomic_write(folder / name, lambda partial, source=weights / name: shutil.copy(source, partial))
-                stamp = when + (1 if name == GAPS else 0)  # gaps after the training it measures
+            if _copy(weights / name, folder / name):
+                stamp = when + (1 if name in RESTORED_FILES[3:] else 0)  # gaps after the training they measure
                 os.utime(folder / name, (stamp, stamp))
         done.append(folder)
     for names in (("bdmc",), tuple(n for n in MEASUREMENT_KEYS if n != "bdmc")):  # certificates before the AIS they certify

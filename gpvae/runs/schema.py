@@ -10,15 +10,22 @@ RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds")
 EVALUATION_KEYS = ("max_test", "eval_k", "gap_subset", "gap_eval_k")
 EVALUATION_OPTIONAL_KEYS = ("subset_seed", "test_subset_seed")
 MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("runs", "reference"),
+                    # difficulty on its own draw of ``images`` test images (the reference's gaps measured there),
+                    # with the ``combination`` of two scores and the bootstrap's ``resamples`` fixed in advance
+                    "difficulty_large": ("runs", "reference", "images", "subset_seed", "combination", "resamples"),
                     "bdmc": ("runs", "steps", "images", "max_width", "chains", "leapfrog"),
                     "ais": ("runs", "subset", "subset_seed", "chains", "certificate"),
                     "frontier": ("runs", "settings", "repeats"),
                     "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples"),
                     "proposal_control": ("runs", "valid_images")}
 # Keys of a measurement that count images, chains, samples or repeats: positive integers.
-POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
+POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "difficulty_large": ("images", "resamples"), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
                              "frontier": ("repeats",), "ood": ("images", "elbo_samples"),
                              "proposal_control": ("valid_images",)}
+# The per-image scores of a difficulty record: the run's own (GP-RF's predictive variances), the reference
+# VAE's, and the nearest-neighbour control (:data:`gpvae.protocol.NEIGHBOUR_CONTROL`).
+DIFFICULTY_SCORES = ("mean_function_variance", "variance_function_variance", "encoder_variance", "negative_elbo",
+                     "training_neighbour_distance")
 # A measurement may also name the ``seeds`` it measures (default: every seed its runs have).
 MEASUREMENT_OPTIONAL_KEYS = ("seeds",)
 GROUPED_MEASUREMENTS = tuple(name for name in MEASUREMENT_KEYS if name not in PER_RUN_MEASUREMENTS)

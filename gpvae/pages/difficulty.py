@@ -1,0 +1,134 @@
+"""The difficulty claim on its own design (the grid's ``difficulty_large``): per seed a draw of test images,
+the reference VAE's per-image amortization gap there from q*, and every score per image; the claim decided
+by a hierarchical bootstrap (:func:`gpvae.verdicts.ahead_by_bootstrap`) against the VAE's −ELBO, its encoder
+variance and the nearest-neighbour control, with the combination the grid fixed beside it. Images whose q*
+did not meet its SVI criterion are left out, and their share said. No torch: JSON records only."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from .. import verdicts
+from ..protocol import NEIGHBOURS, NEIGHBOUR_CONTROL
+from . import dataset_label, listed
+from .protocol import images_text
+
+NAME = "difficulty_large"
+OWN = "mean_function_variance"  # the GP's score that decides the claim
+COMBINATION = "combination"  # the column of the grid's combination: the mean of its two scores' ranks
+CONTROLS = {"negative_elbo": "the VAE's −ELBO", "encoder_variance": "the VAE's encoder variance",
+            NEIGHBOUR_CONTROL: f"the distance to the {NEIGHBOURS} nearest training images"}
+SCORE_LABELS = {OWN: "GP variance, mean function", "variance_function_variance": "GP variance, log-variance function",
+                COMBINATION: "combination", **CONTROLS}
+
+
+@dataclass
+class Design:
+    """The records of ``difficulty_large`` of one dataset: ``spec`` (the grid's), and per run the per-seed
+    frames of its images that met the SVI criterion (``gap`` and a column per score, :data:`COMBINATION` added),
+    with per seed the images drawn (``drawn``) and the draw's seed."""
+
+    dataset: str
+    spec: dict
+    images: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
+    drawn: dict[int, int] = field(default_factory=dict)
+    subset_seed: int | None = None
+
+    @classmethod
+    def load(cls, grid, dataset: str = "mnist") -> "Design | None":
+        """The design's records under ``grid``'s results folder; None where the grid does not declare it."""
+        spec = grid.measurement(NAME, dataset)
+        if not spec:
+            return None
+        design = cls(dataset, spec)
+        for seed in grid.seeds:
+            path = grid.layout.measurement_path(NAME, dataset, seed)
+            if not path.exists():
+                continue
+            for run, result in json.loads(path.read_text())["runs"].items():
+                if "diverged" in result:
+                    continue
+                frame = pd.DataFrame(result["per_image"])
+                kept = frame[pd.Series(result["converged"], index=frame.index)].copy()
+                first, second = spec["combination"]
+                kept[COMBINATION] = (kept[first].rank() + kept[second].rank()) / 2
+                design.images.setdefault(run, {})[seed] = kept
+                design.drawn[seed], design.subset_seed = result["n"], result.get("subset_seed")
+        return design
+
+    def seeds(self, run: str) -> list[int]:
+        return sorted(self.images.get(run, {}))
+
+    def complete(self, run: str, declared: list[int]) -> bool:
+        """Whether ``run`` has a record at every seed of ``declared``."""
+        return bool(declared) and set(declared) <= set(self.seeds(run))
+
+    def kept(self, run: str) -> tuple[int, int]:
+        """(images kept, images drawn) of ``run`` over its seeds."""
+        seeds = self.seeds(run)
+        return sum(len(self.images[run][s]) for s in seeds), sum(self.drawn[s] for s in seeds)
+
+    def decide(self, run: str = "gp", own: str = OWN) -> verdicts.Verdict:
+        """Claim 3 for ``run``'s score ``own`` against every control (:data:`CONTROLS`), by the hierarchical
+        bootstrap of the grid's ``resamples``."""
+        per_seed = {seed: frame.rename(columns=CONTROLS) for seed, frame in self.images.get(run, {}).items()}
+        controls = [label for label in CONTROLS.values() if all(label in frame for frame in per_seed.values())]
+        return verdicts.ahead_by_bootstrap(per_seed, own, controls, self.spec["resamples"])
+
+    def protocol(self, run: str = "gp") -> str:
+        """How the records were measured: images per seed (the draw), the share whose q* converged, seeds."""
+        kept, drawn = self.kept(run)
+        return (f"{images_text(listed(self.drawn.values()), self.subset_seed)} per seed, of which {kept:,} of "
+                f"{drawn:,} ({kept / drawn:.1%}) with q* converged, seeds {listed(self.seeds(run))}") if drawn else ""
+
+
+def table(design: Design, labels: dict[str, str]) -> Styler | None:
+    """Per run and score: the Spearman ρ with the per-image gap (mean over seeds) and, for the run's own scores
+    and the combination, its lead over each control with the bootstrap's interval and outcome."""
+    rows = []
+    for run in design.images:
+        for score in [OWN, "variance_function_variance", COMBINATION]:
+            if not all(score in frame for frame in design.images[run].values()):
+                continue
+            decided = design.decide(run, score)
+            row = {("", "run"): labels.get(run, run), ("", "score"): SCORE_LABELS[score],
+                   ("", "ρ with the gap"): decided.measured.split(" over ")[0].removeprefix("ρ = ")}
+            for label in CONTROLS.values():
+                if label in decided.differences:
+                    d = decided.differences[label]
+                    row[("minus", label)] = f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]: {decided.details[label]}"
+            rows.append(row)
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame.style.hide(axis="index").set_caption(
+        f"{dataset_label(design.dataset)} at convergence: Spearman ρ of each score with the VAE encoder's per-image "
+        f"amortization gap, mean over seeds [{verdicts.BOOTSTRAP_LEVEL:.0%} interval of a hierarchical bootstrap, "
+        f"{design.spec['resamples']:,} resamples of seeds, then images], and each score's lead over every control "
+        f"in the control's better orientation; {design.protocol()}. The combination averages the ranks of "
+        + " and ".join(SCORE_LABELS[s] for s in design.spec["combination"]) + ", fixed in the grid before any value.")
+
+
+def line(design: Design, run: str = "gp") -> str:
+    """Claim 3 on the design, one Markdown sentence: the outcome, ρ and each control's comparison."""
+    decided = design.decide(run)
+    return f"{decided.outcome}: {decided.measured} ({design.protocol(run)}; criterion: {decided.criterion})."
+
+
+def status(design: Design | None, declared: list[int], run: str = "gp") -> str:
+    """Markdown on how far the design has come: not declared, no record yet, or its seeds measured of the
+    ``declared`` ones (the claim waits for all of them)."""
+    if design is None:
+        return "The grid declares no difficulty design of its own."
+    measured = design.seeds(run)
+    if not measured:
+        return (f"The claim's own design ({design.spec['images']:,} images per seed) has no record yet: "
+                "`make converged` measures it (the VAE's gap decomposition on those images first, about an hour "
+                "per seed on one CPU thread).")
+    return (f"The claim's own design: {len(measured)} of {len(declared)} seeds of R4 measured"
+            + ("." if design.complete(run, declared) else "; the landing page decides on it once every seed has it."))
+

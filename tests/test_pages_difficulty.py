@@ -1,0 +1,72 @@
+"""The difficulty claim on its own design (gpvae.pages.difficulty) on small fixture records."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+from gpvae import verdicts
+from gpvae.layout import Layout
+from gpvae.pages import difficulty
+
+SPEC = {"runs": ["gp"], "reference": "vae", "images": 300, "subset_seed": 5,
+        "combination": ["mean_function_variance", "negative_elbo"], "resamples": 100}
+
+
+def record(seed: int, noise: dict, converged_share: float = 1.0, n: int = 300) -> dict:
+    """One seed's record: per-image gap and scores, each score the gap plus Gaussian noise of ``noise[score]``."""
+    rng = np.random.default_rng(seed)
+    gap = rng.gamma(2.0, 2.0, n)
+    per_image = {"gap": gap.tolist(), **{score: (gap + sd * rng.standard_normal(n)).tolist() for score, sd in noise.items()}}
+    converged = [i < converged_share * n for i in range(n)]
+    return {"runs": {"gp": {"n": n, "subset_seed": 5, "per_image": per_image, "converged": converged}}}
+
+
+def grid(tmp_path, noise: dict, seeds=(0, 1, 2), converged_share: float = 1.0):
+    layout = Layout(tmp_path / "runs", tmp_path / "results")
+    for seed in seeds:
+        path = layout.measurement_path("difficulty_large", "mnist", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record(seed, noise, converged_share)))
+    return SimpleNamespace(layout=layout, seeds=[0, 1, 2], measurement=lambda name, dataset: SPEC)
+
+
+AHEAD = {"mean_function_variance": 1.0, "variance_function_variance": 3.0, "negative_elbo": 6.0, "encoder_variance": 6.0,
+         "training_neighbour_distance": 6.0}
+
+
+def test_a_gp_ahead_of_every_control_holds_and_the_table_says_by_how_much(tmp_path):
+    design = difficulty.Design.load(grid(tmp_path, AHEAD))
+    assert design.complete("gp", [0, 1, 2]) and design.decide().outcome == verdicts.HOLDS
+    table = difficulty.table(design, {"gp": "R4"})
+    frame = table.data
+    assert list(frame[("", "score")]) == ["GP variance, mean function", "GP variance, log-variance function", "combination"]
+    assert frame.loc[0, ("minus", "the VAE's −ELBO")].endswith(": holds")
+    assert "300 test images drawn at random (subset seed 5) per seed" in table.caption
+    assert "GP variance, mean function and the VAE's −ELBO" in table.caption
+    assert difficulty.line(design).startswith("holds: ρ = ")
+
+
+def test_a_control_ahead_of_the_gp_fails_the_claim(tmp_path):
+    behind = {**AHEAD, "mean_function_variance": 6.0, "training_neighbour_distance": 1.0}
+    decided = difficulty.Design.load(grid(tmp_path, behind)).decide()
+    assert decided.outcome == verdicts.FAILS
+    assert decided.details["the distance to the 10 nearest training images"] == verdicts.FAILS
+
+
+def test_images_whose_q_star_did_not_converge_are_left_out_and_counted(tmp_path):
+    design = difficulty.Design.load(grid(tmp_path, AHEAD, converged_share=0.5))
+    assert design.kept("gp") == (450, 900) and "450 of 900 (50.0%) with q* converged" in design.protocol()
+
+
+def test_missing_seeds_leave_the_design_incomplete_and_an_undeclared_design_absent(tmp_path):
+    design = difficulty.Design.load(grid(tmp_path, AHEAD, seeds=(0, 1)))
+    assert not design.complete("gp", [0, 1, 2]) and design.seeds("gp") == [0, 1]
+    undeclared = SimpleNamespace(measurement=lambda name, dataset: None)
+    assert difficulty.Design.load(undeclared) is None
+
+
+def test_the_status_says_how_far_the_design_has_come(tmp_path):
+    assert "no record yet" in difficulty.status(difficulty.Design.load(grid(tmp_path / "a", AHEAD, seeds=())), [0, 1, 2])
+    partial = difficulty.status(difficulty.Design.load(grid(tmp_path / "b", AHEAD, seeds=(0,))), [0, 1, 2])
+    assert partial.startswith("The claim's own design: 1 of 3 seeds of R4 measured; the landing page decides")
+    assert difficulty.status(None, [0]) == "The grid declares no difficulty design of its own."
