@@ -22,6 +22,7 @@ from .evaluation import AISSettings, settings_grid
 from .gp.options import PRESETS
 from .protocol import AIS_SUBSET, GAP_SUBSET
 from .io import check_writable, write_json
+from .layout import DIVERGED, METRICS, PER_EXAMPLE
 from .external import EXTERNAL
 from .measurements import (CONTROL_VALID_IMAGES, TrainingDiverged, ais_run, bdmc_run, difficulty_run, evaluate_run,
                            gaps_run, gprf_run, k_curve_run, proposal_control_run)
@@ -49,6 +50,8 @@ def _file_stem(text: str) -> str:
     """A measurement file's name in a run folder, without ``.json``: letters, digits and underscores."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", text):
         raise argparse.ArgumentTypeError(f"expected letters, digits and underscores (a file name without .json), got {text!r}")
+    if f"{text}.json" in (METRICS, PER_EXAMPLE, DIVERGED):
+        raise argparse.ArgumentTypeError(f"{text}.json is the run folder's own record, not a measurement's file")
     return text
 
 

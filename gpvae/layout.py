@@ -20,9 +20,10 @@ PER_EXAMPLE = "per_example.json"
 DIVERGED = "diverged.json"  # written when training diverges: the message, options and provenance
 GAPS = "gaps.json"
 DIFFICULTY_GAPS = "difficulty_large_gaps"  # a reference's gap decomposition on difficulty_large's own images
-# What the train and gaps jobs write, committed beside a finished run's weights (a fresh machine restores them);
-# after the training's three, what was measured of the trained model.
-RESTORED_FILES = (METRICS, "training.ipynb", "benchmark.tsv", GAPS, f"{DIFFICULTY_GAPS}.json")
+# What the train and gaps jobs write, committed beside a finished run's weights (a fresh machine restores them):
+# the training's files, then what was measured of the trained model.
+MEASURED_FILES = (GAPS, f"{DIFFICULTY_GAPS}.json")
+RESTORED_FILES = (METRICS, "training.ipynb", "benchmark.tsv", *MEASURED_FILES)
 
 
 def workflow_results(results_root: str | Path | None = None) -> Path:

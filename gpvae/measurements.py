@@ -148,7 +148,7 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
     config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
     require_agreement(load_checkpoint(reference_dir)["config"], config, ("dataset",),
                       f"{reference_dir} cannot be the difficulty reference of {run_dir}")
-    *_, reference, _ = load_run(reference_dir, full_test=True, data_dir=data_dir, device=device)
+    reference_config, _, reference, _ = load_run(reference_dir, full_test=True, data_dir=data_dir, device=device)
     gaps = read_gaps(reference_dir, reference, gaps_name)
     gap = gaps["amortization_gap"]["per_example"]
     indices = torch.tensor(gaps["indices"])
@@ -168,22 +168,22 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
                                                        for k, v in own.items()},
               "per_image": {"gap": [round(v, 5) for v in gap], **{k: [float(f"{v:.5g}") for v in values]
                                                                    for k, values in scores.items()}},
-              "converged": converged_images(gaps), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
+              "converged": converged_images(gaps, reference_config.batch_size), "indices": gaps["indices"], "subset_seed": gaps.get("subset_seed"),
               "seconds": time.perf_counter() - started, "model": config.model, "dataset": config.dataset,
               "run_dir": str(run_dir), **provenance(dev)}
     write_json(measurement_file(run_dir, name), result)
     return result
 
 
-def converged_images(gaps: dict) -> list[bool]:
+def converged_images(gaps: dict, batch_size: int) -> list[bool]:
     """Per image of a gap decomposition, whether its q* met the SVI criterion: the flag of the batch it was
-    optimised in (batches in order; a record without batch sizes splits its images evenly)."""
-    batches = gaps["svi"]["batches"]
-    sizes = [b.get("images") for b in batches]
-    if None in sizes:
-        size = math.ceil(gaps["n"] / len(batches))
-        sizes = [min(size, gaps["n"] - i * size) for i in range(len(batches))]
-    return [bool(b["converged"]) for b, n in zip(batches, sizes) for _ in range(n)]
+    optimised in, batches in order, each of its recorded ``images`` (a record without them: ``batch_size``
+    images each, the last the rest)."""
+    batches, n = gaps["svi"]["batches"], gaps["n"]
+    sizes = [b.get("images") or min(batch_size, n - i * batch_size) for i, b in enumerate(batches)]
+    if sum(sizes) != n:
+        raise RunFolderError(f"the gap decomposition's SVI batches cover {sum(sizes)} images, not its {n}")
+    return [bool(b["converged"]) for b, size in zip(batches, sizes) for _ in range(size)]
 
 
 def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int | None, ood_seed: int,
@@ -318,7 +318,7 @@ def gprf_run(run_dir: str | Path, error_images: int | None = None, error_inducin
     try:
         gprf = GPRF(vae.encoder, vae.decoder, len(data.train), **options).to(dev)
         options["error_images"] = gprf.options.observed_images(len(data.train))
-        gprf.check_data(len(data.train), config.dataset)
+        gprf.check_data(data, config.dataset)
     except ValueError as err:
         raise ConfigError(f"GP-RF on {run_dir}: {err}") from None
     fit = fit_to_data(gprf, gprf.fit_images(data, config.seed).to(dev), config, 0, final=True)

@@ -13,7 +13,8 @@ MODEL_LABELS = {"vae": "VAE", "iwae": "IWAE", "hf": "HF", "iaf": "IAF", "rme": "
                 "vae_extra": "VAE +2 epochs (control)", "gp_refit": "GP-RF (R5, decoder refit)",
                 "vae_continued": "VAE trained on (control)", "gp_iw": "GP-RF (R1, IW bound of q̄)",
                 "gp_iw_expected": "GP-RF (R1, IW bound over F)",
-                "gp_refit_source_lr": "GP-RF (R5) at lr 1e-5", "vae_extra_source_lr": "VAE +20 epochs"}
+                "gp_refit_source_lr": "GP-RF (R5) at lr 1e-5", "vae_extra_source_lr": "VAE +20 epochs",
+                "gp_heldout": "GP-RF (R4, held-out errors)"}
 # GP-RF gets the strongest colours after the VAE's; grey (index 7) is left for reference lines
 _COLOUR_INDEX = {"vae": 0, "gp": 1, "gp_paper": 2, "iwae": 3, "hf": 4, "iaf": 5, "rme": 6, "savae": 8, "vlae": 9}
 MODEL_COLOURS = {run: sns.color_palette(PALETTE, 10)[i] for run, i in _COLOUR_INDEX.items()}
@@ -24,9 +25,11 @@ MODEL_COLOURS["gp_iw"] = sns.color_palette("dark", 10)[2]  # R1's green, darker:
 MODEL_COLOURS["gp_iw_expected"] = sns.color_palette("pastel", 10)[2]
 MODEL_COLOURS["gp_refit_source_lr"] = sns.color_palette("pastel", 10)[1]  # R5's family, lighter
 MODEL_COLOURS["vae_extra_source_lr"] = (0.65, 0.65, 0.65)
+MODEL_COLOURS["gp_heldout"] = sns.color_palette("dark", 10)[5]  # R4 with its errors observed on other images
 MODEL_MARKERS = {"vae": "o", "iwae": "s", "hf": "^", "iaf": "v", "rme": "D", "savae": "P", "vlae": "X",
                  "gp": "*", "gp_paper": "h", "gp_refit": "p", "gp_iw": "<", "gp_iw_expected": ">",
-                 "vae_extra": "d", "vae_continued": "8", "gp_refit_source_lr": "H", "vae_extra_source_lr": "x"}
+                 "vae_extra": "d", "vae_continued": "8", "gp_refit_source_lr": "H", "vae_extra_source_lr": "x",
+                 "gp_heldout": "1"}
 
 
 def run_labels(grid) -> dict[str, str]:
@@ -67,7 +70,7 @@ SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def scientific_ticks(ax, axis: str = "x", count: int = 4) -> None:
     """At most ``count`` major ticks on the linear ``axis`` ("x" or "y") of ``ax``, labelled with as many
-    decimals as their spacing needs; values below 10⁻² or above 10⁴ in units of a power of ten that joins the
+    decimals as their spacing needs; values below 10⁻² or from 10⁵ up in units of a power of ten that joins the
     unit of the axis label (``[latent units²]`` becomes ``[10⁻³ latent units²]``), so that no offset text is
     drawn into the label and no two tick labels overlap. Call it after the data and the label are set."""
     target = ax.xaxis if axis == "x" else ax.yaxis

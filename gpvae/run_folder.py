@@ -95,7 +95,7 @@ def _check_against_data(config: TrainConfig, data: datasets.ImageData, model: La
     the model's (:meth:`~gpvae.models.LatentVariableModel.check_data`) and the test set's."""
     limited = f" (--max-train {config.max_train})" if config.max_train else ""
     if isinstance(model, FitsToData):
-        model.check_data(len(data.train), f"{config.dataset}{limited}")
+        model.check_data(data, f"{config.dataset}{limited}")
     if config.max_test is not None and config.max_test > len(data.test):
         raise ConfigError(f"--max-test {config.max_test} exceeds the {len(data.test)} test images of {config.dataset}")
 

@@ -53,7 +53,8 @@ class Verdict:
     measured: str
     outcome: str
     details: dict[str, str] = field(default_factory=dict)
-    differences: dict[str, pd.Series] = field(default_factory=dict, compare=False)  # per comparison, per seed
+    # per comparison: its per-seed values (Series by seed), or a bootstrap's (estimate, low, high)
+    differences: dict[str, pd.Series] = field(default_factory=dict, compare=False)
     reversed_baselines: tuple[str, ...] = ()  # the baselines that entered reversed (:func:`oriented`)
 
     def sentence(self) -> str:
@@ -186,10 +187,13 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
     :data:`BOOTSTRAP_LEVEL` interval, which decides it (:func:`bootstrap_outcome`). The claim holds when every
     comparison holds, fails when one fails. ``differences`` holds each comparison's (estimate, low, high)."""
     seeds = sorted(per_seed)
+    if len(seeds) < MIN_SEEDS:  # as for a paired difference: one seed resolves nothing
+        undecided = {name: NOT_RESOLVED for name in ["chance", *baselines]}
+        return Verdict(claim, f"at least {MIN_SEEDS} seeds", f"{len(seeds)} seed(s)", NOT_RESOLVED, undecided)
     columns = [own, *baselines]
     full = np.array([_spearman_columns(per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float))
                      for s in seeds])  # (seeds, scores)
-    signs = np.array([1.0] + [1.0 if np.nanmean(full[:, 1 + j]) >= 0 else -1.0 for j in range(len(baselines))])
+    signs = np.array([1.0] + [-1.0 if oriented(full[:, 1 + j])[1] else 1.0 for j in range(len(baselines))])
     reversed_ = tuple(b for b, sign in zip(baselines, signs[1:]) if sign < 0)
 
     def statistic(rhos: np.ndarray) -> np.ndarray:  # (seeds drawn, scores) -> (comparisons,)

@@ -313,3 +313,12 @@ def test_the_ais_and_is_orderings_count_models_not_controls(tmp_path):
     ais = converged_ais.ais_frame({"converged": grid})
     lines = converged_ais.ais_orderings(converged_ais.ais_summary(ais, {"converged": {}}))
     assert "(3 models)" in lines and "vae_extra" not in lines
+
+
+def test_the_error_fit_line_counts_the_batches_whose_q_star_converged():
+    fit = {"svi": {"images": 200, "max_steps": 5000, "batches": [{"converged": True}, {"converged": False}]}}
+    records = [dict(record("mnist", "gp_heldout", s, -90.0), fits=[fit]) for s in (0, 1)]
+    line = converged.error_fit_line(records, "gp_heldout", {"gp_heldout": "R4 held out"})
+    assert line == ("- R4 held out: q* of the observed errors met its SVI criterion in 2 of 4 batches (50%) over 2 "
+                    "seed(s), 200 images per fit, at most 5000 steps.")
+    assert converged.error_fit_line(records, "gp", {}) == ""

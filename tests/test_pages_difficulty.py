@@ -3,6 +3,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from gpvae import verdicts
 from gpvae.layout import Layout
@@ -27,7 +28,8 @@ def grid(tmp_path, noise: dict, seeds=(0, 1, 2), converged_share: float = 1.0):
         path = layout.measurement_path("difficulty_large", "mnist", seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record(seed, noise, converged_share)))
-    return SimpleNamespace(layout=layout, seeds=[0, 1, 2], measurement=lambda name, dataset: SPEC)
+    return SimpleNamespace(layout=layout, seeds=[0, 1, 2], measurement=lambda name, dataset: SPEC,
+                           run_measurement_cells=lambda name: [("mnist", "gp", s) for s in (0, 1, 2)])
 
 
 AHEAD = {"mean_function_variance": 1.0, "variance_function_variance": 3.0, "negative_elbo": 6.0, "encoder_variance": 6.0,
@@ -36,7 +38,7 @@ AHEAD = {"mean_function_variance": 1.0, "variance_function_variance": 3.0, "nega
 
 def test_a_gp_ahead_of_every_control_holds_and_the_table_says_by_how_much(tmp_path):
     design = difficulty.Design.load(grid(tmp_path, AHEAD))
-    assert design.complete("gp", [0, 1, 2]) and design.decide().outcome == verdicts.HOLDS
+    assert design.complete("gp") and design.decide().outcome == verdicts.HOLDS
     table = difficulty.table(design, {"gp": "R4"})
     frame = table.data
     assert list(frame[("", "score")]) == ["GP variance, mean function", "GP variance, log-variance function", "combination"]
@@ -60,13 +62,44 @@ def test_images_whose_q_star_did_not_converge_are_left_out_and_counted(tmp_path)
 
 def test_missing_seeds_leave_the_design_incomplete_and_an_undeclared_design_absent(tmp_path):
     design = difficulty.Design.load(grid(tmp_path, AHEAD, seeds=(0, 1)))
-    assert not design.complete("gp", [0, 1, 2]) and design.seeds("gp") == [0, 1]
+    assert not design.complete("gp") and design.seeds("gp") == [0, 1]
     undeclared = SimpleNamespace(measurement=lambda name, dataset: None)
     assert difficulty.Design.load(undeclared) is None
 
 
 def test_the_status_says_how_far_the_design_has_come(tmp_path):
-    assert "no record yet" in difficulty.status(difficulty.Design.load(grid(tmp_path / "a", AHEAD, seeds=())), [0, 1, 2])
-    partial = difficulty.status(difficulty.Design.load(grid(tmp_path / "b", AHEAD, seeds=(0,))), [0, 1, 2])
+    assert "no record yet" in difficulty.status(difficulty.Design.load(grid(tmp_path / "a", AHEAD, seeds=())))
+    partial = difficulty.status(difficulty.Design.load(grid(tmp_path / "b", AHEAD, seeds=(0,))), "gp", {"gp": "R4"})
     assert partial.startswith("The claim's own design: 1 of 3 seeds of R4 measured; the landing page decides")
-    assert difficulty.status(None, [0]) == "The grid declares no difficulty design of its own."
+    assert difficulty.status(None) == "The grid declares no difficulty design of its own."
+
+
+def test_a_control_missing_from_the_records_leaves_the_claim_not_resolved(tmp_path):
+    without_neighbours = {k: v for k, v in AHEAD.items() if k != "training_neighbour_distance"}
+    decided = difficulty.Design.load(grid(tmp_path, without_neighbours)).decide()
+    assert decided.details["the distance to the 10 nearest training images"] == verdicts.NOT_RESOLVED
+    assert decided.outcome == verdicts.NOT_RESOLVED and "not measured: the distance" in decided.measured
+
+
+def test_each_image_takes_the_convergence_of_the_svi_batch_it_was_optimised_in():
+    from gpvae.io import RunFolderError
+    from gpvae.measurements import converged_images
+    recorded = {"n": 5, "svi": {"batches": [{"converged": True, "images": 2}, {"converged": False, "images": 3}]}}
+    assert converged_images(recorded, batch_size=100) == [True, True, False, False, False]
+    older = {"n": 250, "svi": {"batches": [{"converged": True}, {"converged": False}, {"converged": True}]}}
+    flags = converged_images(older, batch_size=100)  # batches of 100, 100 and 50
+    assert flags[:100] == [True] * 100 and flags[100:200] == [False] * 100 and flags[200:] == [True] * 50
+    with pytest.raises(RunFolderError, match="cover 150 images, not its 250"):  # another batch size: refused
+        converged_images(older, batch_size=50)
+
+
+def test_one_seed_resolves_nothing_and_a_null_draw_is_refused(tmp_path):
+    decided = difficulty.Design.load(grid(tmp_path, AHEAD, seeds=(0,))).decide()
+    assert decided.outcome == verdicts.NOT_RESOLVED and set(decided.details.values()) == {verdicts.NOT_RESOLVED}
+    from gpvae.options import ConfigError
+    from gpvae.runs.grid import Grid
+    spec = Grid.of("converged").spec | {"difficulty_large": {**SPEC, "subset_seed": None}}
+    with pytest.raises(ConfigError, match="subset_seed takes an integer"):
+        Grid(spec)
+    with pytest.raises(ConfigError, match="combination takes two different scores"):
+        Grid(Grid.of("converged").spec | {"difficulty_large": {**SPEC, "combination": ["negative_elbo", "negative_elbo"]}})

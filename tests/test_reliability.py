@@ -118,6 +118,7 @@ def test_damaged_decompressed_data_is_refused_in_the_data_folder_and_redone_in_t
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "gp", "--error-images", "5000"], "exceeds the 1000 training images"),
+    (["--model", "gp", "--error-source", "valid", "--error-images", "10001"], "exceeds the 10000 validation images"),
     (["--model", "gp", "--gp-preset", "paper", "--gp-fit", "errors"], "gp_fit"),
     (["--model", "gp", "--error-model", "knn", "--error-images", "100", "--error-neighbours", "500"], "error_neighbours"),
     (["--model", "vae", "--lr-schedule", "plateau", "--lr-factor", "1.5"], "lr_factor"),
@@ -127,6 +128,16 @@ def test_options_that_cannot_all_hold_are_refused_before_any_work(tmp_path, caps
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_r4_on_held_out_errors_observes_the_validation_images_as_they_are(tmp_path, vae):
+    """--error-source valid: the errors of the first validation images (binarized once, never trained on),
+    and the nearest-neighbour control measured against those images."""
+    assert _train(tmp_path, "gp", "--model", "gp", "--init-from", str(vae), "--epochs", "0", "--error-source", "valid",
+                  *ERRORS) == 0
+    config, data, model, _ = run_folder.load_run(tmp_path / "gp", data_dir=str(data_dir()))
+    assert config.error_source == "valid" and torch.equal(model.fit_images(data, config.seed), data.valid[:100])
+    assert _metrics(tmp_path, "gp")["fits"][-1]["svi"]["images"] == 100
 
 
 def test_the_default_error_images_adapt_to_the_training_images(tmp_path, vae):

@@ -213,6 +213,7 @@ def _cli(*args, cwd=REPO):
     (["evaluate", "/nonexistent"], "not a gpvae run folder"),
     (["evaluate", "/nonexistent", "--k-curve", "10"], "--k-curve needs --max-test"),
     (["evaluate", "/nonexistent", "--gaps", "--gaps-name", "../elsewhere"], "--gaps-name: expected letters, digits"),
+    (["evaluate", "/nonexistent", "--difficulty", "x", "--difficulty-name", "metrics"], "metrics.json is the run folder's own"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_cli_usage_errors_exit_2_without_traceback(args, expected, tmp_path):

@@ -14,6 +14,7 @@ AMPLITUDES = ("learned", "fixed", "floored")
 FITS = ("elbo", "errors")
 ERROR_INPUTS = ("features", "features_and_moments")
 ERROR_MODELS = ("gp", "knn")
+ERROR_SOURCES = ("train", "valid")
 INDUCING_PLACEMENTS = ("random", "kmeans")
 INITIAL_OUTPUTSCALE = 0.01  # prior variance of the encoder's error at initialization
 ERROR_IMAGES = 10_000  # the observed errors of an error regression left at its default: this many, or every training image
@@ -61,8 +62,10 @@ class GPRFOptions(OptionGroup):
                          "images (reading R4, the study's best), or a variational GP in the ELBO (R1-R3)", choices=FITS)
     error_model: str = option("gp", "gp_fit errors: GP regression, or the k-nearest-neighbour control",
                               choices=ERROR_MODELS)
-    error_images: int | None = option(None, "gp_fit errors: training images whose SVI errors are observed (default: "
-                                      f"{ERROR_IMAGES:,} or every training image, whichever is fewer)", minimum=1)
+    error_source: str = option("train", "gp_fit errors: the images whose SVI errors are observed, training images or "
+                               "the held-out validation images", choices=ERROR_SOURCES)
+    error_images: int | None = option(None, "gp_fit errors: images of error_source whose SVI errors are observed "
+                                      f"(default: {ERROR_IMAGES:,} or all of them, whichever is fewer)", minimum=1)
     error_inducing: int = option(512, "gp_fit errors: inducing inputs of the error GP's predictive", minimum=1)
     error_neighbours: int = option(10, "gp_fit errors with error_model knn: neighbours averaged", minimum=1)
     error_kernel_groups: int = option(2, "gp_fit errors: kernels of the error GP, one per output group (mean and "
@@ -103,7 +106,7 @@ class GPRFOptions(OptionGroup):
         if "iw_k" in changed and not self.objective.startswith("iw"):
             raise ConfigError(f"iw_k = {self.iw_k} concerns objective 'iw' or 'iw_expected' only, not {self.objective!r}")
 
-    def observed_images(self, n_train: int) -> int:
-        """How many of ``n_train`` training images have their errors observed: ``error_images`` as given, else
-        :data:`ERROR_IMAGES` or all of them, whichever is fewer (a default adapts to the data)."""
-        return min(ERROR_IMAGES, n_train) if self.error_images is None else self.error_images
+    def observed_images(self, available: int) -> int:
+        """How many of the ``available`` images of ``error_source`` have their errors observed: ``error_images`` as
+        given, else :data:`ERROR_IMAGES` or all of them, whichever is fewer (a default adapts to the data)."""
+        return min(ERROR_IMAGES, available) if self.error_images is None else self.error_images

@@ -14,16 +14,16 @@ class FitsToData(Protocol):
 
     fits_after_training: bool  # whether :meth:`fit_to_data` runs on the best parameters after training
 
-    def check_data(self, n_train: int, source: str) -> None:
-        """Refuse (:class:`~gpvae.options.ConfigError`), before any work, options that the ``n_train``
-        training images of ``source`` (the data as the run names it) cannot honour."""
+    def check_data(self, data, source: str) -> None:
+        """Refuse (:class:`~gpvae.options.ConfigError`), before any work, options that ``data`` (a
+        :class:`~gpvae.data.ImageData`; ``source``, the data as the run names it) cannot honour."""
 
     def data_fit_epochs(self, epochs: int) -> list[int]:
         """Epochs (0-based) before which :meth:`fit_to_data` runs."""
 
     def fit_images(self, data, seed: int) -> torch.Tensor:
-        """The binarized training images that every :meth:`fit_to_data` of a run sees, chosen from
-        ``data`` (a :class:`~gpvae.data.ImageData`) and binarized once with the run's ``seed``."""
+        """The binarized images that every :meth:`fit_to_data` of a run sees, chosen from ``data`` (a
+        :class:`~gpvae.data.ImageData`; training images binarized once with the run's ``seed``)."""
 
     def fit_to_data(self, x: torch.Tensor, seed: int, cache=None) -> dict:
         """Fit the part to binarized training images ``x``; ``cache`` may hold reusable intermediate

@@ -318,17 +318,22 @@ class ErrorRegressionGPRF(GPRF):
     def summary(self) -> dict:
         return self.gp.summary()
 
-    def check_data(self, n_train: int, source: str) -> None:
-        """Refuse an ``error_images`` given beyond the ``n_train`` training images of ``source`` (ConfigError)."""
-        if self.options.observed_images(n_train) > n_train:
-            raise ConfigError(f"--error-images {self.options.error_images} exceeds the {n_train} training images of "
-                              f"{source}")
+    def _source(self, data) -> tuple[torch.Tensor, str]:
+        """The images of ``error_source`` in ``data`` and their name."""
+        return (data.valid, "validation images") if self.options.error_source == "valid" else (data.train, "training images")
+
+    def check_data(self, data, source: str) -> None:
+        """Refuse an ``error_images`` given beyond the images of ``error_source`` in ``data`` (ConfigError)."""
+        images, name = self._source(data)
+        if self.options.observed_images(len(images)) > len(images):
+            raise ConfigError(f"--error-images {self.options.error_images} exceeds the {len(images)} {name} of {source}")
 
     def fit_images(self, data, seed: int) -> torch.Tensor:
-        """The first :meth:`~gpvae.gp.options.GPRFOptions.observed_images` training images of ``data``, binarized
-        once with ``seed``."""
-        images = data.train[:self.options.observed_images(len(data.train))]
-        return data.training_batch(images, torch.Generator().manual_seed(seed))
+        """The first :meth:`~gpvae.gp.options.GPRFOptions.observed_images` images of ``error_source``: training
+        images binarized once with ``seed``, or validation images (binarized once already, held out of training)."""
+        images, _ = self._source(data)
+        images = images[:self.options.observed_images(len(images))]
+        return images if self.options.error_source == "valid" else data.training_batch(images, torch.Generator().manual_seed(seed))
 
     def data_fit_epochs(self, epochs: int) -> list[int]:
         """Epochs (0-based) before which the error model is refitted (R5 rounds)."""

@@ -303,6 +303,19 @@ def comparisons(run: str, others: list[str], runs: pd.DataFrame, ais: pd.DataFra
     return "\n".join(lines)
 
 
+def error_fit_line(records: list[dict], run: str, labels: dict) -> str:
+    """How far the per-image SVI behind ``run``'s observed errors went, over its records: the batches whose q*
+    met the SVI criterion, of all, with the images and the step cap of its last fit; empty without a fit."""
+    fits = [r["fits"][-1]["svi"] for r in records if r["run"] == run and r.get("fits")]
+    if not fits:
+        return ""
+    batches = [b for fit in fits for b in fit["batches"]]
+    met = sum(bool(b["converged"]) for b in batches)
+    return (f"- {labels.get(run, run)}: q* of the observed errors met its SVI criterion in {met} of {len(batches)} "
+            f"batches ({met / len(batches):.0%}) over {len(fits)} seed(s), {listed(f['images'] for f in fits)} images "
+            f"per fit, at most {listed(f['max_steps'] for f in fits)} steps.")
+
+
 def training_lines(records: list[dict], runs: list[str], seeds: list[int], grid_seeds: list[int], labels: dict) -> str:
     """Per record of ``runs`` at ``seeds``: its amortization gap [nats] (not measurable for a proposal richer
     than q*'s family), epochs and training time [h]; then the seeds recorded against the grid's."""

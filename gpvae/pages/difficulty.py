@@ -5,6 +5,7 @@ variance and the nearest-neighbour control, with the combination the grid fixed 
 did not meet its SVI criterion are left out, and their share said. No torch: JSON records only."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -27,15 +28,17 @@ SCORE_LABELS = {OWN: "GP variance, mean function", "variance_function_variance":
 
 @dataclass
 class Design:
-    """The records of ``difficulty_large`` of one dataset: ``spec`` (the grid's), and per run the per-seed
-    frames of its images that met the SVI criterion (``gap`` and a column per score, :data:`COMBINATION` added),
-    with per seed the images drawn (``drawn``) and the draw's seed."""
+    """The records of ``difficulty_large`` of one dataset: ``spec`` (the grid's), the seeds it ``declared`` per
+    run, and per run the per-seed frames of its images that met the SVI criterion (``gap`` and a column per
+    score, :data:`COMBINATION` added), with per seed the images drawn (``drawn``) and the draw's seed."""
 
     dataset: str
     spec: dict
+    declared: dict[str, list[int]] = field(default_factory=dict)
     images: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     drawn: dict[int, int] = field(default_factory=dict)
     subset_seed: int | None = None
+    _decided: dict = field(default_factory=dict, repr=False)  # each bootstrap once: seconds each
 
     @classmethod
     def load(cls, grid, dataset: str = "mnist") -> "Design | None":
@@ -44,6 +47,9 @@ class Design:
         if not spec:
             return None
         design = cls(dataset, spec)
+        for where, run, seed in grid.run_measurement_cells(NAME):
+            if where == dataset:
+                design.declared.setdefault(run, []).append(seed)
         for seed in grid.seeds:
             path = grid.layout.measurement_path(NAME, dataset, seed)
             if not path.exists():
@@ -62,8 +68,9 @@ class Design:
     def seeds(self, run: str) -> list[int]:
         return sorted(self.images.get(run, {}))
 
-    def complete(self, run: str, declared: list[int]) -> bool:
-        """Whether ``run`` has a record at every seed of ``declared``."""
+    def complete(self, run: str) -> bool:
+        """Whether ``run`` has a record at every seed the grid declares for it."""
+        declared = self.declared.get(run, [])
         return bool(declared) and set(declared) <= set(self.seeds(run))
 
     def kept(self, run: str) -> tuple[int, int]:
@@ -74,9 +81,17 @@ class Design:
     def decide(self, run: str = "gp", own: str = OWN) -> verdicts.Verdict:
         """Claim 3 for ``run``'s score ``own`` against every control (:data:`CONTROLS`), by the hierarchical
         bootstrap of the grid's ``resamples``."""
-        per_seed = {seed: frame.rename(columns=CONTROLS) for seed, frame in self.images.get(run, {}).items()}
-        controls = [label for label in CONTROLS.values() if all(label in frame for frame in per_seed.values())]
-        return verdicts.ahead_by_bootstrap(per_seed, own, controls, self.spec["resamples"])
+        if (run, own) not in self._decided:
+            per_seed = {seed: frame.rename(columns=CONTROLS) for seed, frame in self.images.get(run, {}).items()}
+            present = [label for label in CONTROLS.values() if all(label in frame for frame in per_seed.values())]
+            decided = verdicts.ahead_by_bootstrap(per_seed, own, present, self.spec["resamples"])
+            missing = {label: verdicts.NOT_RESOLVED for label in CONTROLS.values() if label not in present}
+            if missing:  # a control without values on every seed: the claim cannot hold against it
+                details = {**decided.details, **missing}
+                decided = dataclasses.replace(decided, details=details, outcome=verdicts.combined(list(details.values())),
+                                              measured=decided.measured + "; not measured: " + ", ".join(missing))
+            self._decided[(run, own)] = decided
+        return self._decided[(run, own)]
 
     def protocol(self, run: str = "gp") -> str:
         """How the records were measured: images per seed (the draw), the share whose q* converged, seeds."""
@@ -94,8 +109,9 @@ def table(design: Design, labels: dict[str, str]) -> Styler | None:
             if not all(score in frame for frame in design.images[run].values()):
                 continue
             decided = design.decide(run, score)
+            rho = decided.differences["chance"]
             row = {("", "run"): labels.get(run, run), ("", "score"): SCORE_LABELS[score],
-                   ("", "ρ with the gap"): decided.measured.split(" over ")[0].removeprefix("ρ = ")}
+                   ("", "ρ with the gap"): f"{rho['estimate']:.3f} [{rho['low']:.3f}, {rho['high']:.3f}]"}
             for label in CONTROLS.values():
                 if label in decided.differences:
                     d = decided.differences[label]
@@ -119,9 +135,9 @@ def line(design: Design, run: str = "gp") -> str:
     return f"{decided.outcome}: {decided.measured} ({design.protocol(run)}; criterion: {decided.criterion})."
 
 
-def status(design: Design | None, declared: list[int], run: str = "gp") -> str:
-    """Markdown on how far the design has come: not declared, no record yet, or its seeds measured of the
-    ``declared`` ones (the claim waits for all of them)."""
+def status(design: Design | None, run: str = "gp", labels: dict[str, str] | None = None) -> str:
+    """Markdown on how far the design has come for ``run``: not declared, no record yet, or its seeds measured
+    of those the grid declares (the claim waits for all of them)."""
     if design is None:
         return "The grid declares no difficulty design of its own."
     measured = design.seeds(run)
@@ -129,6 +145,7 @@ def status(design: Design | None, declared: list[int], run: str = "gp") -> str:
         return (f"The claim's own design ({design.spec['images']:,} images per seed) has no record yet: "
                 "`make converged` measures it (the VAE's gap decomposition on those images first, about an hour "
                 "per seed on one CPU thread).")
-    return (f"The claim's own design: {len(measured)} of {len(declared)} seeds of R4 measured"
-            + ("." if design.complete(run, declared) else "; the landing page decides on it once every seed has it."))
+    return (f"The claim's own design: {len(measured)} of {len(design.declared.get(run, []))} seeds of "
+            f"{(labels or {}).get(run, run)} measured"
+            + ("." if design.complete(run) else "; the landing page decides on it once every seed has it."))
 

@@ -199,6 +199,21 @@ def speed_line(strongest: Evidence, fallback: Evidence | None = None) -> str:
             + (f": {decided.breakdown()}." if decided.details else "."))
 
 
+def _deciding_design(evidence: Evidence, run: str, dataset: str) -> Design | None:
+    """The claim's own difficulty design of ``dataset`` where it has every seed it declares for ``run``."""
+    design = evidence.design
+    return design if design is not None and design.dataset == dataset and design.complete(run) else None
+
+
+def _outcomes_text(decided: verdicts.Verdict) -> str:
+    """``"ahead of chance, the VAE's −ELBO; behind …"``: a verdict's comparisons grouped by outcome."""
+    by_outcome = {}
+    for name, outcome in decided.details.items():
+        by_outcome.setdefault(outcome, []).append(name)
+    return "; ".join(f"{ {verdicts.HOLDS: 'ahead of', verdicts.FAILS: 'behind'}.get(o, o + ' against')} " + ", ".join(names)
+                     for o, names in by_outcome.items())
+
+
 def _difficulty(evidence: Evidence, run: str, dataset: str) -> tuple[verdicts.Verdict, pd.Series, dict, int]:
     """Claim 3 on ``evidence``'s difficulty rows of ``run`` on ``dataset``: the verdict, the GP's per-seed ρ,
     each control's per-seed ρ and the images per seed. The nearest-neighbour control is the difficulty record's
@@ -224,8 +239,8 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     subset's verdict beside it; until then on ``strongest``'s difficulty records (a control without a value on
     two seeds leaves it not resolved: the frontier's ``knn10`` setting stands in for a record without the
     control), with ``budget_column``'s verdict beside it."""
-    design = strongest.design
-    if design is not None and design.dataset == dataset and design.complete(run, strongest.grid.run_seeds(dataset, run)):
+    design = _deciding_design(strongest, run, dataset)
+    if design is not None:
         decided = design.decide(run)
         line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** "
                 f"{strongest.name.capitalize()} {dataset_label(dataset)}, Spearman ρ of GP-RF (R4)'s variance with the "
@@ -254,9 +269,10 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** {strongest.name.capitalize()} "
             f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images} test images per seed: "
             f"GP-RF (R4) {mean(own)}, above chance: {decided.details['chance']}; against {against}.")
-    if design is not None and design.dataset == dataset:
-        line += (f" The claim's own design ({design.spec['images']:,} images per seed, decided by a hierarchical "
-                 f"bootstrap): {len(design.seeds(run))} of {len(strongest.grid.run_seeds(dataset, run))} seeds measured.")
+    pending = strongest.design
+    if pending is not None and pending.dataset == dataset:
+        line += (f" The claim's own design ({pending.spec['images']:,} images per seed, decided by a hierarchical "
+                 f"bootstrap): {len(pending.seeds(run))} of {len(pending.declared.get(run, []))} seeds measured.")
     if budget_column is not None:
         small, small_own, _, small_images = _difficulty(budget_column, run, dataset)
         if len(small_own):
@@ -298,25 +314,30 @@ def summary_lines(strongest: Evidence, budget_column: Evidence | None = None, sc
             if reading in set(screen.ais.run)}
         first += f"; trained with an importance-weighted bound, against IWAE ({screen.name}): {' / '.join(sorted(outcomes))}"
     speed, where = _speed(strongest, budget_column)
+    third_head = headline(difficulty_line(strongest, run=run, dataset=dataset))
+    design = _deciding_design(strongest, run, dataset)
     third, own, _, images = _difficulty(strongest, run, dataset)
-    by_outcome = {}
-    for name, outcome in third.details.items():
-        by_outcome.setdefault(outcome, []).append(name)
-    third_text = (f"{headline(difficulty_line(strongest, run=run, dataset=dataset))} {strongest.name.capitalize()} "
-                  f"{dataset_label(dataset)}, {images} test images per seed: ρ of the GP's variance with the per-image "
-                  f"gap {own.mean():.3f} (n = {len(own)}); "
-                  + "; ".join(f"{ {verdicts.HOLDS: 'ahead of', verdicts.FAILS: 'behind'}.get(o, o + ' against')} "
-                              + ", ".join(names) for o, names in by_outcome.items())
-                  if len(own) else headline(difficulty_line(strongest, run=run, dataset=dataset)))
+    if design is not None:
+        decided = design.decide(run)
+        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {design.protocol(run)}: ρ of "
+                      f"the GP's variance with the per-image gap {decided.differences['chance']['estimate']:.3f} "
+                      f"(hierarchical bootstrap); {_outcomes_text(decided)}")
+    elif len(own):
+        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {images} test images per "
+                      f"seed: ρ of the GP's variance with the per-image gap {own.mean():.3f} (n = {len(own)}); "
+                      + _outcomes_text(third))
+    else:
+        third_text = third_head
     return [first + ".", f"{headline(speed_line(strongest, budget_column))} {speed.measured}; criterion: "
                          f"{speed.criterion} ({where}).",
             third_text + "."]
 
 
 def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist") -> Styler | None:
-    """The numbers behind :func:`difficulty_line`, one row per score: its Spearman ρ with the per-image
-    amortization gap per seed and mean ± sd, then GP-RF's lead over it (in the control's better orientation)
-    with its verdict. None without a difficulty record of ``run``."""
+    """The numbers behind :func:`difficulty_line`'s reading of the gap subset (the reading that decides the claim
+    until its own design has every seed), one row per score: its Spearman ρ with the per-image amortization gap
+    per seed and mean ± sd, then GP-RF's lead over it (in the control's better orientation) with its verdict.
+    None without a difficulty record of ``run``."""
     decided, own, controls, images = _difficulty(evidence, run, dataset)
     if own.empty:
         return None

@@ -359,6 +359,9 @@ class Grid:
                 raise ConfigError(f"{path}: bdmc of {dataset}: max_width takes a positive number of nats, "
                                   f"got {spec['max_width']!r}")
         if name == "difficulty_large":
+            if not _is_integer(spec["subset_seed"]):
+                raise ConfigError(f"{path}: difficulty_large of {dataset}: subset_seed takes an integer (the design draws "
+                                  f"its images at random), got {spec['subset_seed']!r}")
             combination = spec["combination"]
             if not (isinstance(combination, list) and len(combination) == 2
                     and all(isinstance(c, str) and c in DIFFICULTY_SCORES for c in combination)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io import atomic_write, read_json, write_json
 from ..run_folder import load_checkpoint, save_checkpoint
-from ..layout import CHECKPOINT, METRICS, RESTORED_FILES, measurement_file
+from ..layout import CHECKPOINT, MEASURED_FILES, METRICS, RESTORED_FILES, measurement_file
 from . import steps
 from .records import RECORD_ONLY_KEYS, records_of_other_settings
 from .schema import MEASUREMENT_KEYS, PER_RUN_MEASUREMENTS, recorded_settings
@@ -104,7 +104,7 @@ def restore(grid) -> list[Path]:
         when = base + 10 * _warm_start_depth(grid, run)
         for name in (CHECKPOINT, *RESTORED_FILES):
             if _copy(weights / name, folder / name):
-                stamp = when + (1 if name in RESTORED_FILES[3:] else 0)  # gaps after the training they measure
+                stamp = when + (1 if name in MEASURED_FILES else 0)  # gaps after the training they measure
                 os.utime(folder / name, (stamp, stamp))
         done.append(folder)
     for names in (("bdmc",), tuple(n for n in MEASUREMENT_KEYS if n != "bdmc")):  # certificates before the AIS they certify
