@@ -27,7 +27,7 @@ from .layout import BOOK_RUNS, REPOSITORY
 
 DEVICES = ("auto", "cpu", "cuda")
 FREEZE = ("none", "encoder", "decoder", "both")
-LR_SCHEDULES = ("constant", "plateau")
+LR_SCHEDULES = ("constant", "plateau", "burda")
 
 
 @dataclass
@@ -45,8 +45,9 @@ class TrainerOptions(OptionGroup):
     lr: float = _opt(1e-3, "Adam learning rate", minimum=0.0)
     patience: int | None = _opt(None, "early stopping: stop once the validation ELBO has not improved for this many "
                                 "epochs (None: train all --epochs, which is then the cap)", minimum=1)
-    lr_schedule: str = _opt("constant", "learning rate: constant, or plateau (multiplied by --lr-factor once the "
-                            "validation ELBO has not improved for --lr-patience epochs, down to --min-lr)",
+    lr_schedule: str = _opt("constant", "learning rate: constant, plateau (multiplied by --lr-factor once the "
+                            "validation ELBO has not improved for --lr-patience epochs, down to --min-lr), or burda "
+                            "(Burda et al. 2016: --lr x 10^(-i/7) over 3^i epochs in stage i = 0..7, 3,280 in all)",
                             choices=LR_SCHEDULES)
     lr_patience: int = _opt(10, "plateau schedule: epochs without a better validation ELBO before the rate drops",
                             minimum=1)

@@ -14,7 +14,8 @@ MODEL_LABELS = {"vae": "VAE", "iwae": "IWAE", "hf": "HF", "iaf": "IAF", "rme": "
                 "vae_continued": "VAE trained on (control)", "gp_iw": "GP-RF (R1, IW bound of q̄)",
                 "gp_iw_expected": "GP-RF (R1, IW bound over F)",
                 "gp_refit_source_lr": "GP-RF (R5) at lr 1e-5", "vae_extra_source_lr": "VAE +20 epochs",
-                "gp_heldout": "GP-RF (R4, held-out errors)"}
+                "gp_heldout": "GP-RF (R4, held-out errors)", "vae_burda": "VAE, Burda et al.'s schedule",
+                "iwae_burda": "IWAE, Burda et al.'s schedule"}
 # GP-RF gets the strongest colours after the VAE's; grey (index 7) is left for reference lines
 _COLOUR_INDEX = {"vae": 0, "gp": 1, "gp_paper": 2, "iwae": 3, "hf": 4, "iaf": 5, "rme": 6, "savae": 8, "vlae": 9}
 MODEL_COLOURS = {run: sns.color_palette(PALETTE, 10)[i] for run, i in _COLOUR_INDEX.items()}
@@ -26,10 +27,12 @@ MODEL_COLOURS["gp_iw_expected"] = sns.color_palette("pastel", 10)[2]
 MODEL_COLOURS["gp_refit_source_lr"] = sns.color_palette("pastel", 10)[1]  # R5's family, lighter
 MODEL_COLOURS["vae_extra_source_lr"] = (0.65, 0.65, 0.65)
 MODEL_COLOURS["gp_heldout"] = sns.color_palette("dark", 10)[5]  # R4 with its errors observed on other images
+MODEL_COLOURS["vae_burda"] = sns.color_palette("dark", 10)[0]  # the VAE's and IWAE's colours, darker
+MODEL_COLOURS["iwae_burda"] = sns.color_palette("dark", 10)[3]
 MODEL_MARKERS = {"vae": "o", "iwae": "s", "hf": "^", "iaf": "v", "rme": "D", "savae": "P", "vlae": "X",
                  "gp": "*", "gp_paper": "h", "gp_refit": "p", "gp_iw": "<", "gp_iw_expected": ">",
                  "vae_extra": "d", "vae_continued": "8", "gp_refit_source_lr": "H", "vae_extra_source_lr": "x",
-                 "gp_heldout": "1"}
+                 "gp_heldout": "1", "vae_burda": "2", "iwae_burda": "3"}
 
 
 def run_labels(grid) -> dict[str, str]:

@@ -9,7 +9,8 @@ and ends exactly where an uninterrupted run ends (same seed, same device).
 Schedule: ``epochs`` is the cap; with ``patience`` the run stops once its validation ELBO has not
 improved for that many epochs; with ``lr_schedule="plateau"`` every optimizer's rates are multiplied
 by ``lr_factor`` (not below ``min_lr``) once the validation ELBO has not improved for ``lr_patience``
-epochs since the best epoch or the last drop.
+epochs since the best epoch or the last drop; with ``lr_schedule="burda"`` the rate follows Burda, Grosse &
+Salakhutdinov (2016): ``lr`` × 10^(−i/7) during the 3^i epochs of stage i = 0, …, 7 (:func:`burda_rate`).
 
 Divergence (:class:`TrainingDiverged`, exit 3): a non-finite loss at any step; a gradient norm
 beyond :data:`GRADIENT_EXPLOSION_FACTOR` times the run's first step's (SA-VAE's unrolled SVI steps can
@@ -137,8 +138,22 @@ def _check_divergence(train_loss: float, valid_elbo: float, state: dict, epoch: 
                                    f"{DIVERGENCE_FACTOR:g}x the untrained model's {abs(reference):.4g}")
 
 
+BURDA_STAGES = 8  # stages i = 0..7 of 3^i epochs: 3,280 epochs in all
+
+
+def burda_rate(lr: float, epoch: int) -> float:
+    """The learning rate of (0-based) ``epoch`` under Burda et al.'s schedule: ``lr`` × 10^(−i/7) in stage i,
+    which spans 3^i epochs (the last stage's rate after the 3,280th epoch)."""
+    stage, end = 0, 1
+    while epoch >= end and stage < BURDA_STAGES - 1:
+        stage += 1
+        end += 3 ** stage
+    return lr * 10 ** (-stage / 7)
+
+
 def _schedule(state: dict, config: TrainConfig, optimizers) -> None:
-    """After an epoch: early stopping (``patience``) and the plateau learning-rate drop (``lr_patience``)."""
+    """After an epoch: early stopping (``patience``), the plateau learning-rate drop (``lr_patience``), or the
+    rate of the next epoch under Burda et al.'s schedule."""
     stale = state["epoch"] - state["best_epoch"]
     if config.patience is not None and stale >= config.patience:
         state["stopped"] = "patience"
@@ -147,6 +162,11 @@ def _schedule(state: dict, config: TrainConfig, optimizers) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = max(group["lr"] * config.lr_factor, min(config.min_lr, group["lr"]))
         state["last_lr_drop"] = state["epoch"]
+    if config.lr_schedule == "burda":  # state["epoch"] epochs done: the next is that 0-based epoch; every rate
+        step = burda_rate(1.0, state["epoch"]) / burda_rate(1.0, state["epoch"] - 1)  # keeps its ratio to --lr
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= step
 
 
 def _record_divergence(err: TrainingDiverged, kept: str, config: TrainConfig, epochs_done: int, origin: dict):

@@ -130,6 +130,16 @@ def test_options_that_cannot_all_hold_are_refused_before_any_work(tmp_path, caps
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
 
 
+def test_burda_s_schedule_lowers_the_rate_by_stages_of_3_to_the_i_epochs(tmp_path):
+    from gpvae.training import burda_rate
+    stages = [burda_rate(1.0, e) for e in range(3280)]
+    assert [stages.count(10 ** (-i / 7)) for i in range(8)] == [3 ** i for i in range(8)]  # 3,280 epochs in all
+    assert burda_rate(1e-3, 5000) == pytest.approx(1e-4)  # the last stage's rate after them
+    assert _train(tmp_path, "b", "--model", "vae", "--epochs", "5", "--max-train", "200", "--lr-schedule", "burda") == 0
+    rates = [h["lr"] for h in _metrics(tmp_path, "b")["history"]]
+    assert rates == pytest.approx([burda_rate(1e-3, e) for e in range(5)])  # epoch by epoch, as trained
+
+
 def test_r4_on_held_out_errors_observes_the_validation_images_as_they_are(tmp_path, vae):
     """--error-source valid: the errors of the first validation images (binarized once, never trained on),
     and the nearest-neighbour control measured against those images."""

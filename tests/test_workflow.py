@@ -260,11 +260,12 @@ def test_a_grid_of_record_is_named_by_its_profile_and_read_from_another_results_
 def test_dry_run_of_the_converged_profile(tmp_path):
     """The converged MNIST grid: 12 runs of three seeds (R5 and its control also at the source's learning
     rate, R1 with the importance-weighted bound, R4 on held-out errors), each with its gaps and record, all but
-    R4 on held-out errors (its VAE's decoder, so its VAE's AIS) with AIS; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only;
+    R4 on held-out errors (its VAE's decoder, so its VAE's AIS) with AIS; the VAE and IWAE on Burda et al.'s
+    schedule at seed 0; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only;
     the difficulty of R4 and R5 on the gap subset and on 2,000 images of its own draw, the VAE's gaps there once per seed."""
     counts = dry_run_counts("converged", tmp_path)
-    assert counts["train"] == counts["gaps"] == counts["record"] == 12 * 3 and counts["ais"] == 11 * 3 and counts["bdmc"] == 3
-    assert counts["k_curve"] == 4 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
+    assert counts["train"] == counts["gaps"] == counts["record"] == 12 * 3 + 2 and counts["ais"] == 11 * 3 + 2
+    assert counts["bdmc"] == 3 and counts["k_curve"] == 6 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
     assert counts["difficulty_large"] == 2 * 3 and counts["difficulty_gaps"] == 3
     assert counts["measurement_record"] == 5 + 3 * 2  # k_curve, difficulty(_large), bdmc, frontier; the three at seeds 1-2
     assert counts["ais_cost"] == 1
@@ -274,6 +275,8 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     assert converged.chapter_parameters("mnist", "gp", 0)["options"]["error_images"] == 50000
     held_out = converged.chapter_parameters("mnist", "gp_heldout", 1)["options"]
     assert held_out["error_source"] == "valid" and held_out["error_svi_steps"] == 5000
+    burda = converged.chapter_parameters("mnist", "iwae_burda", 0)
+    assert burda["epochs"] == 3280 and burda["options"]["lr_schedule"] == "burda" and burda["options"]["patience"] is None
 
 
 def test_the_importance_weighted_screen_is_its_own_grid_of_every_run_it_compares(tmp_path):
