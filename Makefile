@@ -42,10 +42,10 @@ browser:
 
 # Every chapter executes once: under nbval, beside the tests in one pool of workers (the longest files first,
 # tests/conftest.py), and is stored in the cache the build then renders from; then the browser test opens the
-# built HTML.
+# built HTML. The pool ends with its 25 slowest items (--durations): where the suite's time goes.
 test: install browser
 	rm -rf $(CHAPTER_CACHE)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(WORKERS) $(NBVAL) --chapter-cache $(CHAPTER_CACHE) \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(WORKERS) $(NBVAL) --chapter-cache $(CHAPTER_CACHE) --durations=25 \
 	  --ignore tests/test_browser.py book tests
 	mkdir -p _build && sed 's/^  execute_notebooks: force$$/  execute_notebooks: cache/' _config.yml > $(TEST_CONFIG)
 	grep -q 'execute_notebooks: cache' $(TEST_CONFIG)
