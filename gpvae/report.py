@@ -326,10 +326,10 @@ def missing_measurements(grid: Grid, name: str, rows: pd.DataFrame) -> str:
 
 
 def models_only(table: pd.DataFrame, grid: Grid) -> pd.DataFrame:
-    """``table`` without the rows of the grid's control runs (index level ``run``, or a plain index
-    of runs): a control is reported beside the models, never counted among them."""
+    """``table`` without the rows of the grid's control and side runs (index level ``run``, or a plain index
+    of runs): either is reported beside the models, never counted among them."""
     runs = table.index.get_level_values("run") if "run" in (table.index.names or []) else table.index
-    return table[~runs.isin(list(grid.controls()))]
+    return table[~runs.isin([*grid.controls(), *getattr(grid, "side_runs", list)()])]
 
 
 def missing(grid: Grid, records: list[dict]) -> list[tuple[str, str, int]]:

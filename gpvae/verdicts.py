@@ -187,9 +187,9 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
     :data:`BOOTSTRAP_LEVEL` interval, which decides it (:func:`bootstrap_outcome`). The claim holds when every
     comparison holds, fails when one fails. ``differences`` holds each comparison's (estimate, low, high)."""
     seeds = sorted(per_seed)
-    if len(seeds) < MIN_SEEDS:  # as for a paired difference: one seed resolves nothing
-        undecided = {name: NOT_RESOLVED for name in ["chance", *baselines]}
-        return Verdict(claim, f"at least {MIN_SEEDS} seeds", f"{len(seeds)} seed(s)", NOT_RESOLVED, undecided)
+    names = ["chance", *baselines]
+    if not seeds:
+        return Verdict(claim, f"at least {MIN_SEEDS} seeds", "no seed", NOT_RESOLVED, dict.fromkeys(names, NOT_RESOLVED))
     columns = [own, *baselines]
     full = np.array([_spearman_columns(per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float))
                      for s in seeds])  # (seeds, scores)
@@ -200,6 +200,12 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
         oriented_rhos = rhos * signs
         return np.nanmean(np.column_stack([oriented_rhos[:, :1], oriented_rhos[:, :1] - oriented_rhos[:, 1:]]), axis=0)
 
+    if len(seeds) < MIN_SEEDS:  # as for a paired difference: one seed resolves nothing (its estimate is shown)
+        estimate = statistic(full)
+        return Verdict(claim, f"at least {MIN_SEEDS} seeds", f"ρ = {estimate[0]:.3f} on {len(seeds)} seed(s)",
+                       NOT_RESOLVED, dict.fromkeys(names, NOT_RESOLVED),
+                       {n: pd.Series({"estimate": e, "low": np.nan, "high": np.nan}) for n, e in zip(names, estimate)},
+                       reversed_)
     generator = np.random.default_rng(seed)
     values = {s: (per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float)) for s in seeds}
     draws = np.empty((resamples, 1 + len(baselines)))
@@ -214,7 +220,6 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
     tail = (1 - BOOTSTRAP_LEVEL) / 2 * 100
     low, high = np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
     estimate = statistic(full)
-    names = ["chance", *baselines]
     details = {name: bootstrap_outcome(lo, hi) for name, lo, hi in zip(names, low, high)}
     differences = {name: pd.Series({"estimate": e, "low": lo, "high": hi}) for name, e, lo, hi in zip(names, estimate, low, high)}
     images = sum(len(per_seed[s]) for s in seeds)

@@ -94,8 +94,11 @@ def test_each_image_takes_the_convergence_of_the_svi_batch_it_was_optimised_in()
 
 
 def test_one_seed_resolves_nothing_and_a_null_draw_is_refused(tmp_path):
-    decided = difficulty.Design.load(grid(tmp_path, AHEAD, seeds=(0,))).decide()
+    one_seed = difficulty.Design.load(grid(tmp_path, AHEAD, seeds=(0,)))
+    decided = one_seed.decide()
     assert decided.outcome == verdicts.NOT_RESOLVED and set(decided.details.values()) == {verdicts.NOT_RESOLVED}
+    row = difficulty.table(one_seed, {}).data.iloc[0]  # its estimates shown, without an interval
+    assert "[" not in row[("", "ρ with the gap")] and row[("minus", "the VAE's −ELBO")].endswith(": not resolved")
     from gpvae.options import ConfigError
     from gpvae.runs.grid import Grid
     spec = Grid.of("converged").spec | {"difficulty_large": {**SPEC, "subset_seed": None}}

@@ -4,9 +4,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from gpvae import report
 from gpvae.runs import jobs, persistence, records, schema, steps
 from gpvae.runs.grid import Grid
 from gpvae.config import ConfigError
@@ -202,11 +204,12 @@ def test_every_converged_run_a_claim_compares_with_gp_rf_has_gp_rf_s_seeds(tmp_p
     converged = Grid.of("converged").replace(results_dir=str(tmp_path))
     gp_seeds = converged.run_seeds("mnist", "gp")
     assert gp_seeds == [0, 1, 2]
-    assert all(converged.run_seeds("mnist", run) == gp_seeds for run in converged.runs)
+    assert converged.side_runs() == ["vae_burda", "iwae_burda"]  # budget points at seed 0, compared by no claim
+    assert all(converged.run_seeds("mnist", run) == gp_seeds for run in converged.runs if run not in converged.side_runs())
     # the measurements follow the seeds, except those declared for named seeds (K = 5000, the frontier)
     assert converged.measurement_cells("bdmc") == [("mnist", 0), ("mnist", 1), ("mnist", 2)]
     assert {(run, seed) for _, run, seed in converged.run_measurement_cells("ais")} == {
-        (run, seed) for run in converged.spec["ais"]["runs"] for seed in gp_seeds}
+        (run, seed) for run in converged.spec["ais"]["runs"] for seed in converged.run_seeds("mnist", run)}
     assert converged.measurement_cells("k_curve") == converged.measurement_cells("frontier") == [("mnist", 0)]
     with pytest.raises(ConfigError, match="no run of the grid is measured there"):  # an empty record is refused
         records.measurement_record(converged, "k_curve", "mnist", 1, "cmd")
@@ -398,3 +401,11 @@ def test_a_value_measured_again_is_its_record_s_within_float32_rounding_at_its_s
     # at MNIST's size the absolute tolerance decides: 2e-4 nats is another model
     assert records.gap_decomposition_mismatch({**same, "is": -97.0002}, {**recorded, "log_px": -97.0}) is not None
     assert records.same_recorded_value(-97.00005, -97.0) and not records.same_recorded_value(-1804.0, -1804.01)
+
+
+def test_a_side_run_is_counted_among_no_claim_s_models():
+    converged = Grid.of("converged")
+    table = pd.DataFrame({"mean": [1.0, 2.0, 3.0]}, index=pd.Index(["iwae", "vae_burda", "vae_continued"], name="run"))
+    assert list(report.models_only(table, converged).index) == ["iwae"]  # neither the side run nor the control
+    with pytest.raises(ConfigError, match="compared takes true or false"):
+        converged.replace(runs={**converged.spec["runs"], "vae_burda": {**converged.runs["vae_burda"], "compared": "no"}})

@@ -109,13 +109,11 @@ def table(design: Design, labels: dict[str, str]) -> Styler | None:
             if not all(score in frame for frame in design.images[run].values()):
                 continue
             decided = design.decide(run, score)
-            rho = decided.differences["chance"]
             row = {("", "run"): labels.get(run, run), ("", "score"): SCORE_LABELS[score],
-                   ("", "ρ with the gap"): f"{rho['estimate']:.3f} [{rho['low']:.3f}, {rho['high']:.3f}]"}
+                   ("", "ρ with the gap"): _interval(decided.differences["chance"], "")}
             for label in CONTROLS.values():
                 if label in decided.differences:
-                    d = decided.differences[label]
-                    row[("minus", label)] = f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]: {decided.details[label]}"
+                    row[("minus", label)] = f"{_interval(decided.differences[label], '+')}: {decided.details[label]}"
             rows.append(row)
     if not rows:
         return None
@@ -127,6 +125,12 @@ def table(design: Design, labels: dict[str, str]) -> Styler | None:
         f"{design.spec['resamples']:,} resamples of seeds, then images], and each score's lead over every control "
         f"in the control's better orientation; {design.protocol()}. The combination averages the ranks of "
         + " and ".join(SCORE_LABELS[s] for s in design.spec["combination"]) + ", fixed in the grid before any value.")
+
+
+def _interval(value: pd.Series, sign: str) -> str:
+    """``"0.731 [0.702, 0.760]"``: a bootstrap estimate and its interval (none where too few seeds gave one)."""
+    text = f"{value['estimate']:{sign}.3f}"
+    return text + (f" [{value['low']:{sign}.3f}, {value['high']:{sign}.3f}]" if pd.notna(value["low"]) else "")
 
 
 def line(design: Design, run: str = "gp") -> str:

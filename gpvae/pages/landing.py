@@ -65,9 +65,9 @@ class Evidence:
         return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench, Design.load(grid))
 
     def baselines(self) -> list[str]:
-        """The runs a claim compares GP-RF with: the grid's models that are neither controls nor GP-RF."""
-        controls = set(self.grid.controls())
-        return [run for run, spec in self.grid.runs.items() if spec["model"] != "gp" and run not in controls]
+        """The runs a claim compares GP-RF with: the grid's models that are neither controls, side runs nor GP-RF."""
+        aside = {*self.grid.controls(), *self.grid.side_runs()}
+        return [run for run, spec in self.grid.runs.items() if spec["model"] != "gp" and run not in aside]
 
     def seeds(self, run: str) -> int:
         """How many seeds of ``run`` have an AIS row."""

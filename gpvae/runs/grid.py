@@ -171,6 +171,11 @@ class Grid:
         """The grid's control runs, each with the runs it controls for: not models of the comparison."""
         return {run: spec["control_for"] for run, spec in self.runs.items() if spec.get("control_for")}
 
+    def side_runs(self) -> list[str]:
+        """Runs with ``compared: false``: measured beside the models (e.g. a budget-sensitivity point on a
+        declared seed), never compared with GP-RF by a claim, so free of the claims' seed rule."""
+        return [run for run, spec in self.runs.items() if spec.get("compared") is False]
+
     # ---- evaluation and measurements --------------------------------------------------------------
     def evaluation(self, dataset: str) -> dict:
         """The grid's evaluation settings with the dataset's own ``evaluation`` overrides."""
@@ -245,7 +250,7 @@ class Grid:
         data = {k: v for k, v in data_spec.items() if k not in DATASET_ONLY_KEYS}
         spec = {**data, **self.runs[run], **data_spec.get("overrides", {}).get(run, {})}
         warm_start = spec.pop("warm_start", None)
-        for key in ("note", "control_for", "seeds"):
+        for key in ("note", "control_for", "seeds", "compared"):
             spec.pop(key, None)
         settings = self.evaluation(dataset)
         params = {"model": spec.pop("model"), "dataset": dataset, "epochs": spec.pop("epochs", None),
@@ -279,6 +284,8 @@ class Grid:
                 raise ConfigError(f"{path}: run {name!r} needs `model` and TrainConfig options only (unknown: {sorted(unknown)})")
             if spec.get("warm_start") and spec["warm_start"] not in grid["runs"]:
                 raise ConfigError(f"{path}: run {name!r} warm-starts from unknown run {spec['warm_start']!r}")
+            if not isinstance(spec.get("compared", True), bool):
+                raise ConfigError(f"{path}: run {name!r}: compared takes true or false, got {spec['compared']!r}")
             if not isinstance(spec.get("control_for", []), list):
                 raise ConfigError(f"{path}: run {name!r}: control_for takes a list of runs")
             unknown = set(spec.get("control_for", [])) - set(grid["runs"])

@@ -3,7 +3,7 @@ from ..layout import PER_RUN_MEASUREMENTS
 
 GRID_KEYS = ("profile", "budget", "device", "threads_per_job", "seeds", "runs_dir", "results_dir",
              "evaluation", "bench", "datasets", "runs")
-RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds")
+RUN_ONLY_KEYS = ("warm_start", "control_for", "note", "seeds", "compared")  # compared: false, a run no claim compares
 # The evaluation of every run (a dataset may override them): K and test images of the test log-likelihood
 # (max_test null: all of them) and of the gap decomposition; optional, the seeds that draw them at random
 # (``test_subset_seed``: the max_test images; ``subset_seed``: the gap subset; absent or null: the first images).
