@@ -114,6 +114,10 @@ def test_the_difficulty_table_shows_the_numbers_and_verdicts_of_the_line():
     assert rows.loc["the VAE's encoder variance (enters reversed)", "GP-RF ahead by"] == "0.400 ± 0.010"
     assert rows.loc["the distance to the 10 nearest training images", "mean ± sd"] == "0.600 ± 0.010"
     assert "2000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
+    assert "the frontier's knn10 setting, on its seeds only" in table.caption  # where the records lack the control
+    own = difficulty_rows([0.80, 0.81, 0.79], [0.70, 0.71, 0.69])
+    own = pd.concat([own, own[own.score == "negative_elbo"].assign(score="training_neighbour_distance", spearman=0.6)])
+    assert "each difficulty record's own" in landing.difficulty_table(evidence(difficulty=own)).caption
 
 
 def test_the_table_leaves_controls_out_and_notes_the_rows_that_test_nothing():
