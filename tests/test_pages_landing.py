@@ -205,3 +205,5 @@ def test_difficulty_is_decided_on_its_own_design_once_every_seed_has_it(tmp_path
     partial = Design.load(design_grid(tmp_path / "b", AHEAD, seeds=(0,)))
     line = landing.difficulty_line(evidence(difficulty=subset, design=partial))
     assert f"— {verdicts.FAILS}.**" in line and "(300 images per seed, decided by a hierarchical bootstrap): 1 of 3 seeds" in line
+    summary = landing.summary_lines(evidence(difficulty=subset, design=partial))[2]
+    assert summary.endswith("(provisional: the claim's own design of 300 images per seed has 1 of 3 seeds).")

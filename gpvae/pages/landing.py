@@ -326,6 +326,10 @@ def summary_lines(strongest: Evidence, budget_column: Evidence | None = None, sc
         third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {images} test images per "
                       f"seed: ρ of the GP's variance with the per-image gap {own.mean():.3f} (n = {len(own)}); "
                       + _outcomes_text(third))
+        pending = strongest.design
+        if pending is not None and pending.dataset == dataset:
+            third_text += (f" (provisional: the claim's own design of {pending.spec['images']:,} images per seed has "
+                           f"{len(pending.seeds(run))} of {len(pending.declared.get(run, []))} seeds)")
     else:
         third_text = third_head
     return [first + ".", f"{headline(speed_line(strongest, budget_column))} {speed.measured}; criterion: "
