@@ -230,9 +230,12 @@ def test_progress_names_parked_and_missing_runs(tmp_path):
     layout = Layout(tmp_path / "runs", tmp_path / "results")
     write(layout.parked_checkpoint("mnist", "iwae", 1), {})
     grid = SimpleNamespace(layout=layout, budget="B", cells=lambda: [("mnist", r, s) for r in ("vae", "iwae") for s in (0, 1)])
-    text = converged.progress(grid, [dict(record("mnist", "vae", 0, -90.0), wall_seconds=7200.0)])
+    text = converged.progress(grid, [dict(record("mnist", "vae", 0, -90.0), wall_seconds=7200.0)], {"iwae": "IWAE"})
     assert text == ("B\n\n1 of the grid's 4 runs × seeds have a record (2.0 job-hours of wall time); under way "
-                    "(checkpoint committed): iwae_seed1; not started: vae_seed1, iwae_seed0.")
+                    "(checkpoint committed): IWAE (seed 1); not started: vae (seed 1); IWAE (seed 0).")
+    write(layout.parked_checkpoint("mnist", "iwae", 0), {})
+    assert "under way (checkpoint committed): IWAE (seeds 0, 1); not started: vae (seed 1)." in converged.progress(
+        grid, [record("mnist", "vae", 0, -90.0)], {"iwae": "IWAE"})
 
 
 def test_the_budget_table_says_which_runs_lost_ground():

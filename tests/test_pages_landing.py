@@ -129,6 +129,16 @@ def test_the_table_leaves_controls_out_and_notes_the_rows_that_test_nothing():
     assert table.loc["GP-RF (R1, literal)", "note"].startswith("amplitude collapsed") and table.loc["VAE", "note"] == ""
 
 
+def test_a_row_that_keeps_another_models_decoder_says_its_ais_is_that_models():
+    rows = ais_rows({"vae": [-87.5, -87.6], "gp": [-87.5, -87.6], "gp_refit": [-88.0, -88.1]})
+    rows["decoder_sha256"] = [f"{run if run != 'gp' else 'vae'}{seed}" for run, seed in zip(rows.run, rows.seed)]
+    table = landing.converged_table(evidence(rows)).set_index("model")
+    assert table.loc["GP-RF (R4)", "note"] == "keeps the VAE's decoder: AIS equal by construction"
+    assert table.loc["GP-RF (R5, decoder refit)", "note"] == table.loc["VAE", "note"] == ""
+    rows.loc[(rows.run == "gp") & (rows.seed == 1), "decoder_sha256"] = "refitted"  # one seed of its own: no note
+    assert landing.shared_decoders(rows, CONVERGED.runs) == {}
+
+
 def record(max_test, n_test, eval_k, gap_n, gap_seed) -> dict:
     return {"dataset": "mnist", "run": "vae", "seed": 0, "eval_k": eval_k, "n_test": n_test,
             "options": {"max_test": max_test}, "gaps": {"n": gap_n, "eval_k": eval_k, "subset_seed": gap_seed}}

@@ -20,14 +20,25 @@ from .protocol import images_text, records_images
 LITERATURE = {"vae": -86.76, "iwae": -85.54, "vae_burda": -86.76, "iwae_burda": -85.54}  # the last two on their schedule
 
 
-def progress(grid, records: list[dict]) -> str:
-    """What has run: records, job-hours of wall time, runs under way (parked checkpoints) and not started."""
+def progress(grid, records: list[dict], labels: dict[str, str]) -> str:
+    """What has run: records, job-hours of wall time, runs under way (parked checkpoints) and not started, each
+    run named by ``labels`` with its seeds."""
     parked = grid.layout.parked_runs()
     hours = sum(r.get("wall_seconds") or 0 for r in records) / 3600
     waiting = [f"{r}_seed{s}" for d, r, s in report.missing(grid, records) if f"{r}_seed{s}" not in parked]
     return (f"{grid.budget}\n\n{len(records)} of the grid's {len(grid.cells())} runs × seeds have a record "
-            f"({hours:.1f} job-hours of wall time); under way (checkpoint committed): {', '.join(parked) or 'none'}; "
-            f"not started: {', '.join(waiting) or 'none'}.")
+            f"({hours:.1f} job-hours of wall time); under way (checkpoint committed): {_by_run(parked, labels)}; "
+            f"not started: {_by_run(waiting, labels)}.")
+
+
+def _by_run(names: list[str], labels: dict[str, str]) -> str:
+    """``["iwae_seed0", "iwae_seed2", "vae_seed1"]`` → ``"IWAE (seeds 0, 2), VAE (seed 1)"``, runs in first-seen order."""
+    seeds: dict[str, list[str]] = {}
+    for name in names:
+        run, seed = name.rsplit("_seed", 1)
+        seeds.setdefault(run, []).append(seed)
+    return "; ".join(f"{labels.get(run, run)} (seed{'s' * (len(s) > 1)} {', '.join(s)})"
+                     for run, s in seeds.items()) or "none"
 
 
 def _stopped(record: dict) -> str:

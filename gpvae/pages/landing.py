@@ -371,10 +371,31 @@ def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist
 COLLAPSED = 0.01  # a kernel amplitude below this share of its value after the first epoch has collapsed
 
 
+def shared_decoders(ais: pd.DataFrame, order) -> dict[str, str]:
+    """Run → the run before it in ``order`` (a grid's runs) whose decoder it carries, parameter for parameter
+    (``decoder_sha256`` of the AIS rows, :func:`gpvae.report.load_ais`), on every dataset and seed where both have
+    a row."""
+    owners = {}
+    runs = [run for run in order if run in set(ais.run)]
+    for i, run in enumerate(runs):
+        mine = ais[ais.run == run].set_index(["dataset", "seed"])["decoder_sha256"]
+        for owner in runs[:i]:
+            theirs = ais[ais.run == owner].set_index(["dataset", "seed"])["decoder_sha256"]
+            common = mine.index.intersection(theirs.index)
+            if len(common) and (mine[common] == theirs[common]).all():
+                owners[run] = owner
+                break
+    return owners
+
+
 def _reading_notes(evidence: Evidence) -> dict[str, str]:
     """Run → what makes its row no test of the method: it lost ground against the run it started from, or its
-    GP's kernel amplitude collapsed (below :data:`COLLAPSED` of its first value on every seed)."""
-    notes = {x["run"]: ("lost ground after a restart at a higher learning rate" if report.restarted_faster(x["restart"])
+    GP's kernel amplitude collapsed (below :data:`COLLAPSED` of its first value on every seed), or it keeps
+    another model's decoder on every seed (:func:`shared_decoders`), so that AIS, which never calls a proposal,
+    is that model's by construction."""
+    notes = {run: f"keeps the {MODEL_LABELS.get(owner, owner)}'s decoder: AIS equal by construction"
+             for run, owner in shared_decoders(evidence.ais, evidence.grid.runs).items()}
+    notes |= {x["run"]: ("lost ground after a restart at a higher learning rate" if report.restarted_faster(x["restart"])
                         else "lost ground: its training, not the method")
              for x in report.lost_ground(evidence.records, evidence.grid)}
     for run in {r["run"] for r in evidence.records}:
