@@ -184,10 +184,14 @@ def test_the_study_s_configurations_are_named_as_the_prose_names_them():
     class StudyGrid:
         runs = {"vae": {"model": "vae"}, "r4_gp": {"model": "gp", "note": "R4: error regression of 10,000 errors"},
                 "r3_m1024": {"model": "gp", "note": "R3 with 1,024 inducing inputs"},
-                "vae_decoder_control": {"model": "vae", "note": "control for R5: the VAE's decoder trained on"}}
+                "vae_decoder_control": {"model": "vae", "note": "control for R5: the VAE's decoder trained on"},
+                "r4_fit": {"model": "gp", "gp_fit": "errors", "error_images": 10000, "note": "R4: regression"},
+                "r4_n1000": {"model": "gp", "gp_fit": "errors", "error_images": 1000,
+                             "note": "R4 with 1,000 observed errors"}}
     labels = readings.configuration_labels(StudyGrid())
     assert labels == {"vae": "VAE", "r4_gp": "R4", "r3_m1024": "R3 with 1,024 inducing inputs",
-                      "vae_decoder_control": "control for R5"}
+                      "vae_decoder_control": "control for R5", "r4_fit": "R4 (10,000 observed errors)",
+                      "r4_n1000": "R4 with 1,000 observed errors"}
     rows = rows_for([0.5, 0.6], rho=[0.8, 0.8])
     table = readings.likelihood_table(rows, "c", {"r4": "R4"}).data
     assert list(table["configuration"]) == ["vae", "R4"]

@@ -40,9 +40,15 @@ def protocol(grid, dataset: str, seed: int) -> str:
 
 def configuration_labels(grid) -> dict[str, str]:
     """The study grid's runs as the prose names them: the head of each run's note before its colon ("R1",
-    "R3 with 1,024 inducing inputs", "control for R5"), else the model's label ("VAE")."""
-    return {run: spec["note"].split(":")[0] if spec.get("note") else MODEL_LABELS.get(spec["model"], run)
-            for run, spec in grid.runs.items()}
+    "R3 with 1,024 inducing inputs", "control for R5"), else the model's label ("VAE"); a run that regresses
+    observed errors says how many where its head does not ("R4 (10,000 observed errors)")."""
+    labels = {}
+    for run, spec in grid.runs.items():
+        label = spec["note"].split(":")[0] if spec.get("note") else MODEL_LABELS.get(spec["model"], run)
+        if spec.get("gp_fit") == "errors" and spec.get("error_images") and "observed errors" not in label:
+            label += f" ({spec['error_images']:,} observed errors)"
+        labels[run] = label
+    return labels
 
 
 def _history(record: dict, key: str) -> list[dict]:
