@@ -97,7 +97,7 @@ def difficulty_rows(own: list[float], elbo: list[float]) -> pd.DataFrame:
 def test_difficulty_must_beat_the_elbo_and_a_nearest_neighbour_average(own, elbo, knn, outcome):
     frontiers = {("mnist", seed): frontier(1.0, 40.0, value) for seed, value in enumerate(knn)}
     line = landing.difficulty_line(evidence(difficulty=difficulty_rows(own, elbo), frontiers=frontiers))
-    assert f"— {outcome}.**" in line and "2000 test images per seed" in line
+    assert f"— {outcome}.**" in line and "2,000 test images per seed" in line
 
 
 def test_difficulty_without_records_is_not_resolved():
@@ -113,7 +113,7 @@ def test_the_difficulty_table_shows_the_numbers_and_verdicts_of_the_line():
     assert rows.loc["the VAE's −ELBO", "seed 1"] == "0.710" and rows.loc["the VAE's −ELBO", "verdict"] == verdicts.HOLDS
     assert rows.loc["the VAE's encoder variance (enters reversed)", "GP-RF ahead by"] == "0.400 ± 0.010"
     assert rows.loc["the distance to the 10 nearest training images", "mean ± sd"] == "0.600 ± 0.010"
-    assert "2000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
+    assert "2,000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
     assert "the frontier's knn10 setting, on its seeds only" in table.caption  # where the records lack the control
     own = difficulty_rows([0.80, 0.81, 0.79], [0.70, 0.71, 0.69])
     own = pd.concat([own, own[own.score == "negative_elbo"].assign(score="training_neighbour_distance", spearman=0.6)])

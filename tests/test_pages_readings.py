@@ -17,8 +17,8 @@ def cell(values: dict) -> dict:
     return report.spread(values)
 
 
-def setting(ratio, closed, model="gp", of_mean=None, test_ll=-88.0, rho=0.7):
-    return {"options": {"model": model}, "ratio_to_vae": {"100": ratio, "1": ratio}, "gap_closed": closed,
+def setting(ratio, closed, model="gp", of_mean=None, test_ll=-88.0, rho=0.7, **options):
+    return {"options": {"model": model, **options}, "ratio_to_vae": {"100": ratio, "1": ratio}, "gap_closed": closed,
             "test_ll": test_ll, "spearman": {"mean_function_variance": rho},
             "variance_error": None if of_mean is None else {"per_output": of_mean, "of_mean": of_mean},
             "macs_per_image": 2e5 * ratio, "macs_ratio_to_vae": ratio}
@@ -32,17 +32,18 @@ def frontier_record(settings, default=None):
     return {"dataset": "mnist", "seed": 0, "runs": {"vae": measured}}
 
 
-FRONTIER = frontier_record({"good": setting(2.0, 0.3), "slow": setting(4.0, 0.1),
-                            "broken": setting(1.2, -0.1, of_mean=4.0, test_ll=-87.8, rho=-0.3)})
+FRONTIER = frontier_record({"good": setting(2.0, 0.3, error_inducing=128), "slow": setting(4.0, 0.1),
+                            "broken": setting(1.2, -0.1, of_mean=4.0, test_ll=-87.8, rho=-0.3, error_variance_rank=8)})
 
 
 def test_a_broken_low_rank_setting_is_not_measurable_in_the_frontier_table():
     table = readings.frontier_table(FRONTIER).data
     for column in ("gap closed [%]", "log p̂ (subset) [nats]", "best Spearman ρ with the gap"):
-        assert table.loc["broken", column] == validity.NOT_MEASURABLE  # the reason is the caption's
-    assert "more than 10%): broken (400%)." in readings.frontier_table(FRONTIER).caption
-    assert table.loc["good", "gap closed [%]"] == "30.00" and table.loc["good", "best Spearman ρ with the gap"] == "0.70"
-    assert table.loc["broken", "variance error of the mean [%]"] == "400.00" and table.shape[1] <= 8
+        assert table.loc["rank 8", column] == validity.NOT_MEASURABLE  # the reason is the caption's
+    assert "more than 10%): rank 8 (400%)." in readings.frontier_table(FRONTIER).caption
+    assert table.loc["M = 128", "gap closed [%]"] == "30.00" and table.loc["M = 128", "best Spearman ρ with the gap"] == "0.70"
+    assert table.loc["rank 8", "variance error of the mean [%]"] == "400.00" and table.shape[1] <= 8
+    assert list(table.index) == ["the VAE", "M = 128", "R4's defaults", "rank 8"]  # settings in words
 
 
 def test_the_frontier_caption_states_the_record_s_images_k_and_timing():
@@ -54,17 +55,28 @@ def test_the_frontier_caption_states_the_record_s_images_k_and_timing():
 def test_a_broken_setting_is_not_drawn_and_the_figure_says_so():
     fig = readings.frontier_figure(FRONTIER)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.texts] == ["1", "2", "3", "1  vae\n2  good\n3  slow"]  # numbered, keyed
-    assert "not drawn" in ax.get_title() and "broken" in ax.get_title() and ax.get_legend() is None
+    assert [t.get_text() for t in ax.texts] == ["1", "2", "3", "1  the VAE\n2  M = 128\n3  R4's defaults"]  # keyed
+    assert "not drawn" in ax.get_title() and "rank 8" in ax.get_title() and ax.get_legend() is None
 
 
 def test_the_fastest_reported_setting_is_a_valid_one():
     text = readings.frontier_decision(FRONTIER, 1.5, 0.2)
-    assert "Fastest valid GP setting: good (2.00× the VAE, closes 30%); closes most: good (30%)" in text
-    assert text.endswith("Not measurable (low-rank predictive outside its tolerance): broken.")
-    chosen = readings.frontier_decision(frontier_record({"broken": setting(1.2, 0.5, of_mean=4.0)},
+    assert "Fastest valid GP setting: M = 128 (2.00× the VAE, closes 30%); closes most: M = 128 (30%)" in text
+    assert text.endswith("Not measurable (low-rank predictive outside its tolerance): rank 8.")
+    chosen = readings.frontier_decision(frontier_record({"broken": setting(1.2, 0.5, of_mean=4.0, quadrature_nodes=3)},
                                                         {"setting": "broken", "reason": "closes 50%"}), 1.5, 0.2)
-    assert "(but broken is not measurable: the low-rank" in chosen and "Fastest valid" not in chosen
+    assert "(but 3 nodes is not measurable: the low-rank" in chosen and "Fastest valid" not in chosen
+
+
+def test_a_frontier_setting_is_named_by_the_options_it_changes():
+    assert readings.setting_label("m128_kmeans_g1_r16_q5", {
+        "model": "gp", "error_images": 50000, "error_inducing": 128, "error_inducing_placement": "kmeans",
+        "error_kernel_groups": 1, "error_variance_rank": 16, "quadrature_nodes": 5}) == \
+        "M = 128, k-means, one kernel, rank 16, 5 nodes"
+    assert readings.setting_label("knn10", {"error_model": "knn", "error_neighbours": 10}) == \
+        "10 nearest neighbours' errors (control)"
+    assert readings.setting_label("sa", {"model": "savae"}) == "SA-VAE's refinement"
+    assert readings.setting_label("r4_default", {"model": "gp", "error_images": 50000}) == "R4's defaults"
 
 
 def rows_for(gain_per_seed, ratio=1.2, rho=None, rho_elbo=None, auroc=None, auroc_elbo=None):

@@ -96,7 +96,9 @@ class Design:
     def protocol(self, run: str = "gp") -> str:
         """How the records were measured: images per seed (the draw), the share whose q* converged, seeds."""
         kept, drawn = self.kept(run)
-        return (f"{images_text(listed(self.drawn.values()), self.subset_seed)} per seed, of which {kept:,} of "
+        counts = set(self.drawn.values())
+        count = counts.pop() if len(counts) == 1 else listed(self.drawn.values())
+        return (f"{images_text(count, self.subset_seed)} per seed, of which {kept:,} of "
                 f"{drawn:,} ({kept / drawn:.1%}) with q* converged, seeds {listed(self.seeds(run))}") if drawn else ""
 
 
@@ -147,8 +149,7 @@ def status(design: Design | None, run: str = "gp", labels: dict[str, str] | None
     measured = design.seeds(run)
     if not measured:
         return (f"The claim's own design ({design.spec['images']:,} images per seed) has no record yet: "
-                "`make converged` measures it (the VAE's gap decomposition on those images first, about an hour "
-                "per seed on one CPU thread).")
+                "`make converged` measures it (the VAE's gap decomposition on those images first).")
     return (f"The claim's own design: {len(measured)} of {len(design.declared.get(run, []))} seeds of "
             f"{(labels or {}).get(run, run)} measured"
             + ("." if design.complete(run) else "; the landing page decides on it once every seed has it."))

@@ -267,7 +267,7 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     against = "; ".join(f"{name} {mean(values)}{lead(name)}: {decided.details[name]}"
                         for name, values in controls.items())
     line = (f"**3. The GP's variance measures posterior difficulty — {decided.outcome}.** {strongest.name.capitalize()} "
-            f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images} test images per seed: "
+            f"{dataset_label(dataset)}, Spearman ρ with the per-image amortization gap, {images:,} test images per seed: "
             f"GP-RF (R4) {mean(own)}, above chance: {decided.details['chance']}; against {against}.")
     pending = strongest.design
     if pending is not None and pending.dataset == dataset:
@@ -276,7 +276,7 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
     if budget_column is not None:
         small, small_own, _, small_images = _difficulty(budget_column, run, dataset)
         if len(small_own):
-            line += (f" At {budget_column.name} ({small_images} images per seed, no nearest-neighbour control): "
+            line += (f" At {budget_column.name} ({small_images:,} images per seed, no nearest-neighbour control): "
                      f"{small.outcome}.")
     return line
 
@@ -364,7 +364,7 @@ def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist
         rows.append(row)
     return pd.DataFrame(rows).fillna("").style.hide(axis="index").set_caption(
         f"{evidence.name.capitalize()}, {dataset_label(dataset)}: Spearman ρ of each score with the per-image "
-        f"amortization gap of the VAE, {images} test images per seed ({neighbours}); the GP's own row: its lead over chance (ρ = 0). A control whose mean ρ is negative enters reversed. Verdict: {decided.criterion}; "
+        f"amortization gap of the VAE, {images:,} test images per seed ({neighbours}); the GP's own row: its lead over chance (ρ = 0). A control whose mean ρ is negative enters reversed. Verdict: {decided.criterion}; "
         f"the claim: {decided.outcome}.")
 
 

@@ -239,6 +239,24 @@ def frontier_rows(record: dict) -> tuple[dict, dict]:
     return measured, measured["settings"]
 
 
+def setting_label(name: str, options: dict) -> str:
+    """A frontier setting in words, from the options it changes (the grid's ``frontier.settings``):
+    ``"M = 128, k-means; one kernel, rank 16, 5 nodes"``; R4's defaults where it changes none."""
+    if name == "vae":
+        return "the VAE"
+    if options.get("model") == "savae":
+        return "SA-VAE's refinement"
+    if options.get("error_model") == "knn":
+        return f"{options.get('error_neighbours', '')} nearest neighbours' errors (control)".lstrip()
+    words = [f"M = {options['error_inducing']}" if "error_inducing" in options else "",
+             "k-means" if options.get("error_inducing_placement") == "kmeans" else "",
+             "one kernel" if options.get("error_kernel_groups") == 1 else "",
+             f"rank {options['error_variance_rank']}" if options.get("error_variance_rank") else "",
+             f"{options['quadrature_nodes']} nodes" if "quadrature_nodes" in options else "",
+             "features + moments" if options.get("error_inputs") == "features_and_moments" else ""]
+    return ", ".join(w for w in words if w) or "R4's defaults"
+
+
 def frontier_premise(row: dict) -> str | None:
     """Why a frontier setting's gap closed, log p̂ and Spearman are not measurable (a broken low-rank predictive)."""
     return validity.low_rank_premise(row["variance_error"])
@@ -253,7 +271,7 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
     for label, row in rows.items():
         premise = frontier_premise(row)
         best = max((v for v in row["spearman"].values() if v == v), default=math.nan)
-        table.append({"setting": label, "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
+        table.append({"setting": setting_label(label, row["options"]), "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
                       "infer × VAE (batch 1)": f"{row['ratio_to_vae']['1']:.2f}",
                       "MACs / image [M] (× VAE)": f"{row['macs_per_image'] / 1e6:.2f} ({row['macs_ratio_to_vae']:.2f})",
                       "gap closed [%]": validity.shown(100 * row["gap_closed"], premise, brief=True),
@@ -262,15 +280,14 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
                       "variance error of the mean [%]": "–" if row["variance_error"] is None else
                       f"{100 * row['variance_error']['of_mean']:.2f}"})
     timing = measured["timing"]["100"]
-    styler = pd.DataFrame(table).set_index("setting").style.format_index(  # long setting names may wrap at "_"
-        lambda label: label.replace("_", "_<wbr>"), axis=0)
-    return styler.set_caption(
+    return pd.DataFrame(table).set_index("setting").style.set_caption(
         f"{dataset_label(record['dataset'])}, seed {record['seed']}: {images_text(measured['n'], measured.get('subset_seed'))}, "
         f"mean amortization gap of the VAE {measured['gap']:.2f} nats, K = {measured['eval_k']}; median of "
         f"{measured['repeats']} interleaved repeats on {measured['device']}, {timing['threads']} thread(s), load average "
         f"{timing['load_average']} during the timing; commit {measured['git_commit'][:12]}. Not measurable (a low-rank predictive whose total variance is off "
-        f"the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%}): " + (", ".join(
-            f"{label} ({row['variance_error']['of_mean']:.0%})" for label, row in rows.items() if frontier_premise(row))
+        f"the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%}): " + ("; ".join(
+            f"{setting_label(label, row['options'])} ({row['variance_error']['of_mean']:.0%})" for label, row in rows.items()
+            if frontier_premise(row))
             or "none") + ".")
 
 
@@ -285,14 +302,20 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
     fastest = min(valid, key=lambda label: valid[label]["ratio_to_vae"]["100"], default=None)
     most = max(valid, key=lambda label: valid[label]["gap_closed"], default=None)
     chosen = decision["setting"]
-    text = (f"Default rule (≤ {max_ratio}× the VAE's time, ≥ {min_closed:.0%} closed): {chosen or 'no setting qualifies'} "
-            f"— {decision['reason']}"
-            + (f" (but {chosen} is not measurable: {frontier_premise(rows[chosen])})" if chosen in broken else "") + ". ")
+
+    def named(label: str) -> str:
+        return setting_label(label, rows[label]["options"]) if label in rows else label
+
+    text = (f"Default rule (≤ {max_ratio}× the VAE's time, ≥ {min_closed:.0%} closed): "
+            f"{named(chosen) if chosen else 'no setting qualifies'} — {decision['reason']}"
+            + (f" (but {named(chosen)} is not measurable: {frontier_premise(rows[chosen])})" if chosen in broken else "")
+            + ". ")
     if fastest:
-        text += (f"Fastest valid GP setting: {fastest} ({valid[fastest]['ratio_to_vae']['100']:.2f}× the VAE, closes "
-                 f"{valid[fastest]['gap_closed']:.0%}); closes most: {most} ({valid[most]['gap_closed']:.0%}). ")
+        text += (f"Fastest valid GP setting: {named(fastest)} ({valid[fastest]['ratio_to_vae']['100']:.2f}× the VAE, "
+                 f"closes {valid[fastest]['gap_closed']:.0%}); closes most: {named(most)} "
+                 f"({valid[most]['gap_closed']:.0%}). ")
     if broken:
-        text += f"Not measurable (low-rank predictive outside its tolerance): {', '.join(broken)}."
+        text += f"Not measurable (low-rank predictive outside its tolerance): {'; '.join(map(named, broken))}."
     return text
 
 
@@ -315,13 +338,16 @@ def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = v
         ax.scatter(row["ratio_to_vae"]["100"], 100 * row["gap_closed"], color=colour, zorder=3)
         ax.annotate(str(number), (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8,
                     xytext=(3, 3 + 7 * (number % 2)), textcoords="offset points")  # neighbours alternate heights
-    ax.text(1.02, 1.0, "\n".join(f"{number}  {label}" for number, label in enumerate(drawn, start=1)),
+    ax.text(1.02, 1.0, "\n".join(f"{number}  {setting_label(label, rows[label]['options'])}"
+                                  for number, label in enumerate(drawn, start=1)),
             transform=ax.transAxes, va="top", fontsize=8, family="monospace")  # the key, outside the data
     ax.axvline(max_ratio, color="C3", lw=1, ls="--", label=f"{max_ratio}× the VAE's time")
     ax.axhline(100 * min_closed, color="C2", lw=1, ls=":", label=f"{min_closed:.0%} of the gap")
     broken = [label for label, row in rows.items() if frontier_premise(row)]
     if broken:
-        ax.set_title(textwrap.fill(f"not drawn (low-rank predictive not measurable): {', '.join(broken)}", 70), fontsize=8)
+        ax.set_title(textwrap.fill("not drawn (low-rank predictive not measurable): "
+                                   + "; ".join(setting_label(label, rows[label]["options"]) for label in broken), 70),
+                     fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("inference time × the VAE's (batch 100, CPU, log scale)")
     ax.set_ylabel("share of the VAE's amortization gap closed [%]")
