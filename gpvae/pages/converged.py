@@ -8,6 +8,7 @@ import math
 import textwrap
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 import numpy as np
 import pandas as pd
 
@@ -106,41 +107,40 @@ def literature_lines(records: list[dict], k_curves: pd.DataFrame, labels: dict) 
     return "\n".join(lines)
 
 
+SEED_STYLES = ("-", "--", "-.", ":")  # a seed's line style, the same in every panel
+
+
 def curves_figure(records: list[dict], small_records: list[dict], labels: dict) -> Figure:
-    """Validation ELBO [nats] against the epoch, one panel per converged model, its seeds as lines of one
-    colour (dotted: best epoch); in the VAE's panel, in grey dashes on top, the 20-epoch grid's VAE of the same
-    seeds up to its last epoch (a vertical dashed line). A panel of runs longer than 100 epochs has a logarithmic epoch axis, so that their first 20 epochs
-    (and the 20-epoch grid's whole run) take a readable part of it."""
+    """Validation ELBO [nats] against the epoch (log scale, so that a run's first 20 epochs and the 20-epoch grid
+    take a readable part of it), one panel per converged model in its colour, one line style per seed (dotted
+    vertical lines: best epochs); in the VAE's panel, in grey, the 20-epoch grid's VAE of the same seeds up to
+    its last epoch (a vertical dashed line). One legend under the panels."""
     traced = [r for r in records if r.get("history")]
     runs = list(dict.fromkeys(r["run"] for r in traced))
     columns = min(len(runs), 3) or 1
     rows = max(1, math.ceil(len(runs) / columns))
-    fig, axes = subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows + 0.6), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, columns, figsize=(3.3 * columns, 2.5 * rows + 0.6), squeeze=False, sharey=True)
     small_vae = [r for r in small_records if r["dataset"] == "mnist" and r["run"] == "vae" and r.get("history")]
     if traced:  # from the 5th percentile of the converged curves, or the 20-epoch VAE from its 5th epoch if lower
         low = min([pd.DataFrame(r["history"])["valid_elbo"].quantile(0.05) for r in traced]
                   + [min(h["valid_elbo"] for h in r["history"][4:]) - 1 for r in small_vae if len(r["history"]) > 4])
         high = max(max(h["valid_elbo"] for h in r["history"]) for r in traced)
+    seeds = sorted({r["seed"] for r in traced})
     for ax, run in zip(axes.flat, runs):
-        mine = sorted((r for r in traced if r["run"] == run), key=lambda r: r["seed"])
-        shades = np.linspace(1.0, 0.55, len(mine))
-        for shade, record in zip(shades, mine):
-            colour = tuple(shade * np.array(MODEL_COLOURS.get(run, (0.2, 0.2, 0.6))))
+        colour = MODEL_COLOURS.get(run, (0.2, 0.2, 0.6))
+        for record in sorted((r for r in traced if r["run"] == run), key=lambda r: r["seed"]):
             history = pd.DataFrame(record["history"])
-            ax.plot(history["epoch"], history["valid_elbo"], color=colour, lw=1, label=f"seed {record['seed']}")
-            ax.axvline(record["best_epoch"], color=colour, lw=0.6, ls=":")
-        for i, record in enumerate(small_vae if run == "vae" else []):
+            style = SEED_STYLES[seeds.index(record["seed"]) % len(SEED_STYLES)]
+            ax.plot(history["epoch"], history["valid_elbo"], color=colour, lw=1.1, ls=style)
+            ax.axvline(record["best_epoch"], color=colour, lw=0.8, ls=":")
+        for record in small_vae if run == "vae" else []:
             history = pd.DataFrame(record["history"])
-            ax.plot(history["epoch"], history["valid_elbo"], color="0.45", lw=1.6, ls="--", zorder=3,
-                    label=None if i else "20-epoch grid (to its last epoch)")
+            ax.plot(history["epoch"], history["valid_elbo"], color="0.45", lw=2.0, alpha=0.7, zorder=3)
             ax.axvline(history["epoch"].max(), color="0.45", lw=1, ls="--")
         ax.set_title(textwrap.fill(labels.get(run, run), 32), fontsize=9)
-        long = max((len(r["history"]) for r in mine), default=0) > 100
-        if long:
-            ax.set_xscale("log")
-        ax.set_xlabel("epoch (log scale)" if long else "epoch")
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch (log scale)")
         ax.set_ylim(low, high + 0.05 * (high - low))
-        ax.legend(fontsize=7, loc="lower right", frameon=True)
     for ax in axes[:, 0]:
         ax.set_ylabel("validation ELBO [nats]")
     for ax in list(axes.flat)[len(runs):]:
@@ -148,7 +148,13 @@ def curves_figure(records: list[dict], small_records: list[dict], labels: dict) 
     if not traced:
         axes[0, 0].text(0.5, 0.5, "no converged record with a history yet", ha="center", va="center",
                         transform=axes[0, 0].transAxes)
+    handles = [Line2D([], [], color="0.3", lw=1.1, ls=SEED_STYLES[i % len(SEED_STYLES)], label=f"seed {seed}")
+               for i, seed in enumerate(seeds)]
+    if small_vae:
+        handles.append(Line2D([], [], color="0.45", lw=2.0, alpha=0.7, label="20-epoch grid's VAE (to its last epoch)"))
     fig.tight_layout()
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig
 
 
