@@ -89,16 +89,18 @@ class ScreenPage:
 
     def amplitude_figure(self) -> Figure:
         """The kernel amplitude [output units², log scale] per epoch of R1 and of each screened reading, one
-        panel per dataset, one line per run and seed; the legend below the panels."""
-        datasets = list(self.grid.datasets)
+        panel per dataset, one line per run and seed, each run in its own line style so that runs whose
+        amplitudes coincide stay visible (R1 first, the readings over it); the legend below the panels."""
+        datasets, runs = list(self.grid.datasets), ("gp_paper", *READINGS)
+        styles = dict(zip(runs, ("-", "--", ":", "-.")))
         fig, axes = subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.4), squeeze=False, sharey=True)
         for ax, dataset in zip(axes[0], datasets):
-            for record in sorted(self.records, key=lambda r: (r["run"], r["seed"])):
+            for record in sorted(self.records, key=lambda r: (runs.index(r["run"]) if r["run"] in runs else -1, r["seed"])):
                 history = [h for h in record.get("history", []) if AMPLITUDE in h]
-                if record["dataset"] != dataset or record["run"] not in (*READINGS, "gp_paper") or not history:
+                if record["dataset"] != dataset or record["run"] not in runs or not history:
                     continue
                 ax.plot([h["epoch"] for h in history], [max(h[AMPLITUDE], 1e-12) for h in history],
-                        color=MODEL_COLOURS.get(record["run"]), lw=1.2, alpha=0.85,
+                        color=MODEL_COLOURS.get(record["run"]), lw=1.6, ls=styles[record["run"]],
                         label=self.labels[record["run"]] if record["seed"] == min(self.grid.seeds) else None)
             ax.set_yscale("log")
             ax.set_xlabel("epoch")
