@@ -68,6 +68,16 @@ def test_the_fastest_reported_setting_is_a_valid_one():
     assert "(but 3 nodes is not measurable: the low-rank" in chosen and "Fastest valid" not in chosen
 
 
+def test_a_setting_that_loses_elbo_but_gains_log_likelihood_is_explained():
+    record = frontier_record({"wide": setting(3.0, -0.02, test_ll=-87.9, error_inducing=64),
+                              "narrow": setting(3.0, -0.02, test_ll=-88.1, error_inducing=32),
+                              "broken": setting(3.0, -0.02, test_ll=-87.9, of_mean=4.0, error_variance_rank=8)})
+    record["runs"]["vae"]["settings"]["vae"]["test_ll"] = -88.0
+    text = readings.frontier_decision(record, 1.5, 0.2)
+    assert "Lower ELBO but higher log p̂ than the VAE: M = 64. " in text and "a wider proposal" in text
+    assert readings.frontier_disagreement(frontier_record({"good": setting(2.0, 0.3, test_ll=-87.0)})) == ""
+
+
 def test_a_frontier_setting_is_named_by_the_options_it_changes():
     assert readings.setting_label("m128_kmeans_g1_r16_q5", {
         "model": "gp", "error_images": 50000, "error_inducing": 128, "error_inducing_placement": "kmeans",

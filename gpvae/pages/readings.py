@@ -315,8 +315,25 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
                  f"closes {valid[fastest]['gap_closed']:.0%}); closes most: {named(most)} "
                  f"({valid[most]['gap_closed']:.0%}). ")
     if broken:
-        text += f"Not measurable (low-rank predictive outside its tolerance): {'; '.join(map(named, broken))}."
-    return text
+        text += f"Not measurable (low-rank predictive outside its tolerance): {'; '.join(map(named, broken))}. "
+    return (text + frontier_disagreement(record)).strip()
+
+
+def frontier_disagreement(record: dict) -> str:
+    """Where a measurable setting's q̄ loses ELBO against the VAE's Gaussian (a negative share of the gap closed)
+    yet gains log p̂, a sentence naming those settings and why the two can disagree; else ``""``."""
+    _, rows = frontier_rows(record)
+    vae = rows.get("vae", {}).get("test_ll")
+    both = [setting_label(label, row["options"]) for label, row in rows.items()
+            if label != "vae" and frontier_premise(row) is None and vae is not None
+            and row["gap_closed"] < 0 and row["test_ll"] > vae]
+    if not both:
+        return ""
+    return (f"Lower ELBO but higher log p̂ than the VAE: {'; '.join(both)}. The two measure different things: q̄ averages "
+            "the encoder's Gaussian over the GP's uncertainty, a wider proposal, which costs ELBO (its mass where the "
+            "posterior has little) and helps importance sampling (its tails cover the posterior's); the converged "
+            "chapter's proposal control widens the VAE's own Gaussian to measure how much of such a gain width alone "
+            "buys.")
 
 
 def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = verdicts.SPEED_TARGET,
