@@ -336,6 +336,16 @@ def test_recorded_settings_are_the_keys_a_measurement_takes_now():
     assert schema.recorded_settings(record, "ais") != converged.measurement_settings("ais", "mnist")
 
 
+def test_a_change_of_how_values_are_analysed_measures_nothing_again():
+    converged = Grid.of("converged")
+    settings = converged.measurement_settings("difficulty_large", "mnist")
+    assert {"images", "subset_seed", "reference"} <= set(settings) and not {"combination", "resamples"} & set(settings)
+    record = {"difficulty_large": {**converged.spec["difficulty_large"], "resamples": 10, "combination": ["a", "b"]}}
+    assert schema.recorded_settings(record, "difficulty_large") == settings
+    record["difficulty_large"]["images"] = 500  # another draw: measured again
+    assert schema.recorded_settings(record, "difficulty_large") != settings
+
+
 def test_a_first_settings_file_is_dated_now_where_a_committed_record_holds_other_settings(tmp_path):
     converged = Grid.of("converged").replace(runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
     record = converged.layout.run_measurement_path("ais", "mnist", "vae", 0)

@@ -18,6 +18,9 @@ MEASUREMENT_KEYS = {"k_curve": ("runs", "eval_ks", "max_test"), "difficulty": ("
                     "frontier": ("runs", "settings", "repeats"),
                     "ood": ("runs", "images", "subset_seed", "sets", "ood_seed", "elbo_samples"),
                     "proposal_control": ("runs", "valid_images")}
+# Keys of a measurement that fix how its values are analysed, not what is measured: declared in the grid before
+# any value, read by the pages; changing one measures nothing again.
+ANALYSIS_KEYS = {"difficulty_large": ("combination", "resamples")}
 # Keys of a measurement that count images, chains, samples or repeats: positive integers.
 POSITIVE_MEASUREMENT_KEYS = {"k_curve": ("max_test",), "difficulty_large": ("images", "resamples"), "bdmc": ("images", "chains"), "ais": ("subset", "chains"),
                              "frontier": ("repeats",), "ood": ("images", "elbo_samples"),
@@ -35,6 +38,7 @@ DATASET_ONLY_KEYS = ("skip", "seeds", "evaluation", "overrides", *MEASUREMENT_KE
 def recorded_settings(record: dict, name: str) -> dict:
     """The settings a record of measurement ``name`` was made with: the values of the keys the measurement
     takes (None where the record lacks a key), without the runs it covers. A key it does not take is not a
-    setting of it (ais's L, which the BDMC certificate fixes and the record's ``settings`` state)."""
+    setting of it (ais's L, which the BDMC certificate fixes and the record's ``settings`` state), nor is a key of
+    its analysis (:data:`ANALYSIS_KEYS`)."""
     spec = record.get(name) or {}
-    return {k: spec.get(k) for k in MEASUREMENT_KEYS[name] if k != "runs"}
+    return {k: spec.get(k) for k in MEASUREMENT_KEYS[name] if k != "runs" and k not in ANALYSIS_KEYS.get(name, ())}
