@@ -157,9 +157,7 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
     torch.manual_seed(config.seed)
     own = posterior_difficulty(model, images, config.batch_size, dev)
     baseline = difficulty_scores(reference, images, GAP_ELBO_SAMPLES, config.batch_size, dev)
-    controls = ({NEIGHBOUR_CONTROL: neighbour_distances(model, model.fit_images(data, config.seed), images,
-                                                        batch_size=config.batch_size, device=dev)}
-                if hasattr(model, "fit_images") else {})
+    controls = neighbour_control(model, data, config, [images], dev)[0]
     scores = {**own, **baseline, **controls}
     result = {"n": len(gap), "reference": str(reference_dir), "scores_of_reference": sorted(baseline),
               "controls": sorted(controls),
@@ -173,6 +171,16 @@ def difficulty_run(run_dir: str | Path, reference_dir: str | Path, data_dir: str
               "run_dir": str(run_dir), **provenance(dev)}
     write_json(measurement_file(run_dir, name), result)
     return result
+
+
+def neighbour_control(model, data, config, image_sets: list[torch.Tensor], device) -> list[dict[str, list[float]]]:
+    """Per tensor of ``image_sets``, ``{NEIGHBOUR_CONTROL: distances}`` for a GP-RF model fitted to images
+    (:func:`gpvae.evaluation.neighbour_distances` to the training images of its fit), else ``{}``."""
+    if not hasattr(model, "fit_images"):
+        return [{} for _ in image_sets]
+    stored = model.fit_images(data, config.seed)
+    return [{NEIGHBOUR_CONTROL: neighbour_distances(model, stored, images, batch_size=config.batch_size, device=device)}
+            for images in image_sets]
 
 
 def converged_images(gaps: dict, batch_size: int) -> list[bool]:
@@ -190,10 +198,11 @@ def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int 
             elbo_samples: int, data_dir: str | None = None, device: str | None = None) -> dict:
     """Do a run's difficulty scores (:func:`gpvae.evaluation.difficulty_scores`: the GP's predictive
     variances where the model has them, the encoder's variance, the negative ELBO from ``elbo_samples``
-    draws) flag images of other datasets? ``images`` test images of the run's dataset (the first, or drawn
-    with ``subset_seed``) against ``images`` of each of ``sets`` (:func:`gpvae.data.out_of_distribution`,
-    seed ``ood_seed``). Writes and returns ``RUN_DIR/ood.json``: per set and score the AUROC of "higher
-    means out of distribution" and ROC points."""
+    draws; for a GP-RF run fitted to images, the nearest-neighbour control, :func:`neighbour_control`) flag
+    images of other datasets? ``images`` test images of the run's dataset (the first, or drawn with
+    ``subset_seed``) against ``images`` of each of ``sets`` (:func:`gpvae.data.out_of_distribution`, seed
+    ``ood_seed``). Writes and returns ``RUN_DIR/ood.json``: per set and score the AUROC of "higher means out
+    of distribution" and ROC points."""
     config, data, model, dev = load_run(run_dir, full_test=True, data_dir=data_dir, device=device)
     inside = data.test[_subset(data, images, subset_seed, "ood images")]
     try:
@@ -203,11 +212,13 @@ def ood_run(run_dir: str | Path, sets: list[str], images: int, subset_seed: int 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     scores_in = difficulty_scores(model, inside, elbo_samples, config.batch_size, dev)
-    auc, roc = {}, {}
-    for name, x in outside.items():
-        scores_out = difficulty_scores(model, x, elbo_samples, config.batch_size, dev)
-        auc[name] = {k: auroc(scores_in[k], scores_out[k]) for k in scores_in}
-        roc[name] = {k: roc_curve(scores_in[k], scores_out[k]) for k in scores_in}
+    scores_out = {name: difficulty_scores(model, x, elbo_samples, config.batch_size, dev) for name, x in outside.items()}
+    controls = neighbour_control(model, data, config, [inside, *outside.values()], dev)  # after the seeded draws
+    scores_in |= controls[0]
+    for name, control in zip(outside, controls[1:]):
+        scores_out[name] |= control
+    auc = {name: {k: auroc(scores_in[k], scores_out[name][k]) for k in scores_in} for name in outside}
+    roc = {name: {k: roc_curve(scores_in[k], scores_out[name][k]) for k in scores_in} for name in outside}
     result = {"n": images, "subset_seed": subset_seed, "sets": list(sets), "ood_seed": ood_seed,
               "elbo_samples": elbo_samples, "auroc": auc, "roc": roc, "seconds": time.perf_counter() - started,
               "model": config.model, "dataset": config.dataset, "run_dir": str(run_dir), **provenance(dev)}

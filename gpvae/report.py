@@ -264,14 +264,15 @@ def ais_costs(results_dir: str | Path, names: dict[str, str] | None = None) -> l
     return sentences
 
 
-OOD_COLUMNS = ["dataset", "seed", "run", "ood", "score", "auroc", "n"]
+OOD_COLUMNS = ["dataset", "seed", "run", "ood", "score", "auroc", "n", "subset_seed", "ood_seed"]
 
 
 def load_ood(results_dir: str | Path) -> pd.DataFrame:
     """One row per dataset, seed, run, out-of-distribution set and difficulty score of the ood records
-    (``<dataset>/ood/<run>_seed<s>.json``): the AUROC of "a higher score means another dataset"."""
+    (``<dataset>/ood/<run>_seed<s>.json``): the AUROC of "a higher score means another dataset", with the images
+    per dataset (``n``), the seed of the in-distribution draw (None: the first) and of the other datasets'."""
     rows = [{"dataset": r["dataset"], "seed": r["seed"], "run": r["run"], "ood": ood, "score": score, "auroc": value,
-             "n": r["n"]}
+             "n": r["n"], "subset_seed": r.get("subset_seed"), "ood_seed": r.get("ood_seed")}
             for r in _run_measurements(results_dir, "ood") for ood, scores in r["auroc"].items()
             for score, value in scores.items()]
     return pd.DataFrame(rows, columns=OOD_COLUMNS)

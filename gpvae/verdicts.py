@@ -159,16 +159,38 @@ def ahead_of_baselines(own, baselines: dict[str, object], chance: float = 0.0,
 
 BOOTSTRAP_LEVEL = 0.95  # the central interval of a hierarchical bootstrap that decides a comparison
 BOOTSTRAP_SEED = 0  # the bootstrap's generator seed, fixed with the design
+BOOTSTRAP_CHUNK = 256  # resamples of one seed's images ranked at once (memory: chunk × images × scores)
 
 
 def _spearman_columns(gap: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Spearman ρ of each column of ``scores`` (N, S) with ``gap`` (N,), average ranks for ties; NaN for a
     constant column."""
-    ranked = np.column_stack([rankdata(gap), *(rankdata(column) for column in scores.T)])
+    ranked = rankdata(np.column_stack([gap, scores]), axis=0)
     ranked -= ranked.mean(axis=0)
     norms = np.sqrt((ranked ** 2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (ranked[:, 1:] * ranked[:, :1]).sum(axis=0) / (norms[1:] * norms[0])
+
+
+def _spearman_resampled(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """:func:`_spearman_columns` of ``values[pick]`` for every row ``pick`` of ``index`` (k, M), ``values`` (N, 1 + S)
+    the gap and the scores: (k, S). A resample is a count per image; each column's average ranks come from its
+    tie groups in the full data, weighted by those counts, so that nothing is sorted per resample."""
+    k, (n, columns) = len(index), values.shape
+    counts = np.bincount((np.arange(k)[:, None] * n + index).ravel(), minlength=k * n).reshape(k, n).astype(float)
+    centred = np.empty((k, n, columns))
+    for c in range(columns):
+        order = np.argsort(values[:, c], kind="stable")
+        starts = np.r_[True, np.diff(values[order, c]) != 0]  # a tie group begins
+        in_groups = np.add.reduceat(counts[:, order], np.flatnonzero(starts), axis=1)  # (k, groups)
+        group_ranks = np.cumsum(in_groups, axis=1) - in_groups + (in_groups + 1) / 2
+        centred[:, order, c] = group_ranks[:, np.cumsum(starts) - 1]
+    centred -= (index.shape[1] + 1) / 2
+    weighted = counts[..., None] * centred
+    covariance = (weighted[..., 1:] * centred[..., :1]).sum(axis=1)
+    variance = (weighted * centred).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return covariance / np.sqrt(variance[:, 1:] * variance[:, :1])
 
 
 def bootstrap_outcome(low: float, high: float) -> str:
@@ -196,9 +218,10 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
     signs = np.array([1.0] + [-1.0 if oriented(full[:, 1 + j])[1] else 1.0 for j in range(len(baselines))])
     reversed_ = tuple(b for b, sign in zip(baselines, signs[1:]) if sign < 0)
 
-    def statistic(rhos: np.ndarray) -> np.ndarray:  # (seeds drawn, scores) -> (comparisons,)
+    def statistic(rhos: np.ndarray) -> np.ndarray:  # (..., seeds drawn, scores) -> (..., comparisons)
         oriented_rhos = rhos * signs
-        return np.nanmean(np.column_stack([oriented_rhos[:, :1], oriented_rhos[:, :1] - oriented_rhos[:, 1:]]), axis=0)
+        return np.nanmean(np.concatenate([oriented_rhos[..., :1], oriented_rhos[..., :1] - oriented_rhos[..., 1:]],
+                                         axis=-1), axis=-2)
 
     if len(seeds) < MIN_SEEDS:  # as for a paired difference: one seed resolves nothing (its estimate is shown)
         estimate = statistic(full)
@@ -208,15 +231,20 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
                        reversed_)
     generator = np.random.default_rng(seed)
     values = {s: (per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float)) for s in seeds}
-    draws = np.empty((resamples, 1 + len(baselines)))
+    drawn = np.empty((resamples, len(seeds)), dtype=int)  # resample b's j-th drawn seed, and its images
+    picks: dict[int, list[tuple[int, int, np.ndarray]]] = {s: [] for s in seeds}
     for b in range(resamples):
-        drawn = generator.choice(seeds, size=len(seeds), replace=True)
-        rhos = []
-        for s in drawn:
-            gap, scores = values[s]
-            pick = generator.integers(0, len(gap), len(gap))
-            rhos.append(_spearman_columns(gap[pick], scores[pick]))
-        draws[b] = statistic(np.array(rhos))
+        drawn[b] = generator.choice(seeds, size=len(seeds), replace=True)
+        for j, s in enumerate(drawn[b]):
+            picks[s].append((b, j, generator.integers(0, len(values[s][0]), len(values[s][0]))))
+    rhos = np.empty((resamples, len(seeds), len(columns)))
+    for s, drawn_here in picks.items():  # every resample of one seed's images, in chunks
+        both = np.column_stack(values[s])
+        for start in range(0, len(drawn_here), BOOTSTRAP_CHUNK):
+            chunk = drawn_here[start:start + BOOTSTRAP_CHUNK]
+            index = np.stack([pick for _, _, pick in chunk])
+            rhos[[b for b, _, _ in chunk], [j for _, j, _ in chunk]] = _spearman_resampled(both, index)
+    draws = statistic(rhos)
     tail = (1 - BOOTSTRAP_LEVEL) / 2 * 100
     low, high = np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
     estimate = statistic(full)

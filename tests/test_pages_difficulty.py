@@ -3,9 +3,10 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from gpvae import verdicts
+from gpvae import report, verdicts
 from gpvae.layout import Layout
 from gpvae.pages import difficulty
 
@@ -106,3 +107,28 @@ def test_one_seed_resolves_nothing_and_a_null_draw_is_refused(tmp_path):
         Grid(spec)
     with pytest.raises(ConfigError, match="combination takes two different scores"):
         Grid(Grid.of("converged").spec | {"difficulty_large": {**SPEC, "combination": ["negative_elbo", "negative_elbo"]}})
+
+
+def ood_rows(own: list[float], elbo: list[float], knn: list[float]):
+    """AUROC rows of R4's GP variance, the VAE's −ELBO and encoder variance and R4's neighbour control, per seed."""
+    rows = [{"dataset": "mnist", "seed": seed, "run": run, "ood": "omniglot", "score": score, "auroc": value, "n": 2000,
+             "subset_seed": 2027, "ood_seed": 0}
+            for run, score, values in (("gp", "mean_function_variance", own), ("vae", "negative_elbo", elbo),
+                                       ("vae", "encoder_variance", [0.3] * len(own)),
+                                       ("gp", "training_neighbour_distance", knn))
+            for seed, value in enumerate(values)]
+    return pd.DataFrame(rows, columns=report.OOD_COLUMNS)
+
+
+def test_the_ood_table_sets_the_gp_variance_against_the_elbo_and_the_neighbours():
+    labels = {"gp": "R4"}
+    table = difficulty.ood_table(ood_rows([0.90, 0.91, 0.89], [0.85, 0.86, 0.83], [0.95, 0.97, 0.96]), labels)
+    rows = table.data.set_index("score")["R4's GP variance ahead by"]
+    assert rows["R4: GP variance"].endswith(verdicts.HOLDS)  # over chance
+    assert rows["the VAE's −ELBO"] == f"0.053 ± 0.006: {verdicts.HOLDS}"
+    assert rows["the VAE's encoder variance"].endswith(f"{verdicts.HOLDS} (reversed)")  # 0.3: better as 0.7
+    assert rows[f"the distance to the {difficulty.NEIGHBOURS} nearest training images"].endswith(verdicts.FAILS)
+    assert "2,000 test images drawn at random (subset seed 2027)" in table.caption and "seeds 0, 1, 2" in table.caption
+    one_seed = difficulty.ood_table(ood_rows([0.90], [0.85], [0.95]), labels).data.set_index("score")
+    assert one_seed.loc["the VAE's −ELBO", "R4's GP variance ahead by"].endswith(verdicts.NOT_RESOLVED)
+    assert difficulty.ood_table(ood_rows([], [], []), labels) is None

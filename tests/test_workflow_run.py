@@ -121,7 +121,7 @@ def test_ood_record_scores_the_images_of_other_datasets_by_every_difficulty_scor
     assert gp["ood"]["sets"] == ["fashion_mnist", "omniglot"] and gp["n"] == 6 and gp["wall_seconds"] > 0
     assert set(gp["auroc"]) == set(gp["roc"]) == {"fashion_mnist", "omniglot"}
     assert set(gp["auroc"]["omniglot"]) == {"mean_function_variance", "variance_function_variance", "encoder_variance",
-                                            "negative_elbo"}
+                                            "negative_elbo", "training_neighbour_distance"}  # with its control
     assert set(vae["auroc"]["omniglot"]) == {"encoder_variance", "negative_elbo"}
     assert all(0 <= v <= 1 for scores in gp["auroc"].values() for v in scores.values())
     # R4 keeps its VAE's encoder: the encoder's variance is one score, so one AUROC
