@@ -320,9 +320,14 @@ def test_the_ais_and_is_orderings_count_models_not_controls(tmp_path):
 
 
 def test_the_error_fit_line_counts_the_batches_whose_q_star_converged():
-    fit = {"svi": {"images": 200, "max_steps": 5000, "batches": [{"converged": True}, {"converged": False}]}}
+    fit = {"svi": {"images": 2000, "max_steps": 5000, "batches": [{"converged": True}, {"converged": False}]}}
     records = [dict(record("mnist", "gp_heldout", s, -90.0), fits=[fit]) for s in (0, 1)]
     line = converged.error_fit_line(records, "gp_heldout", {"gp_heldout": "R4 held out"})
     assert line == ("- R4 held out: q* of the observed errors met its SVI criterion in 2 of 4 batches (50%) over 2 "
-                    "seed(s), 200 images per fit, at most 5000 steps.")
+                    "seed(s), 2,000 images per fit, at most 5000 steps.")
+    explained = {"mean": {"explained_on_fit_subset": 0.1}, "log_variance": {"explained_on_fit_subset": 0.2}}
+    records = [dict(r, fits=[dict(fit, error_model=explained)]) for r in records]
+    assert converged.error_fit_line(records, "gp_heldout", {}).endswith(
+        "; the GP explains 10% of the mean errors' variance and 20% of the log-variance errors' variance on its fit "
+        "subset.")
     assert converged.error_fit_line(records, "gp", {}) == ""

@@ -57,11 +57,12 @@ def restart_clause(lost: list[dict]) -> str:
             "in the first epoch")
 
 
-def listed(values) -> str:
-    """``"1000"``, ``"0, 1, 2"``: the distinct values of a protocol setting, sorted (NaN and None left out)."""
+def listed(values, counts: bool = False) -> str:
+    """``"1000"``, ``"0, 1, 2"``: the distinct values of a protocol setting, sorted (NaN and None left out);
+    with ``counts``, numbers of images and the like, with thousands separators (``"2,000"``)."""
     distinct = sorted({int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
                        for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}, key=str)
-    return ", ".join(map(str, distinct)) if distinct else "–"
+    return ", ".join(f"{v:,}" if counts and isinstance(v, (int, np.integer)) else str(v) for v in distinct) or "–"
 
 
 def subplots(rows: int = 1, columns: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **options):

@@ -322,15 +322,22 @@ def comparisons(run: str, others: list[str], runs: pd.DataFrame, ais: pd.DataFra
 
 def error_fit_line(records: list[dict], run: str, labels: dict) -> str:
     """How far the per-image SVI behind ``run``'s observed errors went, over its records: the batches whose q*
-    met the SVI criterion, of all, with the images and the step cap of its last fit; empty without a fit."""
-    fits = [r["fits"][-1]["svi"] for r in records if r["run"] == run and r.get("fits")]
-    if not fits:
+    met the SVI criterion, of all, with the images and the step cap of its last fit, and the share of the
+    errors' variance its GP explains on the fit's subset (mean over seeds, per error model); empty without a fit."""
+    last = [r["fits"][-1] for r in records if r["run"] == run and r.get("fits")]
+    if not last:
         return ""
+    fits = [fit["svi"] for fit in last]
     batches = [b for fit in fits for b in fit["batches"]]
     met = sum(bool(b["converged"]) for b in batches)
+    explained = {name: np.mean([fit["error_model"][name]["explained_on_fit_subset"] for fit in last])
+                 for name in ("mean", "log_variance") if all(name in fit.get("error_model", {}) for fit in last)}
     return (f"- {labels.get(run, run)}: q* of the observed errors met its SVI criterion in {met} of {len(batches)} "
-            f"batches ({met / len(batches):.0%}) over {len(fits)} seed(s), {listed(f['images'] for f in fits)} images "
-            f"per fit, at most {listed(f['max_steps'] for f in fits)} steps.")
+            f"batches ({met / len(batches):.0%}) over {len(fits)} seed(s), {listed((f['images'] for f in fits), counts=True)} images "
+            f"per fit, at most {listed(f['max_steps'] for f in fits)} steps"
+            + ("; the GP explains " + " and ".join(f"{share:.0%} of the {name.replace('_', '-')} errors' variance"
+                                                   for name, share in explained.items()) + " on its fit subset"
+               if explained else "") + ".")
 
 
 def training_lines(records: list[dict], runs: list[str], seeds: list[int], grid_seeds: list[int], labels: dict) -> str:

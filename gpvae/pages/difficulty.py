@@ -96,9 +96,7 @@ class Design:
     def protocol(self, run: str = "gp") -> str:
         """How the records were measured: images per seed (the draw), the share whose q* converged, seeds."""
         kept, drawn = self.kept(run)
-        counts = set(self.drawn.values())
-        count = counts.pop() if len(counts) == 1 else listed(self.drawn.values())
-        return (f"{images_text(count, self.subset_seed)} per seed, of which {kept:,} of "
+        return (f"{images_text(listed(self.drawn.values(), counts=True), self.subset_seed)} per seed, of which {kept:,} of "
                 f"{drawn:,} ({kept / drawn:.1%}) with q* converged, seeds {listed(self.seeds(run))}") if drawn else ""
 
 
