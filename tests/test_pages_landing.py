@@ -207,11 +207,12 @@ def test_difficulty_is_decided_on_its_own_design_once_every_seed_has_it(tmp_path
     line = landing.difficulty_line(evidence(difficulty=subset, design=Design.load(design_grid(tmp_path / "a", AHEAD))))
     assert line.startswith(f"**3. The GP's variance measures posterior difficulty — {verdicts.HOLDS}.**")
     assert "per seed, of which 900 of 900 (100.0%) with q* converged" in line
-    assert line.endswith(f"On the 2000-image gap subset: {verdicts.FAILS}.")
+    assert line.endswith(f"On the 2,000-image gap subset: {verdicts.FAILS}.")
     found = evidence(difficulty=subset, design=Design.load(design_grid(tmp_path / "a", AHEAD)))
     summary = landing.summary_lines(found)[2]  # the short line agrees with the long one, numbers included
     assert summary.startswith(f"**3. The GP's variance measures posterior difficulty — {verdicts.HOLDS}.**")
     assert "(hierarchical bootstrap); ahead of chance, the VAE's −ELBO" in summary and "behind" not in summary
+    assert "Converged MNIST, 300 drawn test images × 3 seeds: ρ of the GP's variance" in summary  # the brief protocol
     partial = Design.load(design_grid(tmp_path / "b", AHEAD, seeds=(0,)))
     line = landing.difficulty_line(evidence(difficulty=subset, design=partial))
     assert f"— {verdicts.FAILS}.**" in line and "(300 images per seed, decided by a hierarchical bootstrap): 1 of 3 seeds" in line

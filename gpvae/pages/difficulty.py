@@ -93,6 +93,11 @@ class Design:
             self._decided[(run, own)] = decided
         return self._decided[(run, own)]
 
+    def brief(self, run: str = "gp") -> str:
+        """The protocol in a few words, for a one-line verdict: ``"2,000 drawn test images × 3 seeds"``."""
+        kind = "drawn" if self.subset_seed is not None else "first"
+        return f"{listed(self.drawn.values(), counts=True)} {kind} test images × {len(self.seeds(run))} seeds"
+
     def protocol(self, run: str = "gp") -> str:
         """How the records were measured: images per seed (the draw), the share whose q* converged, seeds."""
         kept, drawn = self.kept(run)

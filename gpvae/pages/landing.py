@@ -246,7 +246,7 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
                 f"{strongest.name.capitalize()} {dataset_label(dataset)}, Spearman ρ of GP-RF (R4)'s variance with the "
                 f"per-image amortization gap, {design.protocol(run)}: {decided.measured}.")
         subset, subset_own, _, subset_images = _difficulty(strongest, run, dataset)
-        return line + (f" On the {subset_images}-image gap subset: {subset.outcome}." if len(subset_own) else "")
+        return line + (f" On the {subset_images:,}-image gap subset: {subset.outcome}." if len(subset_own) else "")
     decided, own, controls, images = _difficulty(strongest, run, dataset)
     if own.empty:
         return (f"**3. The GP's variance measures posterior difficulty — {verdicts.NOT_RESOLVED}.** "
@@ -319,11 +319,11 @@ def summary_lines(strongest: Evidence, budget_column: Evidence | None = None, sc
     third, own, _, images = _difficulty(strongest, run, dataset)
     if design is not None:
         decided = design.decide(run)
-        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {design.protocol(run)}: ρ of "
+        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {design.brief(run)}: ρ of "
                       f"the GP's variance with the per-image gap {decided.differences['chance']['estimate']:.3f} "
                       f"(hierarchical bootstrap); {_outcomes_text(decided)}")
     elif len(own):
-        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {images} test images per "
+        third_text = (f"{third_head} {strongest.name.capitalize()} {dataset_label(dataset)}, {images:,} test images per "
                       f"seed: ρ of the GP's variance with the per-image gap {own.mean():.3f} (n = {len(own)}); "
                       + _outcomes_text(third))
         pending = strongest.design
