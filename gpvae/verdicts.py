@@ -181,7 +181,8 @@ def _spearman_resampled(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     centred = np.empty((k, n, columns))
     for c in range(columns):
         order = np.argsort(values[:, c], kind="stable")
-        starts = np.r_[True, np.diff(values[order, c]) != 0]  # a tie group begins
+        ordered = values[order, c]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]  # a tie group begins (equal infinities tie)
         in_groups = np.add.reduceat(counts[:, order], np.flatnonzero(starts), axis=1)  # (k, groups)
         group_ranks = np.cumsum(in_groups, axis=1) - in_groups + (in_groups + 1) / 2
         centred[:, order, c] = group_ranks[:, np.cumsum(starts) - 1]
@@ -190,7 +191,10 @@ def _spearman_resampled(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     covariance = (weighted[..., 1:] * centred[..., :1]).sum(axis=1)
     variance = (weighted * centred).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return covariance / np.sqrt(variance[:, 1:] * variance[:, :1])
+        rho = covariance / np.sqrt(variance[:, 1:] * variance[:, :1])
+    missing = counts @ np.isnan(values)  # (k, 1 + S): NaNs drawn, which rank nothing
+    rho[(missing[:, 1:] > 0) | (missing[:, :1] > 0)] = np.nan
+    return rho
 
 
 def bootstrap_outcome(low: float, high: float) -> str:
@@ -231,11 +235,9 @@ def ahead_by_bootstrap(per_seed: Mapping[int, pd.DataFrame], own: str, baselines
                        reversed_)
     generator = np.random.default_rng(seed)
     values = {s: (per_seed[s]["gap"].to_numpy(float), per_seed[s][columns].to_numpy(float)) for s in seeds}
-    drawn = np.empty((resamples, len(seeds)), dtype=int)  # resample b's j-th drawn seed, and its images
-    picks: dict[int, list[tuple[int, int, np.ndarray]]] = {s: [] for s in seeds}
+    picks: dict[int, list[tuple[int, int, np.ndarray]]] = {s: [] for s in seeds}  # resample b's j-th seed, its images
     for b in range(resamples):
-        drawn[b] = generator.choice(seeds, size=len(seeds), replace=True)
-        for j, s in enumerate(drawn[b]):
+        for j, s in enumerate(generator.choice(seeds, size=len(seeds), replace=True)):
             picks[s].append((b, j, generator.integers(0, len(values[s][0]), len(values[s][0]))))
     rhos = np.empty((resamples, len(seeds), len(columns)))
     for s, drawn_here in picks.items():  # every resample of one seed's images, in chunks

@@ -114,7 +114,7 @@ def test_the_difficulty_table_shows_the_numbers_and_verdicts_of_the_line():
     assert rows.loc["the VAE's encoder variance (enters reversed)", "GP-RF ahead by"] == "0.400 ± 0.010"
     assert rows.loc["the distance to the 10 nearest training images", "mean ± sd"] == "0.600 ± 0.010"
     assert "2,000 test images per seed" in table.caption and f"the claim: {verdicts.HOLDS}" in table.caption
-    assert "the frontier's knn10 setting, on its seeds only" in table.caption  # where the records lack the control
+    assert "the frontier's 10-nearest-neighbour setting, on its seeds only" in table.caption  # where the records lack the control
     own = difficulty_rows([0.80, 0.81, 0.79], [0.70, 0.71, 0.69])
     own = pd.concat([own, own[own.score == "negative_elbo"].assign(score="training_neighbour_distance", spearman=0.6)])
     assert "each difficulty record's own" in landing.difficulty_table(evidence(difficulty=own)).caption
@@ -135,8 +135,11 @@ def test_a_row_that_keeps_another_models_decoder_says_its_ais_is_that_models():
     table = landing.converged_table(evidence(rows)).set_index("model")
     assert table.loc["GP-RF (R4)", "note"] == "keeps the VAE's decoder: AIS equal by construction"
     assert table.loc["GP-RF (R5, decoder refit)", "note"] == table.loc["VAE", "note"] == ""
+    assert landing.shared_decoders(rows[~((rows.run == "vae") & (rows.seed == 1))], CONVERGED.runs) == {}  # unmatched
+    assert landing.shared_decoders(rows.assign(steps=[4000, 4000, 1000, 1000, 4000, 4000]), CONVERGED.runs) == {}
     rows.loc[(rows.run == "gp") & (rows.seed == 1), "decoder_sha256"] = "refitted"  # one seed of its own: no note
     assert landing.shared_decoders(rows, CONVERGED.runs) == {}
+    assert landing.shared_decoders(ais_rows({"vae": [-87.5], "gp": [-87.5]}), CONVERGED.runs) == {}  # no digests
 
 
 def record(max_test, n_test, eval_k, gap_n, gap_seed) -> dict:

@@ -74,7 +74,7 @@ def test_a_setting_that_loses_elbo_but_gains_log_likelihood_is_explained():
                               "broken": setting(3.0, -0.02, test_ll=-87.9, of_mean=4.0, error_variance_rank=8)})
     record["runs"]["vae"]["settings"]["vae"]["test_ll"] = -88.0
     text = readings.frontier_decision(record, 1.5, 0.2)
-    assert "Lower ELBO but higher log p̂ than the VAE: M = 64. " in text and "a wider proposal" in text
+    assert "Lower ELBO but higher log p̂ than the VAE: M = 64 (one seed" in text and "a wider proposal" in text
     assert readings.frontier_disagreement(frontier_record({"good": setting(2.0, 0.3, test_ll=-87.0)})) == ""
 
 
@@ -87,6 +87,8 @@ def test_a_frontier_setting_is_named_by_the_options_it_changes():
         "10 nearest neighbours' errors (control)"
     assert readings.setting_label("sa", {"model": "savae"}) == "SA-VAE's refinement"
     assert readings.setting_label("r4_default", {"model": "gp", "error_images": 50000}) == "R4's defaults"
+    alike = {"a": {"options": {"error_images": 100}}, "b": {"options": {"error_images": 200}}, "c": {"options": {}}}
+    assert readings.setting_labels(alike) == {"a": "R4's defaults (a)", "b": "R4's defaults (b)", "c": "R4's defaults (c)"}
 
 
 def rows_for(gain_per_seed, ratio=1.2, rho=None, rho_elbo=None, auroc=None, auroc_elbo=None):

@@ -107,3 +107,17 @@ def test_a_score_against_itself_or_at_chance_is_not_resolved():
                 for s in range(3)}
     assert verdicts.ahead_by_bootstrap(per_seed, "own", ["copy"], resamples=100).details["copy"] == verdicts.NOT_RESOLVED
     assert verdicts.ahead_by_bootstrap(per_seed, "noise", [], resamples=100).details["chance"] == verdicts.NOT_RESOLVED
+
+
+def test_resampled_spearman_is_spearman_of_each_resample_ties_and_missing_values_included():
+    rng = np.random.default_rng(3)
+    values = np.round(rng.normal(size=(200, 5)), 1)  # many ties
+    values[:, 3] = 1.0  # a constant score: no ρ
+    values[:10, 4] = np.inf  # tied infinities
+    values[20, 2] = np.nan  # a missing value: no ρ for a resample that draws it
+    index = rng.integers(0, 200, (9, 200))
+    index[0, 0] = 20  # drawn at least once
+    fast = verdicts._spearman_resampled(values, index)
+    slow = np.array([verdicts._spearman_columns(values[pick, 0], values[pick, 1:]) for pick in index])
+    assert fast.shape == (9, 4) and np.isnan(fast[:, 2]).all() and np.isnan(fast[0, 1])
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)  # NaN where the other is NaN

@@ -61,7 +61,8 @@ def listed(values, counts: bool = False) -> str:
     """``"1000"``, ``"0, 1, 2"``: the distinct values of a protocol setting, sorted (NaN and None left out);
     with ``counts``, numbers of images and the like, with thousands separators (``"2,000"``)."""
     distinct = sorted({int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
-                       for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}, key=str)
+                       for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))},
+                      key=lambda v: (0, v, "") if isinstance(v, (int, float, np.number)) else (1, 0, str(v)))
     return ", ".join(f"{v:,}" if counts and isinstance(v, (int, np.integer)) else str(v) for v in distinct) or "–"
 
 

@@ -158,45 +158,53 @@ def status(design: Design | None, run: str = "gp", labels: dict[str, str] | None
             + ("." if design.complete(run) else "; the landing page decides on it once every seed has it."))
 
 
+OOD_CONTROLS = ("negative_elbo", NEIGHBOUR_CONTROL)  # the controls the grid's ood declaration names
+
 
 def ood_table(ood: pd.DataFrame, labels: dict[str, str], run: str = "gp", reference: str = "vae",
-              others: tuple[str, ...] = ("gp_refit",)) -> Styler | None:
-    """Out of distribution (rows of :func:`gpvae.report.load_ood`): per other dataset, the AUROC of "a higher
-    score means the other dataset" (mean ± sd over seeds) of ``run``'s GP variance (mean function), of the
-    ``reference`` VAE's −ELBO and encoder variance, of ``run``'s nearest-neighbour control and of the GP variance
-    of each of ``others``; ``run``'s lead over each control, seed-matched (:func:`gpvae.verdicts.ahead_of_baselines`,
-    chance 0.5, each control in its better orientation). None without a record of ``run``."""
+              others: tuple[str, ...] = ("gp_refit",), dataset: str = "mnist") -> Styler | None:
+    """Out of distribution (rows of :func:`gpvae.report.load_ood`) on ``dataset``: per other dataset, the AUROC of
+    "a higher score means the other dataset" (mean ± sd over seeds) of ``run``'s GP variance (mean function), of
+    the ``reference`` VAE's −ELBO and encoder variance, of ``run``'s nearest-neighbour control and of the GP
+    variance of each of ``others``; ``run``'s lead over chance and over each of :data:`OOD_CONTROLS`, seed-matched
+    (:func:`gpvae.verdicts.ahead_of_baselines`, chance 0.5, each control in its better orientation). None without
+    a record of ``run``."""
+    ood = ood[ood.dataset == dataset]
     mine = ood[(ood.run == run) & (ood.score == OWN)]
     if mine.empty:
         return None
-    sources = {f"{labels.get(run, run)}: GP variance": (run, OWN),
-               **{f"{labels.get(o, o)}: GP variance": (o, OWN) for o in others},
-               CONTROLS["negative_elbo"]: (reference, "negative_elbo"),
-               CONTROLS["encoder_variance"]: (reference, "encoder_variance"),
-               CONTROLS[NEIGHBOUR_CONTROL]: (run, NEIGHBOUR_CONTROL)}
+    gp_variance = f"{labels.get(run, run)}: GP variance"
+    sources = {gp_variance: (run, OWN), **{f"{labels.get(o, o)}: GP variance": (o, OWN) for o in others},
+               **{CONTROLS[score]: (run if score == NEIGHBOUR_CONTROL else reference, score)
+                  for score in ("negative_elbo", "encoder_variance", NEIGHBOUR_CONTROL)}}
     rows = []
     for other in dict.fromkeys(mine.ood):
         def per_seed(source: str, score: str) -> pd.Series:
             part = ood[(ood.run == source) & (ood.score == score) & (ood.ood == other)]
             return part.set_index("seed")["auroc"]
-        controls = {label: per_seed(*sources[label]) for label in CONTROLS.values() if len(per_seed(*sources[label]))}
-        decided = verdicts.ahead_of_baselines(per_seed(run, OWN), controls, chance=0.5)
+        controls = {CONTROLS[score]: per_seed(*sources[CONTROLS[score]]) for score in OOD_CONTROLS}
+        decided = verdicts.ahead_of_baselines(per_seed(run, OWN), {k: v for k, v in controls.items() if len(v)},
+                                              chance=0.5)
         for label, (source, score) in sources.items():
             values = per_seed(source, score)
             if values.empty:
                 continue
             stat = verdicts.spread(values)
-            key = label if label in controls else "chance" if (source, score) == (run, OWN) else None
+            key = "chance" if label == gp_variance else label if label in decided.details else None
             lead = "–" if key is None else (
                 f"{report.mean_sd(*verdicts.spread(decided.differences[key])[['mean', 'sd']], 3)}: {decided.details[key]}"
                 + (" (reversed)" if key in decided.reversed_baselines else ""))
             rows.append({"other dataset": dataset_label(other), "score": label,
-                         "AUROC": report.mean_sd(stat["mean"], stat["sd"], 3),
+                         "AUROC": report.mean_sd(stat["mean"], stat["sd"], 3) + f" (n = {int(stat['n'])})",
                          f"{labels.get(run, run)}'s GP variance ahead by": lead})
     part = ood[ood.run.isin([run, reference, *others])]
-    caption = (f"{dataset_label(part.dataset.iloc[0])} at convergence against other datasets: AUROC of \"a higher score "
-               f"means the other dataset\", mean ± sd over seeds {listed(part.seed)}; "
-               f"{images_text(int(part.n.iloc[0]), part.subset_seed.iloc[0])} against as many of each other dataset "
-               f"(drawn with seed {listed(part.ood_seed)}). The first row's lead is over chance (0.5); each control "
-               f"enters in its better orientation; verdict: {decided.criterion}.")
+    draws = part.subset_seed.drop_duplicates().tolist()
+    images = images_text(listed(part.n, counts=True), draws[0]) + ("" if len(draws) == 1 else
+                                                                    f" (records of several draws: {listed(draws)})")
+    caption = (f"{dataset_label(dataset)} at convergence against other datasets: AUROC of \"a higher score means the "
+               f"other dataset\", mean ± sd over seeds; {images} "
+               f"against as many of each other dataset (drawn with seed {listed(part.ood_seed)}). The lead of "
+               f"{gp_variance}'s row is over chance (0.5), of a control's row over that control, in its better "
+               f"orientation; the grid declared the comparisons with {' and '.join(CONTROLS[s] for s in OOD_CONTROLS)}, "
+               f"the other rows are shown beside them; verdict: {decided.criterion}.")
     return pd.DataFrame(rows).style.hide(axis="index").set_caption(caption)

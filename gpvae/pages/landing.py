@@ -347,7 +347,7 @@ def difficulty_table(evidence: Evidence, run: str = GP_RF, dataset: str = "mnist
         return None
     recorded = ((evidence.difficulty.run == run) & (evidence.difficulty.score == NEIGHBOUR_CONTROL)).any()
     neighbours = ("the neighbour distance: each difficulty record's own" if recorded else
-                  "the nearest-neighbour average: the frontier's knn10 setting, on its seeds only")
+                  "the nearest-neighbour average: the frontier's 10-nearest-neighbour setting, on its seeds only")
     seeds = sorted(set(own.index).union(*(set(values.index) for values in controls.values())))
     rows = []
     own_name = f"{MODEL_LABELS.get(run, run)}: its GP's variance"
@@ -373,16 +373,18 @@ COLLAPSED = 0.01  # a kernel amplitude below this share of its value after the f
 
 def shared_decoders(ais: pd.DataFrame, order) -> dict[str, str]:
     """Run → the run before it in ``order`` (a grid's runs) whose decoder it carries, parameter for parameter
-    (``decoder_sha256`` of the AIS rows, :func:`gpvae.report.load_ais`), on every dataset and seed where both have
-    a row."""
+    (``decoder_sha256`` of the AIS rows, :func:`gpvae.report.load_ais`), measured with the same AIS setting on
+    the same images, at every dataset and seed where the run has a row."""
     owners = {}
+    same = ["decoder_sha256", "n", "subset_seed", "steps", "leapfrog", "chains"]
     runs = [run for run in order if run in set(ais.run)]
     for i, run in enumerate(runs):
-        mine = ais[ais.run == run].set_index(["dataset", "seed"])["decoder_sha256"]
+        mine = ais[ais.run == run].set_index(["dataset", "seed"])[same]
+        if mine.decoder_sha256.isna().any():
+            continue
         for owner in runs[:i]:
-            theirs = ais[ais.run == owner].set_index(["dataset", "seed"])["decoder_sha256"]
-            common = mine.index.intersection(theirs.index)
-            if len(common) and (mine[common] == theirs[common]).all():
+            theirs = ais[ais.run == owner].set_index(["dataset", "seed"])[same]
+            if mine.index.isin(theirs.index).all() and mine.equals(theirs.loc[mine.index]):
                 owners[run] = owner
                 break
     return owners

@@ -239,9 +239,16 @@ def frontier_rows(record: dict) -> tuple[dict, dict]:
     return measured, measured["settings"]
 
 
+def setting_labels(rows: dict) -> dict[str, str]:
+    """Setting name → :func:`setting_label`, the name added where two settings would read alike."""
+    labels = {name: setting_label(name, row["options"]) for name, row in rows.items()}
+    repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    return {name: f"{label} ({name})" if label in repeated else label for name, label in labels.items()}
+
+
 def setting_label(name: str, options: dict) -> str:
     """A frontier setting in words, from the options it changes (the grid's ``frontier.settings``):
-    ``"M = 128, k-means; one kernel, rank 16, 5 nodes"``; R4's defaults where it changes none."""
+    ``"M = 128, k-means, one kernel, rank 16, 5 nodes"``; R4's defaults where it changes none of those."""
     if name == "vae":
         return "the VAE"
     if options.get("model") == "savae":
@@ -267,11 +274,11 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
     subset [nats], the best Spearman ρ with the gap and the variance error [%]; not measurable where the
     low-rank predictive is outside its tolerance."""
     measured, rows = frontier_rows(record)
-    table = []
+    names, table = setting_labels(rows), []
     for label, row in rows.items():
         premise = frontier_premise(row)
         best = max((v for v in row["spearman"].values() if v == v), default=math.nan)
-        table.append({"setting": setting_label(label, row["options"]), "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
+        table.append({"setting": names[label], "infer × VAE (batch 100)": f"{row['ratio_to_vae']['100']:.2f}",
                       "infer × VAE (batch 1)": f"{row['ratio_to_vae']['1']:.2f}",
                       "MACs / image [M] (× VAE)": f"{row['macs_per_image'] / 1e6:.2f} ({row['macs_ratio_to_vae']:.2f})",
                       "gap closed [%]": validity.shown(100 * row["gap_closed"], premise, brief=True),
@@ -286,7 +293,7 @@ def frontier_table(record: dict) -> pd.io.formats.style.Styler:
         f"{measured['repeats']} interleaved repeats on {measured['device']}, {timing['threads']} thread(s), load average "
         f"{timing['load_average']} during the timing; commit {measured['git_commit'][:12]}. Not measurable (a low-rank predictive whose total variance is off "
         f"the full-rank one's by more than {validity.LOW_RANK_VARIANCE_TOLERANCE:.0%}): " + ("; ".join(
-            f"{setting_label(label, row['options'])} ({row['variance_error']['of_mean']:.0%})" for label, row in rows.items()
+            f"{names[label]} ({row['variance_error']['of_mean']:.0%})" for label, row in rows.items()
             if frontier_premise(row))
             or "none") + ".")
 
@@ -304,7 +311,7 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
     chosen = decision["setting"]
 
     def named(label: str) -> str:
-        return setting_label(label, rows[label]["options"]) if label in rows else label
+        return setting_labels(rows).get(label, label)
 
     text = (f"Default rule (≤ {max_ratio}× the VAE's time, ≥ {min_closed:.0%} closed): "
             f"{named(chosen) if chosen else 'no setting qualifies'} — {decision['reason']}"
@@ -324,15 +331,15 @@ def frontier_disagreement(record: dict) -> str:
     yet gains log p̂, a sentence naming those settings and why the two can disagree; else ``""``."""
     _, rows = frontier_rows(record)
     vae = rows.get("vae", {}).get("test_ll")
-    both = [setting_label(label, row["options"]) for label, row in rows.items()
+    both = [setting_labels(rows)[label] for label, row in rows.items()
             if label != "vae" and frontier_premise(row) is None and vae is not None
             and row["gap_closed"] < 0 and row["test_ll"] > vae]
     if not both:
         return ""
-    return (f"Lower ELBO but higher log p̂ than the VAE: {'; '.join(both)}. The two measure different things: q̄ averages "
-            "the encoder's Gaussian over the GP's uncertainty, a wider proposal, which costs ELBO (its mass where the "
-            "posterior has little) and helps importance sampling (its tails cover the posterior's); the converged "
-            "chapter's proposal control widens the VAE's own Gaussian to measure how much of such a gain width alone "
+    return (f"Lower ELBO but higher log p̂ than the VAE: {'; '.join(both)} (one seed, the subset above, no interval). The "
+            "two can disagree: q̄ averages the encoder's Gaussian over the GP's uncertainty, a wider proposal, and width "
+            "can cost ELBO (mass where the posterior has little) while it helps importance sampling (tails that cover "
+            "the posterior's); the converged chapter's proposal control measures what widening the VAE's own Gaussian "
             "buys.")
 
 
@@ -355,7 +362,8 @@ def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = v
         ax.scatter(row["ratio_to_vae"]["100"], 100 * row["gap_closed"], color=colour, zorder=3)
         ax.annotate(str(number), (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8,
                     xytext=(3, 3 + 7 * (number % 2)), textcoords="offset points")  # neighbours alternate heights
-    ax.text(1.02, 1.0, "\n".join(f"{number}  {setting_label(label, rows[label]['options'])}"
+    names = setting_labels(rows)
+    ax.text(1.02, 1.0, "\n".join(f"{number}  {names[label]}"
                                   for number, label in enumerate(drawn, start=1)),
             transform=ax.transAxes, va="top", fontsize=8, family="monospace")  # the key, outside the data
     ax.axvline(max_ratio, color="C3", lw=1, ls="--", label=f"{max_ratio}× the VAE's time")
@@ -363,7 +371,7 @@ def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = v
     broken = [label for label, row in rows.items() if frontier_premise(row)]
     if broken:
         ax.set_title(textwrap.fill("not drawn (low-rank predictive not measurable): "
-                                   + "; ".join(setting_label(label, rows[label]["options"]) for label in broken), 70),
+                                   + "; ".join(names[label] for label in broken), 70),
                      fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("inference time × the VAE's (batch 100, CPU, log scale)")
