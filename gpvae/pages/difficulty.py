@@ -203,8 +203,9 @@ def ood_table(ood: pd.DataFrame, labels: dict[str, str], run: str = "gp", refere
                                                                     f" (records of several draws: {listed(draws)})")
     caption = (f"{dataset_label(dataset)} at convergence against other datasets: AUROC of \"a higher score means the "
                f"other dataset\", mean ± sd over seeds; {images} "
-               f"against as many of each other dataset (drawn with seed {listed(part.ood_seed)}). The lead of "
-               f"{gp_variance}'s row is over chance (0.5), of a control's row over that control, in its better "
-               f"orientation; the grid declared the comparisons with {' and '.join(CONTROLS[s] for s in OOD_CONTROLS)}, "
-               f"the other rows are shown beside them; verdict: {decided.criterion}.")
+               f"against as many of each other dataset (drawn with seed {listed(part.ood_seed)}). Last column: on the row "
+               f"\"{gp_variance}\", its lead over chance (0.5); on a control's row, its lead over that control (the "
+               f"control in its better orientation). The grid declared the comparisons with "
+               f"{' and '.join(CONTROLS[s] for s in OOD_CONTROLS)}; the other rows stand beside them. Verdict: "
+               f"{decided.criterion}.")
     return pd.DataFrame(rows).style.hide(axis="index").set_caption(caption)
