@@ -133,3 +133,11 @@ def test_the_ood_table_sets_the_gp_variance_against_the_elbo_and_the_neighbours(
     one_seed = difficulty.ood_table(ood_rows([0.90], [0.85], [0.95]), labels).data.set_index("score")
     assert one_seed.loc["the VAE's −ELBO", "R4's GP variance ahead by"].endswith(verdicts.NOT_RESOLVED)
     assert difficulty.ood_table(ood_rows([], [], []), labels) is None
+
+
+def test_the_ood_line_groups_each_dataset_s_outcomes():
+    line = difficulty.ood_line(ood_rows([0.90, 0.91, 0.89], [0.85, 0.86, 0.83], [0.95, 0.97, 0.96]))
+    assert line == ("Out of distribution, read beside the claim (AUROC of the GP's variance for images of another "
+                    "dataset): Omniglot-28 (3 seeds): ahead of chance and the VAE's −ELBO, behind the distance to the "
+                    f"{difficulty.NEIGHBOURS} nearest training images.")
+    assert difficulty.ood_line(ood_rows([], [], [])) == ""

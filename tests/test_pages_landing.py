@@ -211,6 +211,13 @@ def test_difficulty_is_decided_on_its_own_design_once_every_seed_has_it(tmp_path
     assert line.startswith(f"**3. The GP's variance measures posterior difficulty — {verdicts.HOLDS}.**")
     assert "per seed, of which 900 of 900 (100.0%) with q* converged" in line
     assert line.endswith(f"On the 2,000-image gap subset: {verdicts.FAILS}.")
+    assert "Out of distribution" not in line  # no ood record
+    from tests.test_pages_difficulty import ood_rows
+    with_ood = evidence(difficulty=subset, design=Design.load(design_grid(tmp_path / "a", AHEAD)),
+                        ood=ood_rows([0.9, 0.91], [0.8, 0.81], [0.95, 0.96]))
+    assert landing.difficulty_line(with_ood).endswith(
+        "Omniglot-28 (2 seeds): ahead of chance and the VAE's −ELBO, behind the distance to the 10 nearest training "
+        "images.")
     found = evidence(difficulty=subset, design=Design.load(design_grid(tmp_path / "a", AHEAD)))
     summary = landing.summary_lines(found)[2]  # the short line agrees with the long one, numbers included
     assert summary.startswith(f"**3. The GP's variance measures posterior difficulty — {verdicts.HOLDS}.**")

@@ -161,6 +161,48 @@ def status(design: Design | None, run: str = "gp", labels: dict[str, str] | None
 OOD_CONTROLS = ("negative_elbo", NEIGHBOUR_CONTROL)  # the controls the grid's ood declaration names
 
 
+def _ood_source(score: str, run: str, reference: str) -> str:
+    """The run whose records hold a score: the GP-RF run for its own and the neighbour control, else the VAE."""
+    return run if score in (OWN, NEIGHBOUR_CONTROL) else reference
+
+
+def _auroc(ood: pd.DataFrame, run: str, score: str, other: str) -> pd.Series:
+    """Per seed, the AUROC of ``run``'s ``score`` against the other dataset ``other``."""
+    return ood[(ood.run == run) & (ood.score == score) & (ood.ood == other)].set_index("seed")["auroc"]
+
+
+def ood_decisions(ood: pd.DataFrame, run: str = "gp", reference: str = "vae",
+                  dataset: str = "mnist") -> dict[str, verdicts.Verdict]:
+    """Per other dataset of ``run``'s ood records on ``dataset``: its GP variance (mean function) against chance
+    (AUROC 0.5) and each of :data:`OOD_CONTROLS`, seed-matched (:func:`gpvae.verdicts.ahead_of_baselines`)."""
+    ood = ood[ood.dataset == dataset]
+    mine = ood[(ood.run == run) & (ood.score == OWN)]
+    decisions = {}
+    for other in dict.fromkeys(mine.ood):
+        controls = {CONTROLS[score]: _auroc(ood, _ood_source(score, run, reference), score, other)
+                    for score in OOD_CONTROLS}
+        decisions[other] = verdicts.ahead_of_baselines(_auroc(ood, run, OWN, other),
+                                                       {k: v for k, v in controls.items() if len(v)}, chance=0.5,
+                                                       claim="the GP's variance flags other datasets")
+    return decisions
+
+
+def ood_line(ood: pd.DataFrame, run: str = "gp", reference: str = "vae", dataset: str = "mnist") -> str:
+    """One sentence of :func:`ood_decisions` for a claim's line: per other dataset, the outcomes grouped; ``""``
+    without a record."""
+    parts = []
+    for other, decided in ood_decisions(ood, run, reference, dataset).items():
+        by_outcome: dict[str, list[str]] = {}
+        for name, outcome in decided.details.items():
+            by_outcome.setdefault(outcome, []).append(name)
+        seeds = int(verdicts.spread(decided.differences["chance"])["n"])
+        parts.append(f"{dataset_label(other)} ({seeds} seed{'s' * (seeds != 1)}): " + ", ".join(
+            f"{ {verdicts.HOLDS: 'ahead of', verdicts.FAILS: 'behind'}.get(o, o + ' against')} {' and '.join(names)}"
+            for o, names in by_outcome.items()))
+    return ("Out of distribution, read beside the claim (AUROC of the GP's variance for images of another dataset): "
+            + "; ".join(parts) + ".") if parts else ""
+
+
 def ood_table(ood: pd.DataFrame, labels: dict[str, str], run: str = "gp", reference: str = "vae",
               others: tuple[str, ...] = ("gp_refit",), dataset: str = "mnist") -> Styler | None:
     """Out of distribution (rows of :func:`gpvae.report.load_ood`) on ``dataset``: per other dataset, the AUROC of
@@ -170,23 +212,17 @@ def ood_table(ood: pd.DataFrame, labels: dict[str, str], run: str = "gp", refere
     (:func:`gpvae.verdicts.ahead_of_baselines`, chance 0.5, each control in its better orientation). None without
     a record of ``run``."""
     ood = ood[ood.dataset == dataset]
-    mine = ood[(ood.run == run) & (ood.score == OWN)]
-    if mine.empty:
+    decisions = ood_decisions(ood, run, reference, dataset)
+    if not decisions:
         return None
     gp_variance = f"{labels.get(run, run)}: GP variance"
     sources = {gp_variance: (run, OWN), **{f"{labels.get(o, o)}: GP variance": (o, OWN) for o in others},
-               **{CONTROLS[score]: (run if score == NEIGHBOUR_CONTROL else reference, score)
+               **{CONTROLS[score]: (_ood_source(score, run, reference), score)
                   for score in ("negative_elbo", "encoder_variance", NEIGHBOUR_CONTROL)}}
     rows = []
-    for other in dict.fromkeys(mine.ood):
-        def per_seed(source: str, score: str) -> pd.Series:
-            part = ood[(ood.run == source) & (ood.score == score) & (ood.ood == other)]
-            return part.set_index("seed")["auroc"]
-        controls = {CONTROLS[score]: per_seed(*sources[CONTROLS[score]]) for score in OOD_CONTROLS}
-        decided = verdicts.ahead_of_baselines(per_seed(run, OWN), {k: v for k, v in controls.items() if len(v)},
-                                              chance=0.5)
+    for other, decided in decisions.items():
         for label, (source, score) in sources.items():
-            values = per_seed(source, score)
+            values = _auroc(ood, source, score, other)
             if values.empty:
                 continue
             stat = verdicts.spread(values)

@@ -21,7 +21,7 @@ from .. import report, verdicts
 from ..plotting import MODEL_COLOURS, MODEL_LABELS
 from ..protocol import NEIGHBOUR_CONTROL
 from . import dataset_label, listed, restart_clause, seeds_text, subplots
-from .difficulty import Design
+from .difficulty import Design, ood_line
 from .protocol import benchmark_text, gap_protocol, measurement_protocol, protocol_text, test_protocol
 
 GP_RF = "gp"  # the reading that decides a claim: R4, the default of --model gp
@@ -45,6 +45,7 @@ class Evidence:
     frontiers: dict[tuple[str, int], dict] = field(default_factory=dict)
     bench: dict[str, dict] = field(default_factory=dict)
     design: Design | None = None  # the difficulty claim's own design (difficulty_large), where declared
+    ood: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=report.OOD_COLUMNS))
 
     @classmethod
     def load(cls, name: str, grid) -> "Evidence":
@@ -62,7 +63,8 @@ class Evidence:
             bench_path = grid.layout.dataset_record(dataset, "bench")
             if bench_path.exists():
                 bench[dataset] = json.loads(bench_path.read_text())
-        return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench, Design.load(grid))
+        return cls(name, grid, records, ais, report.load_difficulty(root), frontiers, bench, Design.load(grid),
+                   report.load_ood(root))
 
     def baselines(self) -> list[str]:
         """The runs a claim compares GP-RF with: the grid's models that are neither controls, side runs nor GP-RF."""
@@ -246,7 +248,9 @@ def difficulty_line(strongest: Evidence, budget_column: Evidence | None = None, 
                 f"{strongest.name.capitalize()} {dataset_label(dataset)}, Spearman ρ of GP-RF (R4)'s variance with the "
                 f"per-image amortization gap, {design.protocol(run)}: {decided.measured}.")
         subset, subset_own, _, subset_images = _difficulty(strongest, run, dataset)
-        return line + (f" On the {subset_images:,}-image gap subset: {subset.outcome}." if len(subset_own) else "")
+        line += f" On the {subset_images:,}-image gap subset: {subset.outcome}." if len(subset_own) else ""
+        ood = ood_line(strongest.ood, run, dataset=dataset)
+        return line + (f" {ood}" if ood else "")
     decided, own, controls, images = _difficulty(strongest, run, dataset)
     if own.empty:
         return (f"**3. The GP's variance measures posterior difficulty — {verdicts.NOT_RESOLVED}.** "
