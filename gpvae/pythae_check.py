@@ -39,6 +39,7 @@ from .provenance import REPOSITORY, provenance, require_clean_commit, resolve_de
 from .run_folder import make_external_run
 
 RECORD = Path("results") / "external" / "pythae_mnist.json"  # in the repository
+PARKED = Path("results") / "external" / "pythae_parked"  # the stages of a check parked part-way, in the repository
 COMMAND = f"python -m gpvae.pythae_check --epochs 50 --out {RECORD}"
 TOLERANCE_SES = 4  # the IS estimates agree within this many standard errors of their mean difference
 BUILDER = '''"""The pythae VAE that pythae saved in {folder}, for gpvae.external."""
@@ -231,21 +232,46 @@ def gap_summary(gaps: dict) -> str:
             "(the approximation gap proper needs AIS with its certificate: the full-scale record below).")
 
 
-def record_text(path: str | Path | None = None) -> str:
+def record_text(path: str | Path | None = None, parked: str | Path | None = None) -> str:
     """Markdown of the record at ``path`` (default: the repository's :data:`RECORD`): the agreement, the table of
-    gpvae's measurements and the provenance (commit, command, device); where there is none, the command that
-    measures it."""
+    gpvae's measurements and the provenance (commit, command, device). Where there is none: the stages of a
+    check parked part-way in ``parked`` (default, for the repository's record: :data:`PARKED`), said to be so;
+    else the command that measures it."""
     path = Path(path) if path else REPOSITORY / RECORD
-    if not path.exists():
+    if path.exists():
+        record = json.loads(path.read_text())
+        return "\n".join([_trained_text(record["training"], record["agreement"], record["pythae_version"]), "",
+                          *_summary_rows(record["summary"]), "",
+                          f"Commit `{record['git_commit']}`, command `{record['command']}`, device {record['device']}."])
+    parked = Path(parked) if parked else REPOSITORY / PARKED if path == REPOSITORY / RECORD else None
+    if parked is None or not (parked / "check.json").exists() or not (parked / "training.json").exists():
         return f"**Not yet measured at full scale:** `{COMMAND}`"
-    record = json.loads(path.read_text())
-    training = record["training"]
-    rows = [f"| {row['quantity']} | {row['nats']} | {row['protocol']} |" for row in record["summary"]]
+    check = json.loads((parked / "check.json").read_text())
+    agreed = json.loads((parked / "agreement.json").read_text()) if (parked / "agreement.json").exists() else None
+    measured = parked / "measured"
+    stages = [json.loads(p.read_text()) for p in sorted(measured.glob("*.json"))]
+    devices = sorted({stage["device"] for stage in stages if "git_commit" in stage})  # measurements, not options
+    stage_names = {"bdmc": "the BDMC certificate", "gaps": "the gap decomposition", "ais": "AIS", "gprf": "GP-RF"}
+    missing = [words for name, words in stage_names.items() if not measurement_file(measured, name).exists()]
     return "\n".join([
-        f"pythae {record['pythae_version']} VAE, d = {training['latent_dim']}, trained by pythae for "
-        f"{training['epochs']} epoch{'s' * (training['epochs'] != 1)} on {training['images']} binarized MNIST images. {agreement_text(record['agreement'])}",
-        "", "| quantity | nats | protocol |", "|---|---|---|", *rows, "",
-        f"Commit `{record['git_commit']}`, command `{record['command']}`, device {record['device']}."])
+        f"**Parked part-way:** the full-scale check's stages measured so far"
+        + (f"; not yet: {', '.join(missing)}" if missing else "") + f" (`{COMMAND}` at commit "
+        f"`{check['git_commit'][:12]}` resumes it; `{PARKED}/README.md` says how).",
+        "", _trained_text(json.loads((parked / "training.json").read_text()), agreed), "",
+        *_summary_rows(report.measurement_summary(measured).to_dict("records")), "",
+        f"Commit `{check['git_commit']}`, device {', '.join(devices) or 'not recorded'}."])
+
+
+def _trained_text(training: dict, agreed: dict | None, version: str | None = None) -> str:
+    return (f"pythae{f' {version}' if version else ''} VAE, d = {training['latent_dim']}, trained by pythae for "
+            f"{training['epochs']} epoch{'s' * (training['epochs'] != 1)} on {training['images']:,} binarized MNIST "
+            f"images." + (f" {agreement_text(agreed)}" if agreed else ""))
+
+
+def _summary_rows(summary: list[dict]) -> list[str]:
+    """A Markdown table of :func:`gpvae.report.measurement_summary` rows."""
+    return ["| quantity | nats | protocol |", "|---|---|---|",
+            *(f"| {row['quantity']} | {row['nats']} | {row['protocol']} |" for row in summary)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,13 @@ def test_the_full_check_s_command_writes_a_record_the_chapter_renders_with_its_p
             "BDMC sandwich width, T = 10, L = 5", "GP-RF (R4) log p̂(x) − the VAE's"} <= quantities
     text = pythae_check.record_text(out)
     assert f"Commit `{record['git_commit']}`" in text and record["command"] in text and record["device"] in text
+    # a check parked part-way: the chapter shows the stages it measured and names the one left
+    (tmp_path / "runs" / "measured" / "gprf.json").rename(tmp_path / "gprf.json")
+    parked = pythae_check.record_text(tmp_path / "none.json", parked=tmp_path / "runs")
+    assert parked.startswith("**Parked part-way:**") and "not yet: GP-RF (" in parked
+    assert "trained by pythae for 1 epoch on 300 binarized MNIST images" in parked and "| amortization gap |" in parked
+    assert f"Commit `{record['git_commit']}`, device {record['device']}." in parked
+    (tmp_path / "gprf.json").rename(tmp_path / "runs" / "measured" / "gprf.json")
     # run again with the same arguments at the same commit: every stage is read back, none measured again
     for stage in ("train", "agreement", "evaluate_run", "bdmc_run", "gaps_run", "ais_run", "gprf_run"):
         monkeypatch.setattr(pythae_check, stage, lambda *args, stage=stage, **kwargs: pytest.fail(f"{stage} measured again"))
