@@ -104,8 +104,8 @@ def rows_for(gain_per_seed, ratio=1.2, rho=None, rho_elbo=None, auroc=None, auro
 
 
 def verdict_of(rows, claim_number, savae=(40.0, "cpu")):
-    decided = readings.claim_verdicts(rows, {}, savae, reading="r4")
-    table = readings.claims(decided, reading="r4").data
+    decided = readings.claim_verdicts(rows, {}, savae, reading="r4", labels={"r4": "R4", "vae": "VAE"})
+    table = readings.claims(decided, reading="R4").data
     row = table[table["claim"].str.startswith(f"{claim_number}.")].iloc[0]
     assert readings.claim_outcomes(decided)[f"claim{claim_number}_verdict"] == row["verdict"]  # the prose's word
     return row
@@ -115,7 +115,7 @@ def verdict_of(rows, claim_number, savae=(40.0, "cpu")):
                                             ([0.5], "not resolved")])
 def test_the_likelihood_claim(gains, outcome):
     row = verdict_of(rows_for(gains), 1)
-    assert row["verdict"] == outcome and row["measured"].startswith("r4 − vae by IS: ")
+    assert row["verdict"] == outcome and row["measured"].startswith("R4 − VAE by IS: ")  # runs by their labels
 
 
 @pytest.mark.parametrize("ratio, savae, outcome", [(1.2, (40.0, "cpu"), "holds"), (3.0, (40.0, "cpu"), "fails"),
@@ -186,7 +186,7 @@ def test_the_partial_table_takes_each_run_s_own_score():
 def test_the_claims_rest_on_one_reading_not_on_the_best_per_claim():
     rows = rows_for([0.5, 0.6, 0.55])
     rows["lucky"] = {**rows["r4"], "run": "lucky", "test_ll": cell({0: -80.0, 1: -80.1, 2: -80.2})}
-    assert verdict_of(rows, 1)["measured"].startswith("r4 − vae by IS: 0.55")
+    assert verdict_of(rows, 1)["measured"].startswith("R4 − VAE by IS: 0.55")
     for claim in (1, 2, 3):  # without the reading, every claim is not measurable and the prose keeps its words
         assert verdict_of({"vae": rows["vae"]}, claim)["verdict"] == validity.NOT_MEASURABLE
 
