@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 PALETTE = "colorblind"
@@ -92,3 +93,24 @@ def scientific_ticks(ax, axis: str = "x", count: int = 4) -> None:
         opened = label.rfind("[")
         target.label.set_text(f"{label[:opened + 1]}{scale} {label[opened + 1:]}" if opened >= 0 and label.endswith("]")
                               else f"{label} [{scale}]")
+
+
+LABEL_OFFSETS = [(4, 4), (4, -12), (-12, 4), (-12, -12), (4, 15), (4, -23), (15, -4), (-23, -4), (4, 26), (4, -34)]
+
+
+def place_labels(fig, annotations) -> None:
+    """Move each point label of ``annotations`` (``ax.annotate`` with ``textcoords="offset points"``), in order, to
+    the first of :data:`LABEL_OFFSETS` [points] where it overlaps no label placed before it; the first offset
+    where none is free."""
+    renderer = (fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)).get_renderer()
+    placed = []
+    for annotation in annotations:
+        for offset in LABEL_OFFSETS:
+            annotation.xyann = offset
+            box = annotation.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        else:
+            annotation.xyann = LABEL_OFFSETS[0]
+            box = annotation.get_window_extent(renderer)
+        placed.append(box)

@@ -20,7 +20,8 @@ def book_theme():
 
 def overlapping_texts(fig) -> list[tuple[str, str]]:
     """Pairs of visible, non-empty texts of ``fig`` whose drawn boxes intersect: the tick labels of each axis
-    among themselves, and every axis label, title and tick label of one panel against those of the others."""
+    among themselves, the texts and annotations drawn in each panel among themselves, and every axis label,
+    title and tick label of one panel against those of the others."""
     if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
         FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
@@ -41,6 +42,8 @@ def overlapping_texts(fig) -> list[tuple[str, str]]:
         for axis in (ax.xaxis, ax.yaxis):
             ticks = boxes(tick_labels(axis))
             pairs += [(a, b) for (a, box_a), (b, box_b) in combinations(ticks, 2) if box_a.overlaps(box_b)]
+        inside = boxes(ax.texts)  # labels of points, keys: each must be read on its own
+        pairs += [(a, b) for (a, box_a), (b, box_b) in combinations(inside, 2) if box_a.overlaps(box_b)]
         panels.append(boxes([ax.xaxis.label, ax.yaxis.label, ax.title, *tick_labels(ax.xaxis), *tick_labels(ax.yaxis)]))
     for one, other in combinations(panels, 2):
         pairs += [(a, b) for a, box_a in one for b, box_b in other if box_a.overlaps(box_b)]

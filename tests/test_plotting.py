@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpvae.pages import subplots
-from gpvae.plotting import scientific_ticks, spans_a_decade
+from gpvae.plotting import place_labels, scientific_ticks, spans_a_decade
 from tests.figures import book_theme, overlapping_texts
 
 
@@ -25,3 +25,13 @@ def test_narrow_or_small_ranges_get_legible_ticks_and_the_power_joins_the_unit(l
         scientific_ticks(ax, "x")
     assert ax.get_xlabel() == label and overlapping_texts(fig) == []
     assert len({t.get_text() for t in ax.get_xticklabels()}) == len(ax.get_xticklabels())  # no two ticks read alike
+
+
+def test_point_labels_are_moved_off_each_other():
+    fig, ax = subplots(figsize=(4, 3))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    labels = [ax.annotate(str(n), (5.0 + 0.01 * n, 5.0), xytext=(4, 4), textcoords="offset points") for n in range(4)]
+    assert overlapping_texts(fig)  # four labels at one point
+    place_labels(fig, labels)
+    assert overlapping_texts(fig) == [] and len({label.xyann for label in labels}) == 4

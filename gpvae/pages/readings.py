@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import report, validity, verdicts
-from ..plotting import MODEL_LABELS, scientific_ticks
+from ..plotting import LABEL_OFFSETS, MODEL_LABELS, place_labels, scientific_ticks
 from . import dataset_label, legend_below, listed, subplots
 from .protocol import images_text, records_images
 
@@ -356,12 +356,13 @@ def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = v
     _, rows = frontier_rows(record)
     fig, ax = subplots(figsize=(9, 4.8))
     drawn = [label for label, row in rows.items() if not frontier_premise(row)]
+    numbers = []
     for number, label in enumerate(drawn, start=1):
         row = rows[label]
         colour = "k" if label == "vae" else "C0" if row["options"].get("model", "gp") == "gp" else "C1"
         ax.scatter(row["ratio_to_vae"]["100"], 100 * row["gap_closed"], color=colour, zorder=3)
-        ax.annotate(str(number), (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8,
-                    xytext=(3, 3 + 7 * (number % 2)), textcoords="offset points")  # neighbours alternate heights
+        numbers.append(ax.annotate(str(number), (row["ratio_to_vae"]["100"], 100 * row["gap_closed"]), fontsize=8,
+                                   xytext=LABEL_OFFSETS[0], textcoords="offset points"))
     names = setting_labels(rows)
     ax.text(1.02, 1.0, "\n".join(f"{number}  {names[label]}"
                                   for number, label in enumerate(drawn, start=1)),
@@ -378,6 +379,7 @@ def frontier_figure(record: dict | None, missing: str = "", max_ratio: float = v
     ax.set_ylabel("share of the VAE's amortization gap closed [%]")
     legend_below(fig, [ax])
     fig.tight_layout()
+    place_labels(fig, numbers)  # after the layout: where the points finally are
     return fig
 
 
