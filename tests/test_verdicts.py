@@ -53,6 +53,7 @@ def test_speed_needs_the_target_and_sa_vae():
     slow = verdicts.speed(4.8, 33.0)
     assert slow.outcome == FAILS and slow.details == {"within the target": FAILS, "faster than SA-VAE": HOLDS}
     assert verdicts.speed(1.2, None).outcome == NOT_RESOLVED
+    assert verdicts.speed(4.8, 33.0, reading="GP-RF (R4)").measured.startswith("GP-RF (R4) 4.80× the VAE's inference time")
 
 
 def test_a_difficulty_score_must_beat_chance_and_every_baseline_seed_by_seed():

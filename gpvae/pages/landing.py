@@ -188,7 +188,7 @@ def _speed(strongest: Evidence, fallback: Evidence | None) -> tuple[verdicts.Ver
         if dataset:
             bench = evidence.bench[dataset]
             ratios = (bench[run]["results"][0]["infer_ratio_to_vae"] for run in ("gp", "savae"))
-            return verdicts.speed(*ratios), benchmark_text(evidence.grid.profile, dataset, bench)
+            return verdicts.speed(*ratios, reading=MODEL_LABELS.get(GP_RF, "GP-RF")), benchmark_text(evidence.grid.profile, dataset, bench)
     return verdicts.speed(None, None), "no benchmark of record"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import report, verdicts
+from ..plotting import MODEL_LABELS
 from . import dataset_label
 from .protocol import benchmark_text
 from .results import BASELINE_SCORES, OWN_SCORE, SCORES, ResultsPage
@@ -138,7 +139,7 @@ def speed(page: ResultsPage) -> str:
         if bench is None:
             continue
         ratio = {run: measured["results"][0]["infer_ratio_to_vae"] for run, measured in bench.items()}
-        decided = verdicts.speed(ratio.get("gp"), ratio.get("savae"))
+        decided = verdicts.speed(ratio.get("gp"), ratio.get("savae"), reading=MODEL_LABELS.get("gp", "GP-RF"))
         lines.append(f"- **{dataset_label(dataset)}**: " + decided.sentence()
                      + (" By part: " + decided.breakdown() + "." if decided.details else "")
                      + f" ({benchmark_text(page.grid.profile, dataset, bench)}.)")
