@@ -50,9 +50,9 @@ def _stopped(record: dict) -> str:
 
 def table6(records: list[dict], small_records: list[dict], k_curves: pd.DataFrame, labels: dict,
            order: list[str], small_labels: dict | None = None) -> pd.io.formats.style.Styler:
-    """Table 6: one row per converged MNIST record (runs in ``order``): test log p̂ and ELBO [nats], epochs,
-    stopping rule, training time [h] (over every resumed job), log p̂ at the k_curve's K, the 20-epoch grid's
-    mean ± sd and the literature. The 20-epoch value is shown only for a run its grid names alike
+    """Table 6: one row per converged MNIST record (runs in ``order``): test log p̂ and ELBO [nats], epochs and
+    stopping rule, training time [h] (over every resumed job), log p̂ at the k_curve's K and the 20-epoch grid's
+    mean ± sd (the literature: :func:`literature_lines`). The 20-epoch value is shown only for a run its grid names alike
     (``small_labels``, the 20-epoch grid's :func:`gpvae.plotting.run_labels`; None: ``labels``): a control of
     another schedule under the same name is another run."""
     mnist = sorted((r for r in records if r["dataset"] == "mnist"), key=lambda r: (order.index(r["run"]), r["seed"]))
@@ -68,12 +68,11 @@ def table6(records: list[dict], small_records: list[dict], k_curves: pd.DataFram
         fitted = r.get("epochs_done") == 0 and r.get("wall_seconds")  # a post-hoc fit: no epochs, its job's time
         rows[(labels.get(r["run"], r["run"]), r["seed"])] = {
             "test log p̂(x) [nats]": r.get("test_ll", np.nan), "test ELBO [nats]": r.get("test_elbo", np.nan),
-            "epochs (best)": f"{r.get('epochs_done', '-')} ({r.get('best_epoch', '-')})", "stopped by": _stopped(r),
+            "epochs (best); stopped by": f"{r.get('epochs_done', '-')} ({r.get('best_epoch', '-')}); {_stopped(r)}",
             "training time [h]": (r["wall_seconds"] if fitted else r.get("train_seconds") or 0) / 3600,
             column: next((large.get(("mnist", r["run"], r["seed"], k), np.nan) for k in large_ks), np.nan),
             "20 epochs (CPU grid)": (report.mean_sd(stats.iloc[0]["mean"], stats.iloc[0]["sd"]) + f" ({int(stats.iloc[0]['n'])})"
-                                     if len(stats) and first_seed else "" if len(stats) else "-"),
-            "Burda et al. (2016)": LITERATURE.get(r["run"], np.nan) if first_seed else np.nan}
+                                     if len(stats) and first_seed else "" if len(stats) else "-")}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     if rows:
         frame.index.names = ["model", "seed"]
@@ -84,17 +83,17 @@ def table6(records: list[dict], small_records: list[dict], k_curves: pd.DataFram
                + (f"; {column.split(' [')[0]} for {', '.join(labels.get(r, r) for r in curve_runs)} (seed "
                   f"{listed(k_curves['seed'])}, k_curve records)" if len(k_curves) else "")
                + f". 20-epoch grid: mean ± sd (seeds) of K = {listed(r.get('eval_k') for r in small_records if r['dataset'] == 'mnist')} "
-               f"on {records_images([r for r in small_records if r['dataset'] == 'mnist'])}. "
-               "Burda et al. (2016): their schedule, 3,280 epochs, K = 5000 on the full test set; both references "
-               "on a model's first row. Training time: the epochs' time over every resumed job (for R5 without its "
+               f"on {records_images([r for r in small_records if r['dataset'] == 'mnist'])}, on a model's first row. "
+               "Training time: the epochs' time over every resumed job (for R5 without its "
                "error fits); for a post-hoc fit (no epochs) its whole job's wall time, the test evaluation included."
                if rows else "No converged record yet: `make converged` trains the profile (hours; resumable).")
-    numbers = ["test log p̂(x) [nats]", "test ELBO [nats]", "training time [h]", column, "Burda et al. (2016)"]
+    numbers = ["test log p̂(x) [nats]", "test ELBO [nats]", "training time [h]", column]
     return frame.style.format("{:.2f}", subset=[c for c in numbers if c in frame], na_rep="-").set_caption(caption)
 
 
 def literature_lines(records: list[dict], k_curves: pd.DataFrame, labels: dict) -> str:
-    """Each of :data:`LITERATURE`'s models here (mean over seeds) against the IWAE paper, in nats."""
+    """Each of :data:`LITERATURE`'s models here (mean over seeds) against the IWAE paper (their schedule, 3,280
+    epochs, K = 5000 on the full test set), in nats."""
     lines = []
     for run, value in LITERATURE.items():
         mine = [r["test_ll"] for r in records if r["run"] == run and "diverged" not in r and r["dataset"] == "mnist"]
