@@ -225,3 +225,11 @@ def test_the_study_s_configurations_are_named_as_the_prose_names_them():
                                "spearman": [0.6], "partial_spearman": [0.3], "n": 50})
     table, values = readings.partial_table(difficulty, {"r4": "R4"})
     assert table.data.loc[0, "configuration"] == "R4" and set(values) == {"r4_partial_spearman"}  # glue keys: run ids
+
+
+def test_the_study_protocol_is_printed_in_words_from_its_grid():
+    from gpvae.runs.grid import Grid
+    text = readings.protocol(Grid.of("study"), "mnist", 0)
+    assert "{" not in text and "max_test" not in text  # no raw settings
+    assert "Test log p̂(x) with K = 1000 on the first 2,000 test images" in text
+    assert "MNIST, seed 0: VAE, R1, R2" in text and "against as many of Fashion-MNIST and Omniglot-28" in text

@@ -31,10 +31,24 @@ SCORES = {"mean_function_variance": "GP variance", "encoder_variance": "encoder 
 
 
 def protocol(grid, dataset: str, seed: int) -> str:
-    """The study grid's budget, runs, evaluation settings and its difficulty and ood measurements."""
-    runs = ", ".join(r for d, r, s in grid.cells() if d == dataset and s == seed)
-    lines = [grid.budget, f"{dataset}: runs {runs} (seed {seed}); evaluation {grid.evaluation(dataset)}"]
-    lines += [f"{name}: {grid.measurement(name, dataset)}" for name in ("difficulty", "ood")]
+    """The study grid's budget, runs, evaluation settings and its difficulty and ood measurements, in words."""
+    labels = configuration_labels(grid)
+    runs = ", ".join(labels[r] for d, r, s in grid.cells() if d == dataset and s == seed)
+    e = grid.evaluation(dataset)
+    tests = images_text(e["max_test"], e.get("test_subset_seed")) if e["max_test"] else "all test images"
+    lines = [grid.budget, f"{dataset_label(dataset)}, seed {seed}: {runs}.",
+             f"Test log p̂(x) with K = {e['eval_k']} on {tests}; gap decompositions with K = {e['gap_eval_k']} on "
+             f"{images_text(e['gap_subset'], e.get('subset_seed'))}."]
+    difficulty = grid.measurement("difficulty", dataset)
+    if difficulty:
+        lines.append(f"Difficulty: the scores of {', '.join(labels[r] for r in difficulty['runs'])} against the "
+                     f"per-image amortization gap of the {labels[difficulty['reference']]}.")
+    ood = grid.measurement("ood", dataset)
+    if ood:
+        lines.append(f"Out of distribution: {images_text(ood['images'], ood.get('subset_seed'))} of "
+                     f"{dataset_label(dataset)} against as many of "
+                     f"{' and '.join(dataset_label(s) for s in ood['sets'])} (drawn with seed {ood['ood_seed']}), "
+                     f"−ELBO from {ood['elbo_samples']} draws, for {', '.join(labels[r] for r in ood['runs'])}.")
     return "\n".join(lines)
 
 
