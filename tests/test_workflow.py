@@ -265,11 +265,12 @@ def test_dry_run_of_the_converged_profile(tmp_path):
     rate, R1 with the importance-weighted bound, R4 on held-out errors), each with its gaps and record, all but
     R4 on held-out errors (its VAE's decoder, so its VAE's AIS) with AIS; the VAE and IWAE on Burda et al.'s
     schedule at seed 0; the VAE's BDMC per seed; K = 5000 and R4's frontier on the VAE at seed 0 only;
-    the difficulty of R4 and R5 on the gap subset and on 2,000 images of its own draw, the VAE's gaps there once per seed."""
+    the difficulty of R4 and R5 on the gap subset and on 2,000 images of its own draw, the VAE's gaps there once per
+    seed; out of distribution for the VAE, R4 and R5 at every seed."""
     counts = dry_run_counts("converged", tmp_path)
     assert counts["train"] == counts["gaps"] == counts["record"] == 12 * 3 + 2 and counts["ais"] == 11 * 3 + 2
     assert counts["bdmc"] == 3 and counts["k_curve"] == 6 and counts["difficulty"] == 2 * 3 and counts["frontier"] == 1
-    assert counts["difficulty_large"] == 2 * 3 and counts["difficulty_gaps"] == 3
+    assert counts["difficulty_large"] == 2 * 3 and counts["difficulty_gaps"] == 3 and counts["ood"] == 3 * 3
     assert counts["measurement_record"] == 5 + 3 * 2  # k_curve, difficulty(_large), bdmc, frontier; the three at seeds 1-2
     assert counts["ais_cost"] == 1
     converged = Grid.of("converged")
