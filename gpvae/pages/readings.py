@@ -324,8 +324,10 @@ def frontier_decision(record: dict, max_ratio: float = verdicts.SPEED_TARGET,
     most = max(valid, key=lambda label: valid[label]["gap_closed"], default=None)
     chosen = decision["setting"]
 
+    names = setting_labels(rows)
+
     def named(label: str) -> str:
-        return setting_labels(rows).get(label, label)
+        return names.get(label, label)
 
     text = (f"Default rule (≤ {max_ratio}× the VAE's time, ≥ {min_closed:.0%} closed): "
             f"{named(chosen) if chosen else 'no setting qualifies'} — {decision['reason']}"
@@ -345,7 +347,8 @@ def frontier_disagreement(record: dict) -> str:
     yet gains log p̂, a sentence naming those settings and why the two can disagree; else ``""``."""
     _, rows = frontier_rows(record)
     vae = rows.get("vae", {}).get("test_ll")
-    both = [setting_labels(rows)[label] for label, row in rows.items()
+    names = setting_labels(rows)
+    both = [names[label] for label, row in rows.items()
             if label != "vae" and frontier_premise(row) is None and vae is not None
             and row["gap_closed"] < 0 and row["test_ll"] > vae]
     if not both:
